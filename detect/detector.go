@@ -1,0 +1,165 @@
+package detect
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+
+	"gocv.io/x/gocv"
+)
+
+// Verdict is the outcome for one frame.
+type Verdict string
+
+// Verdicts. Unknown is given when no model is loaded yet, so a new line can run
+// (and collect frames) before its first model exists.
+const (
+	Pass    Verdict = "pass"
+	Fail    Verdict = "fail"
+	Unknown Verdict = "unknown"
+)
+
+// Result is the judgement of one frame.
+type Result struct {
+	Verdict      Verdict
+	Score        float64 // sigmoid(logit), in [0,1]
+	Logit        float32
+	Threshold    float64
+	ModelVersion string
+	Err          error // the frame could not be judged (bad pixels); Verdict is Unknown
+}
+
+// ErrNoModel is returned while no model has been loaded.
+var ErrNoModel = errors.New("no detector model loaded")
+
+// Detector serves the current model and swaps it for a new one without stopping:
+// frames in flight finish on the model they started with, new frames go to the new
+// one, none is dropped, and the old model is freed once its last frame is done.
+type Detector struct {
+	log  *slog.Logger
+	opts Options
+	cur  atomic.Pointer[slot]
+	swap sync.Mutex // one swap at a time
+}
+
+// slot guards one model's lifetime: judges hold the read lock while they use it; a swap
+// takes the write lock, which waits for them, before freeing the model.
+type slot struct {
+	mu     sync.RWMutex
+	model  *Model
+	closed bool
+}
+
+// New returns a detector with no model.
+func New(log *slog.Logger, o Options) *Detector {
+	return &Detector{log: log, opts: o.withDefaults()}
+}
+
+// Load opens a model folder with the detector's options. It does not install it.
+func (d *Detector) Load(dir string) (*Model, error) { return LoadModel(d.log, dir, d.opts) }
+
+// LoadAndSwap loads a model folder and, only if it loads and checks out, installs it.
+func (d *Detector) LoadAndSwap(dir string) error {
+	m, err := d.Load(dir)
+	if err != nil {
+		return err
+	}
+	d.Swap(m)
+	return nil
+}
+
+// Swap installs m and frees the previous model after its in-flight frames finish.
+// It returns once the previous model is freed.
+func (d *Detector) Swap(m *Model) {
+	d.swap.Lock()
+	defer d.swap.Unlock()
+	old := d.cur.Swap(&slot{model: m})
+	d.log.Info("detector model installed", "model_version", m.Meta.ModelVersion, "provider", string(m.Provider),
+		"dir", m.Dir, "threshold", m.Meta.Threshold)
+	if old != nil {
+		old.mu.Lock()
+		old.closed = true
+		old.model.Close()
+		old.mu.Unlock()
+	}
+}
+
+// Close frees the current model.
+func (d *Detector) Close() {
+	d.swap.Lock()
+	defer d.swap.Unlock()
+	if old := d.cur.Swap(nil); old != nil {
+		old.mu.Lock()
+		old.closed = true
+		old.model.Close()
+		old.mu.Unlock()
+	}
+}
+
+// acquire returns the current model's slot, read-locked, or nil with no model. A slot
+// closed between the load and the lock is skipped: the swap that closed it has already
+// installed its successor.
+func (d *Detector) acquire() *slot {
+	for {
+		s := d.cur.Load()
+		if s == nil {
+			return nil
+		}
+		s.mu.RLock()
+		if !s.closed {
+			return s
+		}
+		s.mu.RUnlock()
+	}
+}
+
+// Metadata returns the current model's metadata, if any.
+func (d *Detector) Metadata() (Metadata, bool) {
+	s := d.acquire()
+	if s == nil {
+		return Metadata{}, false
+	}
+	defer s.mu.RUnlock()
+	return s.model.Meta, true
+}
+
+// Judge scores frames on one model (all of them on the same one, even across a swap)
+// and fills res, which must have one entry per frame. Frames with bad pixels get
+// Err set and Verdict Unknown. With no model it returns ErrNoModel and every entry is
+// Unknown.
+func (d *Detector) Judge(frames []gocv.Mat, res []Result) error {
+	if len(res) != len(frames) {
+		return fmt.Errorf("judge: %d results for %d frames", len(res), len(frames))
+	}
+	s := d.acquire()
+	if s == nil {
+		for i := range res {
+			res[i] = Result{Verdict: Unknown}
+		}
+		return ErrNoModel
+	}
+	defer s.mu.RUnlock()
+	m := s.model
+	// Scratch sized per call: batches are small (≤ a few dozen frames), so these are tiny.
+	logits := make([]float32, len(frames))
+	errs := make([]error, len(frames))
+	if err := m.Logits(frames, logits, errs); err != nil {
+		return err
+	}
+	thr := m.Meta.Threshold
+	for i := range res {
+		r := Result{Threshold: thr, ModelVersion: m.Meta.ModelVersion, Err: errs[i], Verdict: Unknown}
+		if errs[i] == nil {
+			r.Logit = logits[i]
+			r.Score = Sigmoid(logits[i])
+			r.Verdict = Pass
+			if r.Score >= thr {
+				r.Verdict = Fail
+			}
+		}
+		res[i] = r
+	}
+	return nil
+}

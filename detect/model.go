@@ -1,0 +1,286 @@
+package detect
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"os"
+	"path/filepath"
+	"sync"
+
+	ort "github.com/yalue/onnxruntime_go"
+	"gocv.io/x/gocv"
+
+	"github.com/diagd/diagd/internal/ortenv"
+)
+
+// Options configure how models are run.
+type Options struct {
+	Session  ortenv.Options
+	MaxBatch int // frames per ORT call; larger requests are split. Default 8.
+	Workers  int // concurrent ORT calls per model, each with its own buffers. Default 2.
+}
+
+func (o Options) withDefaults() Options {
+	if o.MaxBatch <= 0 {
+		o.MaxBatch = 8
+	}
+	if o.Workers <= 0 {
+		o.Workers = 2
+	}
+	return o
+}
+
+// Model is one loaded detector: its metadata, an ORT session, and a pool of workers
+// whose tensors are allocated once and reused, so the per-frame path allocates nothing
+// large. A Model is safe for concurrent use.
+type Model struct {
+	Meta     Metadata
+	Dir      string
+	Provider ortenv.Provider
+
+	log      *slog.Logger
+	sess     *ortenv.Session
+	maxBatch int
+	workers  chan *worker
+
+	digestOnce sync.Once
+	digest     string
+	digestErr  error
+}
+
+// A worker's tensors for each batch size are views of one input and one output buffer
+// sized for MaxBatch, so memory stays at one full batch per worker.
+type worker struct {
+	pre    *Preprocessor
+	inBuf  []float32
+	outBuf []float32
+	idx    []int // frame index of each packed batch row
+	in     map[int]*ort.Tensor[float32] // by batch size, made on first use
+	out    map[int]*ort.Tensor[float32]
+}
+
+// LoadModel opens dir/model.onnx with dir/model.json, checking that the metadata agrees
+// with the model's real inputs and outputs before anything is served.
+func LoadModel(log *slog.Logger, dir string, o Options) (*Model, error) {
+	o = o.withDefaults()
+	meta, err := ReadMetadata(dir)
+	if err != nil {
+		return nil, err
+	}
+	path := filepath.Join(dir, ModelFile)
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("model file: %w", err)
+	}
+	if st.Size() == 0 {
+		return nil, fmt.Errorf("model file %s is empty (0 bytes)", path)
+	}
+	ins, outs, err := ortenv.Describe(log, path)
+	if err != nil {
+		return nil, err
+	}
+	maxBatch, err := checkInterface(meta, ins, outs)
+	if err != nil {
+		return nil, fmt.Errorf("model %s does not match %s: %w", path, filepath.Join(dir, MetadataFile), err)
+	}
+	if maxBatch > 0 && maxBatch < o.MaxBatch {
+		o.MaxBatch = maxBatch
+	}
+	sess, err := ortenv.OpenSession(log, path, []string{meta.Input.Name}, []string{meta.Outputs.Logit}, o.Session)
+	if err != nil {
+		return nil, err
+	}
+	m := &Model{Meta: meta, Dir: dir, Provider: sess.Provider, log: log, sess: sess,
+		maxBatch: o.MaxBatch, workers: make(chan *worker, o.Workers)}
+	for range o.Workers {
+		pre := NewPreprocessor(meta.Input)
+		m.workers <- &worker{pre: pre, inBuf: make([]float32, o.MaxBatch*pre.Size()), outBuf: make([]float32, o.MaxBatch),
+			idx: make([]int, o.MaxBatch),
+			in: map[int]*ort.Tensor[float32]{}, out: map[int]*ort.Tensor[float32]{}}
+	}
+	return m, nil
+}
+
+// checkInterface compares metadata with the model's declared inputs and outputs and
+// returns the largest batch the model accepts (0 when the batch axis is dynamic).
+func checkInterface(meta Metadata, ins, outs []ort.InputOutputInfo) (int, error) {
+	var in *ort.InputOutputInfo
+	var names []string
+	for i := range ins {
+		names = append(names, ins[i].Name)
+		if ins[i].Name == meta.Input.Name {
+			in = &ins[i]
+		}
+	}
+	if in == nil {
+		return 0, fmt.Errorf("metadata input.name is %q but the model's inputs are %q", meta.Input.Name, names)
+	}
+	if in.DataType != ort.TensorElementDataTypeFloat {
+		return 0, fmt.Errorf("input %q is %v; want float32", in.Name, in.DataType)
+	}
+	d := in.Dimensions
+	if len(d) != 4 {
+		return 0, fmt.Errorf("input %q has shape %v; want [batch,3,H,W]", in.Name, d)
+	}
+	if d[1] != 3 && d[1] >= 0 {
+		return 0, fmt.Errorf("input %q has %d channels; want 3", in.Name, d[1])
+	}
+	if (d[2] >= 0 && d[2] != int64(meta.Input.Height)) || (d[3] >= 0 && d[3] != int64(meta.Input.Width)) {
+		return 0, fmt.Errorf("metadata says input is %dx%d (HxW) but the model's input %q is %dx%d",
+			meta.Input.Height, meta.Input.Width, in.Name, d[2], d[3])
+	}
+	var out *ort.InputOutputInfo
+	names = names[:0]
+	for i := range outs {
+		names = append(names, outs[i].Name)
+		if outs[i].Name == meta.Outputs.Logit {
+			out = &outs[i]
+		}
+	}
+	if out == nil {
+		return 0, fmt.Errorf("metadata outputs.logit is %q but the model's outputs are %q", meta.Outputs.Logit, names)
+	}
+	if out.DataType != ort.TensorElementDataTypeFloat {
+		return 0, fmt.Errorf("output %q is %v; want float32", out.Name, out.DataType)
+	}
+	od := out.Dimensions
+	if len(od) != 2 || (od[1] != 1 && od[1] >= 0) {
+		return 0, fmt.Errorf("output %q has shape %v; want [batch,1]", out.Name, od)
+	}
+	if meta.Outputs.Features != "" {
+		found := false
+		for _, o := range outs {
+			found = found || o.Name == meta.Outputs.Features
+		}
+		if !found {
+			return 0, fmt.Errorf("metadata outputs.features is %q but the model's outputs are %q", meta.Outputs.Features, names)
+		}
+	}
+	if d[0] > 0 {
+		return int(d[0]), nil
+	}
+	return 0, nil
+}
+
+// Close releases the session and every worker's buffers. The caller guarantees no call
+// is in flight (Detector does this for swapped-out models).
+func (m *Model) Close() {
+	close(m.workers)
+	for w := range m.workers {
+		w.pre.Close()
+		for _, t := range w.in {
+			t.Destroy()
+		}
+		for _, t := range w.out {
+			t.Destroy()
+		}
+	}
+	m.sess.Destroy()
+}
+
+// MaxBatch is the number of frames one ORT call takes.
+func (m *Model) MaxBatch() int { return m.maxBatch }
+
+// Digest is the sha256 of model.onnx, computed once. Training caches features by it.
+func (m *Model) Digest() (string, error) {
+	m.digestOnce.Do(func() { m.digest, m.digestErr = FileDigest(filepath.Join(m.Dir, ModelFile)) })
+	return m.digest, m.digestErr
+}
+
+// FileDigest is the hex sha256 of a file.
+func FileDigest(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", fmt.Errorf("%s: %w", path, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// Logits judges frames and writes one logit per frame into out. Frames are split into
+// batches of MaxBatch. A frame that cannot be preprocessed gets its error in errs[i]
+// and is left out of the batch; the others are still judged. The returned error is
+// for failures of the model itself, which affect every frame of the call.
+func (m *Model) Logits(frames []gocv.Mat, out []float32, errs []error) error {
+	if len(out) != len(frames) || len(errs) != len(frames) {
+		return fmt.Errorf("logits: %d outputs and %d error slots for %d frames", len(out), len(errs), len(frames))
+	}
+	w := <-m.workers
+	defer func() { m.workers <- w }()
+	for start := 0; start < len(frames); start += m.maxBatch {
+		end := min(start+m.maxBatch, len(frames))
+		if err := m.runBatch(w, frames[start:end], out[start:end], errs[start:end]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (m *Model) runBatch(w *worker, frames []gocv.Mat, out []float32, errs []error) error {
+	size := w.pre.Size()
+	n := 0 // good frames packed at the front of the input buffer
+	for i, f := range frames {
+		errs[i] = w.pre.Into(f, w.inBuf[n*size:(n+1)*size])
+		if errs[i] == nil {
+			w.idx[n] = i
+			n++
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	if _, err := w.tensors(n, m.Meta.Input); err != nil {
+		return err
+	}
+	if err := m.runTensor(w, n); err != nil {
+		return err
+	}
+	for j, i := range w.idx[:n] {
+		out[i] = w.outBuf[j]
+	}
+	return nil
+}
+
+// runTensor runs the worker's already-filled input buffer as a batch of n; the logits
+// land in w.outBuf[:n].
+func (m *Model) runTensor(w *worker, n int) error {
+	if err := m.sess.Run([]ort.Value{w.in[n]}, []ort.Value{w.out[n]}); err != nil {
+		return fmt.Errorf("model %s: run: %w", m.Meta.ModelVersion, err)
+	}
+	return nil
+}
+
+func (w *worker) tensors(n int, spec InputSpec) (*ort.Tensor[float32], error) {
+	if t, ok := w.in[n]; ok {
+		return t, nil
+	}
+	in, err := ort.NewTensor(ort.NewShape(int64(n), 3, int64(spec.Height), int64(spec.Width)), w.inBuf)
+	if err != nil {
+		return nil, err
+	}
+	out, err := ort.NewTensor(ort.NewShape(int64(n), 1), w.outBuf)
+	if err != nil {
+		in.Destroy()
+		return nil, err
+	}
+	w.in[n], w.out[n] = in, out
+	return in, nil
+}
+
+// Sigmoid maps a logit to a score in [0,1], stably for large |x|.
+func Sigmoid(x float32) float64 {
+	v := float64(x)
+	if v >= 0 {
+		return 1 / (1 + math.Exp(-v))
+	}
+	e := math.Exp(v)
+	return e / (1 + e)
+}
