@@ -3,7 +3,6 @@
 package testenv
 
 import (
-	"context"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -76,9 +75,3 @@ func (w tWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// Context is a context cancelled when the test ends.
-func Context(t testing.TB) context.Context {
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	return ctx
-}
