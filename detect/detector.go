@@ -148,18 +148,22 @@ func (d *Detector) Judge(frames []gocv.Mat, res []Result) error {
 	if err := m.Logits(frames, logits, errs); err != nil {
 		return err
 	}
-	thr := m.Meta.Threshold
 	for i := range res {
-		r := Result{Threshold: thr, ModelVersion: m.Meta.ModelVersion, Err: errs[i], Verdict: Unknown}
-		if errs[i] == nil {
-			r.Logit = logits[i]
-			r.Score = Sigmoid(logits[i])
-			r.Verdict = Pass
-			if r.Score >= thr {
-				r.Verdict = Fail
-			}
+		if errs[i] != nil {
+			res[i] = Result{Verdict: Unknown, Threshold: m.Meta.Threshold, ModelVersion: m.Meta.ModelVersion, Err: errs[i]}
+			continue
 		}
-		res[i] = r
+		res[i] = m.Result(logits[i])
 	}
 	return nil
+}
+
+// Result turns a logit into a verdict with this model's threshold: a score at or above
+// the threshold is a fail (a defect).
+func (m *Model) Result(logit float32) Result {
+	r := Result{Logit: logit, Score: Sigmoid(logit), Threshold: m.Meta.Threshold, ModelVersion: m.Meta.ModelVersion, Verdict: Pass}
+	if r.Score >= r.Threshold {
+		r.Verdict = Fail
+	}
+	return r
 }

@@ -45,9 +45,9 @@ func main() {
 }
 
 func newLogger(w io.Writer) *slog.Logger {
-	level := slog.LevelInfo
-	if os.Getenv("DIAGD_LOG_LEVEL") == "debug" {
-		level = slog.LevelDebug
+	var level slog.Level // info unless DIAGD_LOG_LEVEL says debug, warn or error
+	if err := level.UnmarshalText([]byte(os.Getenv("DIAGD_LOG_LEVEL"))); err != nil {
+		level = slog.LevelInfo
 	}
 	opts := &slog.HandlerOptions{Level: level}
 	if os.Getenv("DIAGD_LOG_FORMAT") == "text" {

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -136,6 +135,7 @@ func OpenSession(log *slog.Logger, path string, inputs, outputs []string, o Opti
 	var reasons []string
 	for _, p := range o.Provider.Chain() {
 		s, err := openWith(path, inputs, outputs, p, o)
+		err = explain(p, err)
 		if err == nil {
 			log.Info("onnx session ready", "model", path, "provider", string(p), "requested", string(o.Provider),
 				"skipped", strings.Join(reasons, "; "))
@@ -147,6 +147,18 @@ func OpenSession(log *slog.Logger, path string, inputs, outputs []string, o Opti
 		}
 	}
 	return nil, fmt.Errorf("%s: no execution provider could load the model: %s", path, strings.Join(reasons, "; "))
+}
+
+// explain shortens ORT's long loader error for the common case of a CPU-only build,
+// where the GPU providers' shared libraries are simply not there.
+func explain(p Provider, err error) error {
+	if err == nil {
+		return nil
+	}
+	if strings.Contains(err.Error(), "libonnxruntime_providers_shared.so") && strings.Contains(err.Error(), "cannot open shared object") {
+		return fmt.Errorf("this ONNX Runtime build has no %s provider (no libonnxruntime_providers_shared.so beside the library; see README, GPU)", p)
+	}
+	return err
 }
 
 // SessionOptions builds ORT session options for one provider.
@@ -174,7 +186,16 @@ func SessionOptions(p Provider, o Options) (*ort.SessionOptions, error) {
 		}
 		defer trt.Destroy()
 		kv := map[string]string{"device_id": strconv.Itoa(o.DeviceID)}
+		if o.TRTCacheDir == "" {
+			// Building an engine takes minutes; without a cache every start pays it again.
+			if dir, err := os.UserCacheDir(); err == nil {
+				o.TRTCacheDir = filepath.Join(dir, "diagd", "tensorrt")
+			}
+		}
 		if o.TRTCacheDir != "" {
+			if err := os.MkdirAll(o.TRTCacheDir, 0o755); err != nil {
+				return nil, fmt.Errorf("tensorrt engine cache: %w", err)
+			}
 			kv["trt_engine_cache_enable"] = "1"
 			kv["trt_engine_cache_path"] = o.TRTCacheDir
 		}
@@ -239,12 +260,4 @@ func Describe(log *slog.Logger, path string) (in, out []ort.InputOutputInfo, err
 		return nil, nil, fmt.Errorf("%s: ONNX Runtime cannot read the model: %w", path, err)
 	}
 	return in, out, nil
-}
-
-// Arch is the npm package's folder name for this machine (x64 or arm64).
-func Arch() string {
-	if runtime.GOARCH == "amd64" {
-		return "x64"
-	}
-	return runtime.GOARCH
 }
