@@ -1,0 +1,124 @@
+package augment
+
+import (
+	"context"
+	"fmt"
+	"image"
+	"math/rand/v2"
+	"slices"
+
+	"github.com/diagd/diagd/augment/catalogue"
+	"github.com/diagd/diagd/augment/memseg"
+)
+
+// Job is one synthetic image to make. The planner fills everything; a generator reads
+// what it needs.
+type Job struct {
+	Index          int
+	Seed           uint64 // this image's seed, derived from the batch seed and Index
+	Negative       string // path of the good image
+	Image          *image.RGBA
+	Kind           *catalogue.Kind
+	Prompt         string
+	NegativePrompt string
+	Mask           *image.Gray // 0/255, same size as Image, never empty
+	MaskSource     MaskSource
+	Settings       catalogue.Generation
+	MemSeg         catalogue.MemSeg
+	// Textures are candidate fill textures for MemSeg: the catalogue's texture files,
+	// else the other negatives.
+	Textures []string
+	Warnings []string
+	// Progress, when set, receives the generator's inner steps (diffusion steps).
+	Progress func(step, total int)
+}
+
+// MaskSource says where a job's mask came from.
+type MaskSource struct {
+	Type  string `json:"type"` // "shape": a defect-shape file; "region": a shape drawn inside a region file
+	File  string `json:"file"`
+	Line  int    `json:"catalogue_line"`
+	Shape string `json:"shape,omitempty"` // for "region"
+}
+
+// Output is a generator's result.
+type Output struct {
+	Image    *image.RGBA
+	Mask     *image.Gray // the defect mask to train on (0/255, image size)
+	Warnings []string
+	Details  map[string]any // generator-specific facts for the sidecar
+}
+
+// Generator paints a defect into a job's negative image.
+type Generator interface {
+	Name() string
+	// ModelDigest identifies the weights used ("" when there are none).
+	ModelDigest() string
+	Generate(ctx context.Context, job Job) (Output, error)
+	Close()
+}
+
+// MemSeg is the weight-free generator: MemSeg's abnormal simulation with the job's
+// mask as the Perlin shape.
+type MemSeg struct{}
+
+// NewMemSeg returns the MemSeg generator.
+func NewMemSeg() *MemSeg { return &MemSeg{} }
+
+func (*MemSeg) Name() string        { return "memseg" }
+func (*MemSeg) ModelDigest() string { return "" }
+func (*MemSeg) Close()              {}
+
+// Generate picks a texture (seeded), fills the mask with it and blends it in.
+func (*MemSeg) Generate(ctx context.Context, job Job) (Output, error) {
+	if err := ctx.Err(); err != nil {
+		return Output{}, err
+	}
+	rng := memseg.Seeded(job.Seed)
+	cands := slices.DeleteFunc(slices.Clone(job.Textures), func(p string) bool { return p == job.Negative })
+	var tex *image.RGBA
+	var texPath string
+	var warnings []string
+	for len(cands) > 0 {
+		i := rng.IntN(len(cands))
+		t, err := ReadRGB(cands[i])
+		if err == nil {
+			tex, texPath = t, cands[i]
+			break
+		}
+		warnings = append(warnings, fmt.Sprintf("texture skipped: %v", err))
+		cands = slices.Delete(cands, i, i+1)
+	}
+	if tex == nil {
+		// A lone negative can still texture itself: shifted and jittered, it differs
+		// from the surface it lands on.
+		tex, texPath = job.Image, job.Negative
+		warnings = append(warnings, "no other texture image: the negative itself is used as texture")
+	}
+	o := memseg.Defaults()
+	o.MinDelta, o.MaxDelta = job.MemSeg.MinDelta, job.MemSeg.MaxDelta
+	if job.Progress != nil {
+		job.Progress(0, 1)
+	}
+	res, err := memseg.Apply(job.Image, job.Mask, tex, rng, o)
+	if err != nil {
+		return Output{}, err
+	}
+	if job.Progress != nil {
+		job.Progress(1, 1)
+	}
+	return Output{Image: res.Image, Mask: res.Mask, Warnings: warnings,
+		Details: map[string]any{"texture": texPath, "transparency": res.Delta}}, nil
+}
+
+// jobRand is the planner's generator for one image.
+func jobRand(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, 0x6469616764)) } // "diagd"
+
+// ImageSeed derives image index's seed from the batch seed (splitmix64), so any
+// image can be regenerated alone from its sidecar.
+func ImageSeed(batch uint64, index int) uint64 {
+	z := batch + uint64(index+1)*0x9e3779b97f4a7c15
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
+	z = (z ^ (z >> 27)) * 0x94d049bb133111eb
+	return z ^ (z >> 31)
+}

@@ -1,0 +1,91 @@
+package augment
+
+import (
+	"fmt"
+	"image"
+	"os"
+	"runtime"
+
+	"gocv.io/x/gocv"
+
+	"github.com/diagd/diagd/detect"
+)
+
+// ReadRGB decodes an image file with OpenCV, as the detector does (EXIF orientation
+// applied, any bit depth and format OpenCV reads), into an opaque RGBA image.
+func ReadRGB(path string) (*image.RGBA, error) {
+	m, err := detect.ReadImage(path)
+	if err != nil {
+		return nil, err
+	}
+	defer m.Close()
+	img, err := m.ToImage()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	rgba, ok := img.(*image.RGBA)
+	if !ok {
+		return nil, fmt.Errorf("%s: decoded to %T, want RGB", path, img)
+	}
+	return rgba, nil
+}
+
+// MaskThreshold binarises soft masks: a pixel is defect when its grey level is above
+// it. Masks resized by bilinear or bicubic filters (KSDD2 after DIAG's preprocessing,
+// Magnetic-tile) have soft edges; halfway keeps their shape.
+const MaskThreshold = 127
+
+// ReadMask decodes a mask image as grey, scales it to size when it differs (warning
+// says so) and binarises it to 0/255 at MaskThreshold.
+func ReadMask(path string, size image.Point) (m *image.Gray, warning string, err error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, "", err
+	}
+	if len(b) == 0 {
+		return nil, "", fmt.Errorf("mask %s: %w: file is empty (0 bytes)", path, detect.ErrBadFrame)
+	}
+	mat, err := gocv.IMDecode(b, gocv.IMReadGrayScale)
+	if err != nil || mat.Empty() {
+		mat.Close()
+		return nil, "", fmt.Errorf("mask %s: %w: not a decodable image (%d bytes)", path, detect.ErrBadFrame, len(b))
+	}
+	defer mat.Close()
+	if got := image.Pt(mat.Cols(), mat.Rows()); got != size {
+		warning = fmt.Sprintf("mask %s is %dx%d, the image is %dx%d: mask scaled to fit", path, got.X, got.Y, size.X, size.Y)
+		scaled := gocv.NewMat()
+		defer scaled.Close()
+		gocv.Resize(mat, &scaled, size, 0, 0, detect.Interpolation(got.X, got.Y, size.X, size.Y))
+		mat, scaled = scaled, mat
+	}
+	bin := gocv.NewMat()
+	defer bin.Close()
+	gocv.Threshold(mat, &bin, MaskThreshold, 255, gocv.ThresholdBinary)
+	img, err := bin.ToImage()
+	if err != nil {
+		return nil, "", fmt.Errorf("mask %s: %w", path, err)
+	}
+	return img.(*image.Gray), warning, nil
+}
+
+// ScaleMask scales a binary mask to size (bilinear, re-binarised).
+func ScaleMask(m *image.Gray, size image.Point) (*image.Gray, error) {
+	if m.Rect.Size() == size {
+		return m, nil
+	}
+	src, err := gocv.ImageGrayToMatGray(m)
+	if err != nil {
+		return nil, err
+	}
+	defer src.Close()
+	dst := gocv.NewMat()
+	defer dst.Close()
+	gocv.Resize(src, &dst, size, 0, 0, detect.Interpolation(m.Rect.Dx(), m.Rect.Dy(), size.X, size.Y))
+	runtime.KeepAlive(m) // src borrows m.Pix
+	gocv.Threshold(dst, &dst, MaskThreshold, 255, gocv.ThresholdBinary)
+	img, err := dst.ToImage()
+	if err != nil {
+		return nil, err
+	}
+	return img.(*image.Gray), nil
+}

@@ -1,0 +1,217 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"image"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"gocv.io/x/gocv"
+
+	"github.com/diagd/diagd/capture"
+	"github.com/diagd/diagd/detect"
+)
+
+func init() { register("capture", benchCapture) }
+
+// benchCapture measures what the capture sources add on top of the work they cannot
+// avoid, in the same process:
+//   - folder backlog: N camera JPEGs present at start, emitted by a folder source
+//     (after=delete) vs a bare loop of os.ReadFile + detect.DecodeImage;
+//   - folder latency: files renamed into place one at a time; time from the rename to
+//     the frame, vs the settle window (polls × settle) that the stable-size check must wait;
+//   - video: frames of an MJPG file emitted by a video source vs a bare VideoCapture.Read loop.
+func benchCapture(args []string) error {
+	fs := flag.NewFlagSet("capture", flag.ContinueOnError)
+	n := fs.Int("files", 200, "backlog files")
+	w := fs.Int("width", 1280, "image width")
+	h := fs.Int("height", 1024, "image height")
+	live := fs.Int("live", 20, "files for the latency run")
+	frames := fs.Int("frames", 300, "video frames")
+	rounds := fs.Int("rounds", 3, "alternating rounds (medians are reported)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	tmp, err := os.MkdirTemp("", "diagd-bench-capture-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+
+	img := gocv.NewMatWithSize(*h, *w, gocv.MatTypeCV8UC3)
+	defer img.Close()
+	gocv.RandN(&img, gocv.NewScalar(128, 128, 128, 0), gocv.NewScalar(30, 30, 30, 0))
+	gocv.GaussianBlur(img, &img, image.Pt(5, 5), 0, 0, gocv.BorderDefault) // camera-like, compressible
+	enc, err := gocv.IMEncode(gocv.JPEGFileExt, img)
+	if err != nil {
+		return err
+	}
+	jpg := slices.Clone(enc.GetBytes())
+	enc.Close()
+	fmt.Printf("capture bench: %d×%d JPEG of %d KiB\n", *w, *h, len(jpg)/1024)
+
+	// 1. Backlog.
+	src := filepath.Join(tmp, "base")
+	drop := filepath.Join(tmp, "drop")
+	for _, d := range []string{src, drop} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+		for i := range *n {
+			if err := os.WriteFile(filepath.Join(d, fmt.Sprintf("img_%05d.jpg", i)), jpg, 0o644); err != nil {
+				return err
+			}
+		}
+	}
+	cfg := capture.Config{Name: "bench", Kind: capture.KindFolder, Target: drop, After: capture.AfterDelete}
+	var bases, gots []time.Duration
+	for r := range *rounds {
+		if r > 0 { // the source deleted its files
+			for i := range *n {
+				if err := os.WriteFile(filepath.Join(drop, fmt.Sprintf("img_%05d.jpg", i)), jpg, 0o644); err != nil {
+					return err
+				}
+			}
+		}
+		t0 := time.Now()
+		for i := range *n {
+			p := filepath.Join(src, fmt.Sprintf("img_%05d.jpg", i))
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			m, err := detect.DecodeImage(p, b)
+			if err != nil {
+				return err
+			}
+			m.Close()
+		}
+		bases = append(bases, time.Since(t0))
+		t0 = time.Now()
+		if err := runFolder(log, cfg, *n, nil); err != nil {
+			return err
+		}
+		gots = append(gots, time.Since(t0))
+	}
+	base, got := captureMedian(bases), captureMedian(gots)
+	window := capture.DefaultSettle * capture.DefaultSettlePolls
+	fmt.Printf("folder backlog  %4d files: source %8.1f ms (%.1f files/s), read+decode loop %8.1f ms; ratio %.2f "+
+		"(incl. one settle window of %v: ratio without it %.2f) [median of %d rounds]\n",
+		*n, captureMS(got), float64(*n)/got.Seconds(), captureMS(base), got.Seconds()/base.Seconds(), window,
+		(got-window).Seconds()/base.Seconds(), *rounds)
+
+	// 2. Latency of single files renamed into place.
+	var lat []time.Duration
+	when := make([]time.Time, *live)
+	err = runFolder(log, cfg, *live, func(i int) {
+		tmpName := filepath.Join(drop, fmt.Sprintf(".part-%d", i))
+		_ = os.WriteFile(tmpName, jpg, 0o644)
+		when[i] = time.Now()
+		_ = os.Rename(tmpName, filepath.Join(drop, fmt.Sprintf("live_%05d.jpg", i)))
+	}, func(f capture.Frame) {
+		var i int
+		fmt.Sscanf(filepath.Base(f.File), "live_%05d.jpg", &i)
+		lat = append(lat, time.Since(when[i]))
+	})
+	if err != nil {
+		return err
+	}
+	slices.Sort(lat)
+	fmt.Printf("folder latency  %4d files: median %6.1f ms, max %6.1f ms; settle window %v; median/window %.2f\n",
+		len(lat), captureMS(lat[len(lat)/2]), captureMS(lat[len(lat)-1]), window, lat[len(lat)/2].Seconds()/window.Seconds())
+
+	// 3. Video.
+	vid := filepath.Join(tmp, "clip.avi")
+	vw, err := gocv.VideoWriterFile(vid, "MJPG", 25, *w, *h, true)
+	if err != nil {
+		return err
+	}
+	for range *frames {
+		if err := vw.Write(img); err != nil {
+			return err
+		}
+	}
+	vw.Close()
+	bases, gots = nil, nil
+	read := 0
+	for range *rounds {
+		t0 := time.Now()
+		vc, err := gocv.OpenVideoCaptureWithAPI(vid, gocv.VideoCaptureFFmpeg)
+		if err != nil {
+			return err
+		}
+		m := gocv.NewMat()
+		read = 0
+		for vc.Read(&m) {
+			read++
+		}
+		m.Close()
+		vc.Close()
+		bases = append(bases, time.Since(t0))
+		s, err := capture.New(log, capture.Config{Name: "vid", Kind: capture.KindVideo, Target: vid}, capture.Hooks{})
+		if err != nil {
+			return err
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		out := make(chan capture.Frame, 8)
+		done := make(chan error, 1)
+		t0 = time.Now()
+		go func() { done <- s.Run(ctx, out) }()
+		for range read {
+			f := <-out
+			f.Mat.Close()
+		}
+		gots = append(gots, time.Since(t0))
+		cancel()
+		<-done
+	}
+	base, got = captureMedian(bases), captureMedian(gots)
+	fmt.Printf("video           %4d frames: source %8.1f ms (%.0f fps), bare Read loop %8.1f ms (%.0f fps); ratio %.2f [median of %d rounds]\n",
+		read, captureMS(got), float64(read)/got.Seconds(), captureMS(base), float64(read)/base.Seconds(), got.Seconds()/base.Seconds(), *rounds)
+	return nil
+}
+
+// runFolder runs a folder source until want frames were emitted; produce(i), when
+// given, makes file i appear after frame i-1 arrived.
+func runFolder(log *slog.Logger, cfg capture.Config, want int, produce func(int), seen ...func(capture.Frame)) error {
+	s, err := capture.New(log, cfg, capture.Hooks{})
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	out := make(chan capture.Frame, 8)
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx, out) }()
+	for i := range want {
+		if produce != nil {
+			produce(i)
+		}
+		select {
+		case f := <-out:
+			for _, fn := range seen {
+				fn(f)
+			}
+			f.Mat.Close()
+			f.Done(true)
+		case <-ctx.Done():
+			return fmt.Errorf("folder source: %d of %d frames before the deadline", i, want)
+		}
+	}
+	cancel()
+	return <-done
+}
+
+func captureMS(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func captureMedian(d []time.Duration) time.Duration {
+	d = slices.Clone(d)
+	slices.Sort(d)
+	return d[len(d)/2]
+}

@@ -1,0 +1,468 @@
+package capture
+
+import (
+	"fmt"
+	"math"
+	"path"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Kind is the kind of a source.
+type Kind string
+
+const (
+	KindDevice Kind = "device"
+	KindURL    Kind = "url"
+	KindVideo  Kind = "video"
+	KindFolder Kind = "folder"
+)
+
+// Mode says which frames a source emits.
+type Mode string
+
+const (
+	ModeContinuous Mode = "continuous" // every frame (live sources drop frames when the consumer lags)
+	ModeTrigger    Mode = "trigger"    // only the frame after each trigger
+)
+
+// After is what a folder source does with a judged file.
+type After string
+
+const (
+	AfterKeep   After = "keep"
+	AfterMove   After = "move"
+	AfterDelete After = "delete"
+)
+
+// Defaults, documented in the package comment.
+const (
+	DefaultRetry        = 500 * time.Millisecond
+	DefaultRetryMax     = 30 * time.Second
+	DefaultTriggerQueue = 16
+	DefaultSettle       = 100 * time.Millisecond
+	DefaultSettlePolls  = 2
+	DefaultIncomplete   = 10 * time.Second
+	DefaultRescan       = 2 * time.Second
+	defaultDeviceFPS    = 30
+	defaultURLFPS       = 25
+	minTimeout          = 2 * time.Second
+)
+
+// DefaultIgnore are the file-name globs a folder source never reads.
+var DefaultIgnore = []string{".*", "*.tmp", "*.part", "~*"}
+
+// Config describes one source. ParseSources fills it from DIAGD_SOURCES; zero values
+// mean "default" and are resolved by New.
+type Config struct {
+	Name   string
+	Kind   Kind
+	Device int    // KindDevice
+	Target string // URL (KindURL) or path (KindVideo, KindFolder)
+	Mode   Mode
+
+	TriggerQueue int
+	RetryMin     time.Duration
+	RetryMax     time.Duration
+
+	// Live sources.
+	FPS     float64       // expected frame rate; 0: from the file, or the kind's default
+	Timeout time.Duration // no-frame timeout; 0: derived from FPS; <0: off
+	Loop    bool          // KindVideo: reopen at the end
+	Pace    bool          // KindVideo: read at the file's frame rate (always so in trigger mode)
+
+	// Folder sources.
+	After       After
+	AfterDir    string // AfterMove destination
+	StateDir    string // journal folder (AfterKeep)
+	RejectDir   string // default Target/rejected
+	Settle      time.Duration
+	SettlePolls int
+	Incomplete  time.Duration
+	Rescan      time.Duration
+	Ignore      []string // globs on the base name; nil: DefaultIgnore
+	PartPattern string   // regexp on the base name; "": base name without extension
+}
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+
+// ParseSources parses a DIAGD_SOURCES value (syntax in the package comment). Errors
+// name the source, the field and the bad value.
+func ParseSources(spec string) ([]Config, error) {
+	var out []Config
+	seen := map[string]bool{}
+	entries := splitEscaped(strings.ReplaceAll(spec, "\n", ";"), ';')
+	for i, e := range entries {
+		if strings.TrimSpace(e) == "" {
+			continue
+		}
+		c, err := parseEntry(e)
+		if err != nil {
+			return nil, fmt.Errorf("source %d (%q): %w", i+1, strings.TrimSpace(unescape(e)), err)
+		}
+		if seen[c.Name] {
+			return nil, fmt.Errorf("source %q: name used twice", c.Name)
+		}
+		seen[c.Name] = true
+		out = append(out, c)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no sources given (want name=target[,key=value]...; ...)")
+	}
+	return out, nil
+}
+
+func parseEntry(e string) (Config, error) {
+	fields := splitEscaped(e, ',')
+	head := strings.TrimSpace(fields[0])
+	eq := strings.IndexByte(head, '=')
+	if eq < 0 {
+		return Config{}, fmt.Errorf("want name=target, got %q", unescape(head))
+	}
+	var c Config
+	c.Name = strings.TrimSpace(head[:eq])
+	if !nameRE.MatchString(c.Name) {
+		return c, fmt.Errorf("source name %q: use letters, digits, '_' and '-' only", c.Name)
+	}
+	fail := func(field, val string, format string, a ...any) error {
+		return fmt.Errorf("source %q: %s=%q: %s", c.Name, field, val, fmt.Sprintf(format, a...))
+	}
+	target := unescape(strings.TrimSpace(head[eq+1:]))
+	kind, rest, _ := strings.Cut(target, ":")
+	switch strings.ToLower(kind) {
+	case "device":
+		n, err := strconv.Atoi(rest)
+		if err != nil || n < 0 {
+			return c, fail("target", target, "device wants a non-negative index, e.g. device:0")
+		}
+		c.Kind, c.Device = KindDevice, n
+	case "rtsp", "rtsps", "http", "https":
+		c.Kind, c.Target = KindURL, target
+	case "url":
+		c.Kind, c.Target = KindURL, rest
+	case "video":
+		c.Kind, c.Target = KindVideo, rest
+	case "folder":
+		c.Kind, c.Target = KindFolder, rest
+	default:
+		return c, fail("target", target, "unknown kind %q; want device:N, folder:PATH, video:PATH, url:..., rtsp://, http(s)://", kind)
+	}
+	if c.Kind != KindDevice && c.Target == "" {
+		return c, fail("target", target, "empty %s", c.Kind)
+	}
+	if c.Kind == KindFolder || c.Kind == KindVideo {
+		c.Target = filepath.Clean(c.Target)
+	}
+	live := c.Kind != KindFolder
+	seenKey := map[string]bool{}
+	for _, f := range fields[1:] {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(f, "=")
+		k, v = strings.ToLower(strings.TrimSpace(k)), unescape(strings.TrimSpace(v))
+		if !ok {
+			return c, fmt.Errorf("source %q: field %q: want key=value", c.Name, unescape(f))
+		}
+		if seenKey[k] {
+			return c, fail(k, v, "given twice")
+		}
+		seenKey[k] = true
+		onlyLive := func() error {
+			if !live {
+				return fail(k, v, "only for device, url and video sources")
+			}
+			return nil
+		}
+		onlyFolder := func() error {
+			if live {
+				return fail(k, v, "only for folder sources")
+			}
+			return nil
+		}
+		dur := func(min time.Duration) (time.Duration, error) {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				return 0, fail(k, v, "not a duration (e.g. 200ms, 2s)")
+			}
+			if d < min {
+				return 0, fail(k, v, "must be at least %v", min)
+			}
+			return d, nil
+		}
+		posInt := func(max int) (int, error) {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > max {
+				return 0, fail(k, v, "want an integer from 1 to %d", max)
+			}
+			return n, nil
+		}
+		dir := func() (string, error) {
+			if v == "" {
+				return "", fail(k, v, "empty folder")
+			}
+			return filepath.Clean(v), nil
+		}
+		var err error
+		switch k {
+		case "mode":
+			switch Mode(strings.ToLower(v)) {
+			case ModeContinuous, ModeTrigger:
+				c.Mode = Mode(strings.ToLower(v))
+			default:
+				err = fail(k, v, "want continuous or trigger")
+			}
+		case "triggers":
+			c.TriggerQueue, err = posInt(10000)
+		case "retry":
+			c.RetryMin, err = dur(time.Millisecond)
+		case "retrymax":
+			c.RetryMax, err = dur(time.Millisecond)
+		case "fps":
+			if err = onlyLive(); err == nil {
+				c.FPS, err = strconv.ParseFloat(v, 64)
+				if err != nil || !(c.FPS > 0 && c.FPS <= 10000) || math.IsNaN(c.FPS) {
+					err = fail(k, v, "want a frame rate > 0 (frames per second)")
+				}
+			}
+		case "timeout":
+			if err = onlyLive(); err == nil {
+				if strings.EqualFold(v, "off") {
+					c.Timeout = -1
+				} else {
+					c.Timeout, err = dur(10 * time.Millisecond)
+				}
+			}
+		case "loop":
+			if c.Kind != KindVideo {
+				err = fail(k, v, "only for video sources")
+			} else if c.Loop, err = strconv.ParseBool(v); err != nil {
+				err = fail(k, v, "want true or false")
+			}
+		case "pace":
+			if c.Kind != KindVideo {
+				err = fail(k, v, "only for video sources")
+			} else if c.Pace, err = strconv.ParseBool(v); err != nil {
+				err = fail(k, v, "want true or false")
+			}
+		case "after":
+			if err = onlyFolder(); err != nil {
+				break
+			}
+			a, d, _ := strings.Cut(v, ":")
+			switch After(strings.ToLower(a)) {
+			case AfterKeep, AfterDelete:
+				c.After = After(strings.ToLower(a))
+				if d != "" {
+					err = fail(k, v, "%s takes no folder", a)
+				}
+			case AfterMove:
+				c.After = AfterMove
+				if d == "" {
+					err = fail(k, v, "want move:DIR")
+				}
+				c.AfterDir = filepath.Clean(d)
+			default:
+				err = fail(k, v, "want keep, move:DIR or delete")
+			}
+		case "state":
+			if err = onlyFolder(); err == nil {
+				c.StateDir, err = dir()
+			}
+		case "rejected":
+			if err = onlyFolder(); err == nil {
+				c.RejectDir, err = dir()
+			}
+		case "settle":
+			if err = onlyFolder(); err == nil {
+				c.Settle, err = dur(time.Millisecond)
+			}
+		case "polls":
+			if err = onlyFolder(); err == nil {
+				c.SettlePolls, err = posInt(1000)
+			}
+		case "incomplete":
+			if err = onlyFolder(); err == nil {
+				c.Incomplete, err = dur(0)
+			}
+		case "rescan":
+			if err = onlyFolder(); err == nil {
+				c.Rescan, err = dur(10 * time.Millisecond)
+			}
+		case "ignore":
+			if err = onlyFolder(); err == nil {
+				c.Ignore = []string{}
+				for g := range strings.SplitSeq(v, "|") {
+					if g = strings.TrimSpace(g); g == "" {
+						continue
+					}
+					if _, perr := path.Match(g, "x"); perr != nil {
+						err = fail(k, v, "bad glob %q", g)
+						break
+					}
+					c.Ignore = append(c.Ignore, g)
+				}
+			}
+		case "part":
+			if err = onlyFolder(); err == nil {
+				if _, rerr := regexp.Compile(v); rerr != nil {
+					err = fail(k, v, "bad regular expression: %v", rerr)
+				}
+				c.PartPattern = v
+			}
+		default:
+			err = fmt.Errorf("source %q: unknown field %q (value %q)", c.Name, k, v)
+		}
+		if err != nil {
+			return c, err
+		}
+	}
+	return c, c.check()
+}
+
+// Validate checks a configuration without touching the file system (for `diagd
+// validate`); New runs the same checks and then opens what the source needs.
+func (c Config) Validate() error {
+	if !nameRE.MatchString(c.Name) {
+		return fmt.Errorf("source name %q: use letters, digits, '_' and '-' only", c.Name)
+	}
+	if err := c.check(); err != nil {
+		return err
+	}
+	if c.Kind != KindFolder {
+		return nil
+	}
+	d := c.withDefaults()
+	if d.After == AfterKeep && d.StateDir == "" {
+		return fmt.Errorf("source %q: after=keep needs state=DIR (a folder for the journal of judged files)", c.Name)
+	}
+	if d.After == AfterMove && d.AfterDir == "" {
+		return fmt.Errorf("source %q: after=move needs a folder (after=move:DIR)", c.Name)
+	}
+	if c.PartPattern != "" {
+		if _, err := regexp.Compile(c.PartPattern); err != nil {
+			return fmt.Errorf("source %q: part=%q: %w", c.Name, c.PartPattern, err)
+		}
+	}
+	for _, g := range c.Ignore {
+		if _, err := path.Match(g, "x"); err != nil {
+			return fmt.Errorf("source %q: ignore=%q: bad glob", c.Name, g)
+		}
+	}
+	return nil
+}
+
+// check validates relations between fields (ParseSources and New both call it).
+func (c *Config) check() error {
+	bad := func(field string, val any, format string, a ...any) error {
+		return fmt.Errorf("source %q: %s=%v: %s", c.Name, field, val, fmt.Sprintf(format, a...))
+	}
+	if c.RetryMin > 0 && c.RetryMax > 0 && c.RetryMax < c.RetryMin {
+		return bad("retrymax", c.RetryMax, "smaller than retry=%v", c.RetryMin)
+	}
+	switch c.Kind {
+	case KindDevice, KindURL, KindVideo:
+		if c.Kind != KindDevice && c.Target == "" {
+			return bad("target", `""`, "empty %s", c.Kind)
+		}
+		return nil
+	case KindFolder:
+		if c.Target == "" {
+			return bad("target", `""`, "empty folder")
+		}
+		for _, d := range []struct{ field, dir string }{{"after", c.AfterDir}, {"rejected", c.RejectDir}, {"state", c.StateDir}} {
+			if d.dir != "" && filepath.Clean(d.dir) == filepath.Clean(c.Target) {
+				return bad(d.field, d.dir, "must differ from the watched folder")
+			}
+		}
+		return nil
+	default:
+		return bad("kind", c.Kind, "want device, url, video or folder")
+	}
+}
+
+// withDefaults resolves zero values.
+func (c Config) withDefaults() Config {
+	if c.Mode == "" {
+		c.Mode = ModeContinuous
+	}
+	if c.TriggerQueue == 0 {
+		c.TriggerQueue = DefaultTriggerQueue
+	}
+	if c.RetryMin == 0 {
+		c.RetryMin = DefaultRetry
+	}
+	if c.RetryMax == 0 {
+		c.RetryMax = max(DefaultRetryMax, c.RetryMin)
+	}
+	if c.Kind == KindFolder {
+		if c.After == "" {
+			c.After = AfterKeep
+		}
+		if c.RejectDir == "" {
+			c.RejectDir = filepath.Join(c.Target, "rejected")
+		}
+		if c.Settle == 0 {
+			c.Settle = DefaultSettle
+		}
+		if c.SettlePolls == 0 {
+			c.SettlePolls = DefaultSettlePolls
+		}
+		if c.Incomplete == 0 {
+			c.Incomplete = DefaultIncomplete
+		}
+		if c.Rescan == 0 {
+			c.Rescan = DefaultRescan
+		}
+		if c.Ignore == nil {
+			c.Ignore = DefaultIgnore
+		}
+	}
+	return c
+}
+
+// timeoutFor is the no-frame timeout for a live source at the given frame rate.
+func (c Config) timeoutFor(fps float64) time.Duration {
+	if c.Timeout != 0 {
+		return c.Timeout
+	}
+	if fps <= 0 {
+		return minTimeout
+	}
+	return max(time.Duration(10/fps*float64(time.Second)), minTimeout)
+}
+
+// splitEscaped splits s at sep, skipping separators escaped with '\'. Escapes are
+// kept for unescape, so a later split on another separator still sees them.
+func splitEscaped(s string, sep byte) []string {
+	var parts []string
+	start := 0
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '\\':
+			i++
+		case sep:
+			parts = append(parts, s[start:i])
+			start = i + 1
+		}
+	}
+	return append(parts, s[start:])
+}
+
+func unescape(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+1 < len(s) {
+			i++
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}

@@ -1,0 +1,233 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/diagd/diagd/augment"
+	"github.com/diagd/diagd/augment/catalogue"
+	"github.com/diagd/diagd/internal/ortenv"
+)
+
+func init() {
+	register("augment", command{summary: "synthesise defect images from good ones (DIAG SDXL inpainting or MemSeg)", run: runAugment})
+}
+
+// exportHint tells a user without a model folder how to get one.
+const exportHint = "export the inpainting model with optimum " +
+	"(optimum-cli export onnx --model diffusers/stable-diffusion-xl-1.0-inpainting-0.1 DIR) and pass --model DIR, " +
+	"or use --generator memseg, which needs no model"
+
+func runAugment(ctx context.Context, env *cliEnv, args []string) int {
+	fs := flag.NewFlagSet("augment", flag.ContinueOnError)
+	fs.SetOutput(env.stderr)
+	negDir := fs.String("negatives", "", "folder of good (defect-free) images to paint defects into")
+	glob := fs.String("glob", "*", "only negatives whose file name matches this pattern (e.g. '*.jpg')")
+	catPath := fs.String("catalogue", envOr("DIAGD_CATALOGUE", ""), "defect catalogue (YAML)")
+	out := fs.String("out", "", "output folder (NNNNN.png, NNNNN_mask.png, NNNNN.json); a new batch appends")
+	n := fs.Int("n", 100, "number of images to make")
+	gen := fs.String("generator", "diag", "diag (SDXL inpainting, needs --model) or memseg (no model)")
+	model := fs.String("model", envOr("DIAGD_SDXL_DIR", ""), "SDXL-inpainting ONNX export folder (for --generator diag)")
+	seed := fs.Int64("seed", -1, "batch seed; -1 uses the catalogue's generation.seed")
+	provider := fs.String("provider", envOr("DIAGD_PROVIDER", "auto"), "execution provider: auto, tensorrt, cuda or cpu")
+	fs.Usage = func() {
+		fmt.Fprintln(env.stderr, "usage: diagd augment --negatives DIR --catalogue FILE --out DIR [--n N] [--generator diag|memseg] [--model DIR] [--seed S] [--provider P]")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	fail := func(code int, format string, a ...any) int {
+		fmt.Fprintf(env.stderr, "diagd augment: "+format+"\n", a...)
+		return code
+	}
+	switch {
+	case fs.NArg() > 0:
+		return fail(2, "unexpected argument %q", fs.Arg(0))
+	case *negDir == "":
+		return fail(2, "--negatives is required")
+	case *catPath == "":
+		return fail(2, "--catalogue is required (or set DIAGD_CATALOGUE)")
+	case *out == "":
+		return fail(2, "--out is required")
+	case *n <= 0:
+		return fail(2, "--n must be > 0, got %d", *n)
+	case *seed < -1:
+		return fail(2, "--seed must be ≥ 0 (or -1 for the catalogue's), got %d", *seed)
+	}
+	prov, err := ortenv.ParseProvider(*provider)
+	if err != nil {
+		return fail(2, "--provider: %v", err)
+	}
+	cat, err := catalogue.Load(*catPath)
+	if err != nil {
+		var ve *catalogue.ValidationError
+		if errors.As(err, &ve) {
+			fmt.Fprintf(env.stderr, "diagd augment: the defect catalogue has %d problem(s):\n", len(ve.Problems))
+			for _, p := range ve.Problems {
+				fmt.Fprintf(env.stderr, "  %s\n", p)
+			}
+			return 1
+		}
+		return fail(1, "%v", err)
+	}
+	negs, err := augment.ListNegatives(*negDir, *glob)
+	if err != nil {
+		return fail(1, "%v", err)
+	}
+
+	var g augment.Generator
+	switch *gen {
+	case "memseg":
+		g = augment.NewMemSeg()
+	case "diag":
+		if *model == "" {
+			return fail(1, "--generator diag needs an SDXL-inpainting model folder (--model or DIAGD_SDXL_DIR): %s", exportHint)
+		}
+		if st, err := os.Stat(*model); err != nil || !st.IsDir() {
+			return fail(1, "model folder %s is not there: %s", *model, exportHint)
+		}
+		g, err = augment.OpenDIAG(env.log, *model, ortenv.Options{Provider: prov})
+		if err != nil {
+			return fail(1, "%v", err)
+		}
+	default:
+		return fail(2, "--generator must be diag or memseg, got %q", *gen)
+	}
+	defer g.Close()
+
+	cfg := augment.Config{Negatives: negs, NegativesDir: *negDir, Out: *out, N: *n,
+		Catalogue: func() *catalogue.Catalogue { return cat }, Generator: g, Log: env.log}
+	if *seed >= 0 {
+		s := uint64(*seed)
+		cfg.Seed = &s
+	}
+	bar := newProgressBar(env.stderr)
+	cfg.Progress = bar.update
+	sum, err := augment.Run(ctx, cfg)
+	bar.finish()
+	printSummary(env.stdout, sum)
+	if err != nil {
+		return fail(1, "%v", err)
+	}
+	return 0
+}
+
+func printSummary(w io.Writer, s augment.Summary) {
+	fmt.Fprintf(w, "%s: wrote %d of %d images (%s) in %s\n", s.Generator, s.Written, s.Requested, s.Range, s.Elapsed.Round(time.Millisecond))
+	if s.ContactSheet != "" {
+		fmt.Fprintf(w, "contact sheet: %s\n", s.ContactSheet)
+	}
+	if s.Warnings > 0 {
+		fmt.Fprintf(w, "warnings: %d (see each image's .json)\n", s.Warnings)
+	}
+	groups := []struct{ what, title string }{
+		{augment.SkipNegative, "negatives skipped (could not be decoded)"},
+		{augment.SkipImage, "images not produced"},
+		{augment.SkipMask, "mask draws rejected and redrawn"},
+	}
+	for _, g := range groups {
+		reasons := map[string]int{}
+		total := 0
+		for _, k := range s.Skipped {
+			if k.What != g.what {
+				continue
+			}
+			total++
+			reasons[k.Reason]++ // reasons name the file
+		}
+		if total == 0 {
+			continue
+		}
+		fmt.Fprintf(w, "%s: %d\n", g.title, total)
+		keys := make([]string, 0, len(reasons))
+		for r := range reasons {
+			keys = append(keys, r)
+		}
+		sort.Strings(keys)
+		for _, r := range keys {
+			fmt.Fprintf(w, "  %d× %s\n", reasons[r], r)
+		}
+	}
+	if s.Stopped != "" {
+		fmt.Fprintf(w, "stopped early: %s\n", s.Stopped)
+	}
+}
+
+// progressBar draws a bar with ETA on a terminal, and plain lines (at most one per
+// 5 s, plus each tenth of the batch) when stderr is a file or pipe.
+type progressBar struct {
+	w         io.Writer
+	tty       bool
+	last      time.Time
+	lastTenth int
+	lastDone  int
+	drawn     bool
+}
+
+func newProgressBar(w io.Writer) *progressBar {
+	b := &progressBar{w: w, lastTenth: -1, lastDone: -1}
+	if f, ok := w.(*os.File); ok {
+		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+			b.tty = true
+		}
+	}
+	return b
+}
+
+func (b *progressBar) update(p augment.Progress) {
+	now := time.Now()
+	frac := p.Fraction()
+	eta := "--:--"
+	if p.Done > 0 || p.Step > 0 {
+		eta = fmtDur(p.ETA)
+	}
+	if b.tty {
+		if now.Sub(b.last) < 100*time.Millisecond && !p.Finished {
+			return
+		}
+		b.last = now
+		const width = 30
+		fill := int(frac * width)
+		step := ""
+		if p.Steps > 1 && !p.Finished {
+			step = fmt.Sprintf(" step %d/%d", p.Step, p.Steps)
+		}
+		fmt.Fprintf(b.w, "\r[%s%s] %d/%d %3.0f%% %s ETA %s skipped %d%s\033[K",
+			strings.Repeat("#", fill), strings.Repeat(".", width-fill), p.Done, p.Total, 100*frac,
+			fmtDur(p.Elapsed), eta, p.Skipped, step)
+		b.drawn = true
+		return
+	}
+	tenth := int(frac * 10)
+	if p.Done == b.lastDone && !p.Finished {
+		return
+	}
+	if !p.Finished && tenth == b.lastTenth && now.Sub(b.last) < 5*time.Second {
+		return
+	}
+	b.last, b.lastTenth, b.lastDone = now, tenth, p.Done
+	fmt.Fprintf(b.w, "augment: %d/%d images (%.0f%%), %d written, %d skipped, elapsed %s, ETA %s\n",
+		p.Done, p.Total, 100*frac, p.Written, p.Skipped, fmtDur(p.Elapsed), eta)
+}
+
+func (b *progressBar) finish() {
+	if b.tty && b.drawn {
+		fmt.Fprintln(b.w)
+	}
+}
+
+func fmtDur(d time.Duration) string {
+	s := int(d.Round(time.Second).Seconds())
+	if s >= 3600 {
+		return fmt.Sprintf("%d:%02d:%02d", s/3600, s/60%60, s%60)
+	}
+	return fmt.Sprintf("%02d:%02d", s/60, s%60)
+}

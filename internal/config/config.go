@@ -1,0 +1,160 @@
+// Package config reads the daemon's settings from DIAGD_* environment variables
+// (envconfig) and validates all of them at start, naming the variable and the bad value.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/kelseyhightower/envconfig"
+
+	"github.com/diagd/diagd/capture"
+	"github.com/diagd/diagd/internal/ortenv"
+)
+
+// Prefix is the environment prefix of every setting.
+const Prefix = "DIAGD"
+
+// Config is the daemon's configuration. Each field's variable is DIAGD_ + its envconfig
+// name; the README lists them all with these defaults. Settings are read once at start:
+// a change needs a restart, except the model (hot-swapped when MODEL_DIR's content
+// changes) and the defect catalogue (reloaded when its files change).
+type Config struct {
+	Station string `envconfig:"STATION" desc:"inspection station name; MQTT client id and topic prefix derive from it (default: the host name)"`
+	Sources string `envconfig:"SOURCES" desc:"camera sources, e.g. cam1=device:0,fps=30;drop=folder:/srv/drop (see README)"`
+	DataDir string `envconfig:"DATA_DIR" default:"/var/lib/diagd" desc:"state: outbox, journals, negatives pool, models"`
+
+	ModelDir      string        `envconfig:"MODEL_DIR" desc:"detector folder (model.onnx + model.json); default DATA_DIR/models/current"`
+	ModelPoll     time.Duration `envconfig:"MODEL_POLL" default:"5s" desc:"how often MODEL_DIR is checked for a new model"`
+	Provider      string        `envconfig:"PROVIDER" default:"auto" desc:"auto, tensorrt, cuda or cpu"`
+	DeviceID      int           `envconfig:"DEVICE_ID" default:"0" desc:"GPU index"`
+	Threads       int           `envconfig:"THREADS" default:"0" desc:"ONNX Runtime intra-op threads on CPU (0: one per core)"`
+	BatchMax      int           `envconfig:"BATCH_MAX" default:"8" desc:"frames judged per model call at most"`
+	BatchWait     time.Duration `envconfig:"BATCH_WAIT" default:"2ms" desc:"how long to wait for more frames to fill a batch"`
+	NegativesKeep int           `envconfig:"NEGATIVES_KEEP" default:"0" desc:"keep every Nth passing frame in DATA_DIR/negatives for retraining (0: off)"`
+
+	MQTTBroker   string `envconfig:"MQTT_BROKER" default:"tcp://127.0.0.1:1883" desc:"broker URL: tcp://host:1883 or ssl://host:8883"`
+	MQTTPrefix   string `envconfig:"MQTT_PREFIX" desc:"topic prefix (default diagd/<station>)"`
+	MQTTUsername string `envconfig:"MQTT_USERNAME"`
+	MQTTPassword string `envconfig:"MQTT_PASSWORD"`
+	MQTTCAFile   string `envconfig:"MQTT_CA_FILE" desc:"CA certificate for TLS"`
+	MQTTCertFile string `envconfig:"MQTT_CERT_FILE" desc:"client certificate for mutual TLS"`
+	MQTTKeyFile  string `envconfig:"MQTT_KEY_FILE" desc:"client key for mutual TLS"`
+
+	OutboxMaxBytes   int64 `envconfig:"OUTBOX_MAX_BYTES" default:"268435456" desc:"outbox size limit; when full, frames are not taken (verdicts are never dropped)"`
+	OutboxMaxRecords int   `envconfig:"OUTBOX_MAX_RECORDS" default:"1000000" desc:"outbox record limit"`
+
+	HTTPAddr        string        `envconfig:"HTTP_ADDR" default:"127.0.0.1:9410" desc:"/livez, /readyz and /metrics; empty: off"`
+	ShutdownTimeout time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"20s" desc:"how long a stop may take to flush the outbox"`
+
+	Demo bool `envconfig:"DEMO" default:"false" desc:"with no sources and no model, run on a generated demo video and a demo model"`
+}
+
+// Load reads the environment and validates it. Errors name the variable.
+func Load() (Config, error) {
+	var c Config
+	if err := envconfig.Process(Prefix, &c); err != nil {
+		// envconfig's message names the variable: "assigning DIAGD_X to X: converting ..."
+		return c, fmt.Errorf("configuration: %w", err)
+	}
+	return c, c.Validate()
+}
+
+var stationRE = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
+
+// Validate checks every setting and reports all problems at once.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(v string, format string, a ...any) {
+		errs = append(errs, fmt.Errorf("%s_%s: %s", Prefix, v, fmt.Sprintf(format, a...)))
+	}
+	if c.Station == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			bad("STATION", "not set and the host name is unavailable: %v", err)
+		}
+		c.Station = h
+	}
+	if !stationRE.MatchString(c.Station) {
+		bad("STATION", "%q: use letters, digits, '.', '_' and '-' only (it becomes an MQTT topic level and client id)", c.Station)
+	}
+	if c.DataDir == "" {
+		bad("DATA_DIR", "must not be empty")
+	}
+	if c.ModelDir == "" {
+		c.ModelDir = filepath.Join(c.DataDir, "models", "current")
+	}
+	if c.ModelPoll <= 0 {
+		bad("MODEL_POLL", "%v must be positive", c.ModelPoll)
+	}
+	if _, err := ortenv.ParseProvider(c.Provider); err != nil {
+		bad("PROVIDER", "%v", err)
+	}
+	if c.DeviceID < 0 {
+		bad("DEVICE_ID", "%d is negative", c.DeviceID)
+	}
+	if c.Threads < 0 {
+		bad("THREADS", "%d is negative", c.Threads)
+	}
+	if c.BatchMax < 1 || c.BatchMax > 256 {
+		bad("BATCH_MAX", "%d is outside 1..256", c.BatchMax)
+	}
+	if c.BatchWait < 0 {
+		bad("BATCH_WAIT", "%v is negative", c.BatchWait)
+	}
+	if c.NegativesKeep < 0 {
+		bad("NEGATIVES_KEEP", "%d is negative", c.NegativesKeep)
+	}
+	if strings.TrimSpace(c.Sources) != "" {
+		if _, err := capture.ParseSources(c.Sources); err != nil {
+			bad("SOURCES", "%v", err)
+		}
+	} else if !c.Demo {
+		bad("SOURCES", "no camera sources configured (set DIAGD_SOURCES, or DIAGD_DEMO=true to try diagd on a generated video)")
+	}
+	if !strings.Contains(c.MQTTBroker, "://") {
+		bad("MQTT_BROKER", "%q is not a URL like tcp://host:1883", c.MQTTBroker)
+	}
+	for v, p := range map[string]string{"MQTT_CA_FILE": c.MQTTCAFile, "MQTT_CERT_FILE": c.MQTTCertFile, "MQTT_KEY_FILE": c.MQTTKeyFile} {
+		if p == "" {
+			continue
+		}
+		if _, err := os.Stat(p); err != nil {
+			bad(v, "%v", err)
+		}
+	}
+	if (c.MQTTCertFile == "") != (c.MQTTKeyFile == "") {
+		bad("MQTT_CERT_FILE", "client certificate and key (DIAGD_MQTT_KEY_FILE) must be given together")
+	}
+	if c.OutboxMaxBytes < 1<<20 {
+		bad("OUTBOX_MAX_BYTES", "%d is below 1 MiB", c.OutboxMaxBytes)
+	}
+	if c.OutboxMaxRecords < 100 {
+		bad("OUTBOX_MAX_RECORDS", "%d is below 100", c.OutboxMaxRecords)
+	}
+	if c.HTTPAddr != "" {
+		if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
+			bad("HTTP_ADDR", "%q: %v", c.HTTPAddr, err)
+		}
+	}
+	if c.ShutdownTimeout <= 0 {
+		bad("SHUTDOWN_TIMEOUT", "%v must be positive", c.ShutdownTimeout)
+	}
+	return errors.Join(errs...)
+}
+
+// Summary is the configuration without secrets, for logs and the retained config state.
+func (c Config) Summary() map[string]any {
+	return map[string]any{
+		"station": c.Station, "sources": c.Sources, "dataDir": c.DataDir, "modelDir": c.ModelDir,
+		"provider": c.Provider, "batchMax": c.BatchMax, "mqttBroker": c.MQTTBroker, "mqttPrefix": c.MQTTPrefix,
+		"mqttTLS": c.MQTTCAFile != "" || c.MQTTCertFile != "", "mqttAuth": c.MQTTUsername != "",
+		"outboxMaxBytes": c.OutboxMaxBytes, "outboxMaxRecords": c.OutboxMaxRecords, "httpAddr": c.HTTPAddr, "demo": c.Demo,
+	}
+}

@@ -1,0 +1,203 @@
+package daemon
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"gocv.io/x/gocv"
+
+	"github.com/diagd/diagd/capture"
+	"github.com/diagd/diagd/detect"
+	"github.com/diagd/diagd/mqtt"
+	"github.com/diagd/diagd/mqtt/outbox"
+)
+
+// judgeLoop takes frames in batches (as many as are waiting, up to BATCH_MAX, waiting
+// at most BATCH_WAIT for more), judges them on one model, and stores each verdict in the
+// outbox before acknowledging the frame to its source. It returns when d.frames is
+// closed and drained, so no frame taken is left unjudged.
+func (d *Daemon) judgeLoop() {
+	batch := make([]capture.Frame, 0, d.cfg.BatchMax)
+	mats := make([]gocv.Mat, 0, d.cfg.BatchMax)
+	res := make([]detect.Result, d.cfg.BatchMax)
+	idle := time.NewTicker(time.Second) // keeps the watchdog heartbeat fresh while no frames come
+	defer idle.Stop()
+	for {
+		d.beat.Store(time.Now().UnixNano())
+		var f capture.Frame
+		var ok bool
+		select {
+		case f, ok = <-d.frames:
+			if !ok {
+				return
+			}
+		case <-idle.C:
+			continue
+		}
+		batch = append(batch[:0], f)
+		batch = d.fill(batch)
+		mats = mats[:0]
+		for _, f := range batch {
+			mats = append(mats, f.Mat)
+		}
+		d.judge(batch, mats, res[:len(batch)])
+	}
+}
+
+// fill adds frames already waiting, then waits up to BatchWait for the rest.
+func (d *Daemon) fill(batch []capture.Frame) []capture.Frame {
+	var timer <-chan time.Time
+	for len(batch) < cap(batch) {
+		select {
+		case f, ok := <-d.frames:
+			if !ok {
+				return batch
+			}
+			batch = append(batch, f)
+			continue
+		default:
+		}
+		if d.cfg.BatchWait <= 0 {
+			return batch
+		}
+		if timer == nil {
+			timer = time.After(d.cfg.BatchWait)
+		}
+		select {
+		case f, ok := <-d.frames:
+			if !ok {
+				return batch
+			}
+			batch = append(batch, f)
+		case <-timer:
+			return batch
+		}
+	}
+	return batch
+}
+
+func (d *Daemon) judge(batch []capture.Frame, mats []gocv.Mat, res []detect.Result) {
+	start := time.Now()
+	err := d.det.Judge(mats, res)
+	elapsed := time.Since(start)
+	switch {
+	case err == nil:
+		d.lastJudge.Store(time.Now().UnixNano())
+		d.m.inference.Observe(elapsed.Seconds() / float64(len(batch)))
+	case errors.Is(err, detect.ErrNoModel):
+		// Verdicts are "unknown": a new line can run before its first model exists.
+	default:
+		// The model itself failed (not one frame): every frame gets an unknown verdict
+		// that says why, so the PLC is told rather than left waiting.
+		d.log.Error("detector failed", "err", err)
+		for i := range res {
+			res[i] = detect.Result{Verdict: detect.Unknown, Err: err}
+		}
+	}
+	for i, f := range batch {
+		d.deliver(f, res[i], err)
+		if d.negatives != nil && res[i].Verdict == detect.Pass && d.negatives.offer(d.log, f, res[i]) {
+			d.m.negativesKept.Inc()
+		}
+		f.Mat.Close()
+	}
+}
+
+// deliver makes the verdict durable, then tells the source the frame is done. A made
+// verdict is never dropped: while the outbox is full it waits (the frames channel
+// then fills and sources skip frames they cannot hand over).
+func (d *Daemon) deliver(f capture.Frame, r detect.Result, judgeErr error) {
+	v := mqtt.Verdict{
+		MessageID:       messageID(f),
+		Timestamp:       mqtt.Timestamp(f.Captured),
+		SensorID:        f.Source,
+		PartID:          f.PartID,
+		FrameID:         frameID(f),
+		Verdict:         string(r.Verdict),
+		Score:           r.Score,
+		Threshold:       r.Threshold,
+		AnalyticsModule: mqtt.AnalyticsModule{ID: "diagd", Version: r.ModelVersion},
+	}
+	switch {
+	case r.Err != nil:
+		v.Error = r.Err.Error()
+	case errors.Is(judgeErr, detect.ErrNoModel):
+		v.Error = "no detector model loaded"
+	}
+	backoff := 50 * time.Millisecond
+	for {
+		v.LatencyMs = float64(time.Since(f.Captured).Microseconds()) / 1000
+		out, dup, err := d.client.PublishVerdict(v)
+		if err == nil {
+			d.outboxFull.Store(false)
+			if dup {
+				d.log.Info("frame judged again after a restart; its first verdict stands", "camera", f.Source,
+					"file", f.File, "messageid", out.MessageID, "seq", out.Seq)
+			} else {
+				d.m.verdicts.WithLabelValues(v.Verdict).Inc()
+				d.m.latency.Observe(v.LatencyMs / 1000)
+				d.log.Debug("verdict", "camera", f.Source, "seq", out.Seq, "messageid", out.MessageID,
+					"verdict", v.Verdict, "score", v.Score, "model_version", v.AnalyticsModule.Version)
+			}
+			if f.Done != nil {
+				f.Done(true)
+			}
+			return
+		}
+		if !errors.Is(err, outbox.ErrOutboxFull) {
+			// Only a closed outbox fails otherwise; the frame's file (if any) stays for the next start.
+			d.log.Error("verdict not stored", "camera", f.Source, "file", f.File, "err", err)
+			if f.Done != nil {
+				f.Done(false)
+			}
+			return
+		}
+		if d.stopping.Load() {
+			// Stopping with a full outbox and no broker: nothing can take the verdict. A
+			// folder frame's file stays and is judged on the next start.
+			d.m.lost.Inc()
+			d.log.Error("stopping with the outbox full: verdict not stored", "camera", f.Source, "file", f.File,
+				"verdict", v.Verdict)
+			if f.Done != nil {
+				f.Done(false)
+			}
+			return
+		}
+		if !d.outboxFull.Swap(true) {
+			d.log.Error("outbox full: holding verdicts until the broker takes some", "camera", f.Source)
+		}
+		time.Sleep(backoff)
+		backoff = min(2*backoff, 2*time.Second)
+	}
+}
+
+// messageID is deterministic for files (their source key) so a file judged again after
+// a crash is recognised by the outbox; live frames get a random id from the client.
+func messageID(f capture.Frame) string {
+	if f.Key == "" {
+		return ""
+	}
+	h := sha256.Sum256([]byte(f.Key))
+	return hex.EncodeToString(h[:16])
+}
+
+func frameID(f capture.Frame) string {
+	if f.File != "" {
+		return filepath.Base(f.File)
+	}
+	return strconv.FormatUint(f.Seq, 10)
+}
+
+// decodeStrict decodes one JSON object and refuses unknown fields, so a typo in a
+// command is an error on its result topic rather than a silent default.
+func decodeStrict(b []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	return dec.Decode(v)
+}
