@@ -1,0 +1,347 @@
+// Package features runs a detector's backbone over labelled images and returns the
+// pooled features (the model's "features" output) and the model's own logits, cached on
+// disk by image digest and model digest, so retraining on the same images costs one
+// backbone pass ever. Preprocessing is detect.Preprocessor, the code that serves.
+package features
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+
+	ort "github.com/yalue/onnxruntime_go"
+
+	"github.com/diagd/diagd/detect"
+	"github.com/diagd/diagd/internal/ortenv"
+	"github.com/diagd/diagd/retrain/dataset"
+)
+
+// ErrNoFeatures is returned for a model without a features output.
+var ErrNoFeatures = errors.New("model has no features output")
+
+// Options tune an Extractor.
+type Options struct {
+	Session  ortenv.Options
+	Batch    int    // images per ORT call; default 8 (the model's fixed batch wins)
+	Workers  int    // goroutines decoding and preprocessing; default min(4, CPUs)
+	CacheDir string // "" disables the cache
+	// CacheKey names the backbone in the cache; default the sha256 of model.onnx. Pass
+	// head.ReadHead's backbone digest so models differing only in their head share
+	// entries (every retrained version does).
+	CacheKey string
+}
+
+// Extractor runs one model. It is not safe for concurrent use.
+type Extractor struct {
+	log         *slog.Logger
+	Meta        detect.Metadata
+	Dir         string
+	ModelDigest string // sha256 of model.onnx
+	cacheKey    string
+	sess        *ortenv.Session
+	dim         int
+	batch       int
+	workers     int
+	fixedBatch  bool
+	cache       *Cache
+}
+
+// Open loads dir/model.onnx with dir/model.json for feature extraction.
+func Open(log *slog.Logger, dir string, o Options) (*Extractor, error) {
+	meta, err := detect.ReadMetadata(dir)
+	if err != nil {
+		return nil, err
+	}
+	path := filepath.Join(dir, detect.ModelFile)
+	if meta.Outputs.Features == "" {
+		return nil, fmt.Errorf("%s: %w: %s has no outputs.features; head training needs a detector exported with a pooled-features output (see README export)",
+			dir, ErrNoFeatures, detect.MetadataFile)
+	}
+	ins, outs, err := ortenv.Describe(log, path)
+	if err != nil {
+		return nil, err
+	}
+	e := &Extractor{log: log, Meta: meta, Dir: dir, batch: o.Batch, workers: o.Workers}
+	if e.workers <= 0 {
+		e.workers = min(4, runtime.NumCPU())
+	}
+	if e.batch <= 0 {
+		e.batch = 8
+	}
+	var names []string
+	for _, out := range outs {
+		names = append(names, out.Name)
+		if out.Name == meta.Outputs.Features {
+			if len(out.Dimensions) != 2 {
+				return nil, fmt.Errorf("%s: output %q has shape %v; want [batch,F]", path, out.Name, out.Dimensions)
+			}
+			e.dim = int(out.Dimensions[1]) // -1 when symbolic; learned on the first run
+		}
+	}
+	if e.dim == 0 {
+		return nil, fmt.Errorf("%s: %w: metadata names %q but the model's outputs are %q", path, ErrNoFeatures, meta.Outputs.Features, names)
+	}
+	for _, in := range ins {
+		if in.Name == meta.Input.Name && len(in.Dimensions) == 4 && in.Dimensions[0] > 0 {
+			e.batch, e.fixedBatch = int(in.Dimensions[0]), true
+		}
+	}
+	if e.ModelDigest, err = detect.FileDigest(path); err != nil {
+		return nil, err
+	}
+	// The key covers the preprocessing too: the same weights fed differently give
+	// different features.
+	key := o.CacheKey
+	if key == "" {
+		key = e.ModelDigest
+	}
+	ks := sha256.Sum256(fmt.Appendf(nil, "%s %+v", key, meta.Input))
+	e.cacheKey = hex.EncodeToString(ks[:])
+	if o.CacheDir != "" {
+		e.cache = &Cache{Dir: o.CacheDir}
+	}
+	e.sess, err = ortenv.OpenSession(log, path, []string{meta.Input.Name}, []string{meta.Outputs.Features, meta.Outputs.Logit}, o.Session)
+	if err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// Close frees the session.
+func (e *Extractor) Close() { e.sess.Destroy() }
+
+// Dim is the feature width (-1 before the first run when the model does not declare it).
+func (e *Extractor) Dim() int { return e.dim }
+
+// Result holds one row per requested item. A failed item (unreadable image) has a nil
+// Features row and its error in Errs; the rest are still extracted.
+type Result struct {
+	Features [][]float32
+	Logits   []float32 // the model's own logit for each computed row; NaN for rows from the cache
+	Digests  []string  // sha256 of each image file
+	Errs     []error
+	Cached   int // rows served from the cache
+	Failed   int
+}
+
+// OK lists the indices of rows that were extracted.
+func (r *Result) OK() []int {
+	var ok []int
+	for i, err := range r.Errs {
+		if err == nil {
+			ok = append(ok, i)
+		}
+	}
+	return ok
+}
+
+// Progress reports done of total images.
+type Progress func(done, total int)
+
+type prepared struct {
+	idx []int // item index of each packed row
+	buf []float32
+}
+
+// Extract computes features for items. Reading, decoding and preprocessing of the next
+// batch overlap with the model running the current one.
+func (e *Extractor) Extract(ctx context.Context, items []dataset.Item, progress Progress) (*Result, error) {
+	n := len(items)
+	res := &Result{Features: make([][]float32, n), Logits: make([]float32, n), Digests: make([]string, n), Errs: make([]error, n)}
+	done := 0
+	report := func(k int) {
+		done += k
+		if progress != nil {
+			progress(done, n)
+		}
+	}
+	// Pass 1: digest every file and take what the cache has.
+	var todo []int
+	for i, it := range items {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		b, err := os.ReadFile(it.Path)
+		if err != nil {
+			res.Errs[i] = err
+			res.Failed++
+			report(1)
+			continue
+		}
+		sum := sha256.Sum256(b)
+		res.Digests[i] = hex.EncodeToString(sum[:])
+		if e.cache != nil {
+			if f, err := e.cache.Get(e.cacheKey, res.Digests[i]); err == nil && (e.dim < 0 || len(f) == e.dim) {
+				res.Features[i], res.Logits[i] = f, float32(math.NaN())
+				res.Cached++
+				report(1)
+				continue
+			} else if err != nil && !errors.Is(err, os.ErrNotExist) {
+				e.log.Warn("feature cache entry is bad; recomputing", "image", it.Path, "err", err.Error())
+			}
+		}
+		todo = append(todo, i)
+	}
+	if len(todo) == 0 {
+		return res, nil
+	}
+	pre := detect.NewPreprocessor(e.Meta.Input)
+	size := pre.Size()
+	pre.Close()
+	// Stage 1 (workers goroutines): read, decode and preprocess chunks of one batch each,
+	// so decoding keeps up with a fast backbone (a GPU). Stage 2 (here): run the model.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	workers := e.workers
+	chunks := make(chan []int)
+	batches := make(chan prepared, workers)
+	free := make(chan []float32, workers+1)
+	for range workers + 1 {
+		free <- make([]float32, e.batch*size)
+	}
+	// Workers write distinct indices; they are read only after batches is closed,
+	// which happens after every worker is done.
+	prepErrs := make([]error, n)
+	go func() {
+		defer close(chunks)
+		for s := 0; s < len(todo); s += e.batch {
+			select {
+			case chunks <- todo[s:min(s+e.batch, len(todo))]:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p := detect.NewPreprocessor(e.Meta.Input)
+			defer p.Close()
+			for chunk := range chunks {
+				var cur prepared
+				select {
+				case cur.buf = <-free:
+				case <-ctx.Done():
+					return
+				}
+				for _, i := range chunk {
+					k := len(cur.idx)
+					mat, err := detect.ReadImage(items[i].Path)
+					if err == nil {
+						if err = p.Into(mat, cur.buf[k*size:(k+1)*size]); err != nil {
+							err = fmt.Errorf("%s: %w", items[i].Path, err)
+						}
+					}
+					mat.Close()
+					if err != nil {
+						prepErrs[i] = err // each index belongs to one worker
+						continue
+					}
+					cur.idx = append(cur.idx, i)
+				}
+				select {
+				case batches <- cur:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}()
+	}
+	go func() {
+		wg.Wait()
+		close(batches)
+	}()
+	for b := range batches {
+		if len(b.idx) == 0 { // every image of the chunk failed
+			free <- b.buf
+			continue
+		}
+		feats, logits, err := e.run(b.buf, len(b.idx))
+		free <- b.buf
+		if err != nil {
+			return nil, err
+		}
+		for k, i := range b.idx {
+			res.Features[i], res.Logits[i] = feats[k], logits[k]
+			if e.cache != nil {
+				if err := e.cache.Put(e.cacheKey, res.Digests[i], feats[k]); err != nil {
+					e.log.Warn("feature cache write failed", "image", items[i].Path, "err", err.Error())
+				}
+			}
+		}
+		report(len(b.idx))
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	for _, i := range todo {
+		if prepErrs[i] != nil {
+			res.Errs[i] = prepErrs[i]
+			res.Failed++
+			report(1)
+		}
+	}
+	return res, nil
+}
+
+// run executes one batch of k preprocessed images held at the front of buf.
+func (e *Extractor) run(buf []float32, k int) ([][]float32, []float32, error) {
+	rows := k
+	if e.fixedBatch {
+		rows = e.batch
+		clear(buf[k*len(buf)/e.batch:])
+	}
+	size := len(buf) / e.batch
+	in, err := ort.NewTensor(ort.NewShape(int64(rows), 3, int64(e.Meta.Input.Height), int64(e.Meta.Input.Width)), buf[:rows*size])
+	if err != nil {
+		return nil, nil, err
+	}
+	defer in.Destroy()
+	outs := []ort.Value{nil, nil}
+	if err := e.sess.Run([]ort.Value{in}, outs); err != nil {
+		return nil, nil, fmt.Errorf("%s: inference: %w", e.Dir, err)
+	}
+	defer func() {
+		for _, o := range outs {
+			if o != nil {
+				o.Destroy()
+			}
+		}
+	}()
+	ft, ok1 := outs[0].(*ort.Tensor[float32])
+	lt, ok2 := outs[1].(*ort.Tensor[float32])
+	if !ok1 || !ok2 {
+		return nil, nil, fmt.Errorf("%s: features and logit outputs must be float32", e.Dir)
+	}
+	fs := ft.GetShape()
+	if len(fs) != 2 || fs[0] != int64(rows) {
+		return nil, nil, fmt.Errorf("%s: features output has shape %v for a batch of %d", e.Dir, fs, rows)
+	}
+	dim := int(fs[1])
+	if e.dim > 0 && dim != e.dim {
+		return nil, nil, fmt.Errorf("%s: features output is %d wide; the model declares %d", e.Dir, dim, e.dim)
+	}
+	e.dim = dim
+	fd, ld := ft.GetData(), lt.GetData()
+	if len(ld) != rows {
+		return nil, nil, fmt.Errorf("%s: logit output holds %d values for a batch of %d", e.Dir, len(ld), rows)
+	}
+	feats := make([][]float32, k)
+	for i := range k {
+		feats[i] = append([]float32(nil), fd[i*dim:(i+1)*dim]...)
+	}
+	return feats, append([]float32(nil), ld[:k]...), nil
+}

@@ -1,0 +1,300 @@
+package head
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/diagd/diagd/internal/atomicfile"
+	"github.com/diagd/diagd/internal/onnx/build"
+	pb "github.com/diagd/diagd/internal/onnx/onnxpb"
+)
+
+// ErrStructure is returned when the model's head is not a Gemm with constant weights
+// fed by the features output, so a trained head cannot be written into it.
+var ErrStructure = errors.New("unexpected detector structure")
+
+// passThrough ops do not change values; the logit output may be named through them.
+var passThrough = map[string]bool{"Identity": true, "Flatten": true, "Reshape": true, "Squeeze": true, "Unsqueeze": true}
+
+// headGemm finds the Gemm that produces the logit output, following pass-through nodes
+// back from the output, and checks that it reads the features.
+func headGemm(g *pb.GraphProto, logit, features string) (*pb.NodeProto, error) {
+	producer := map[string]*pb.NodeProto{}
+	for _, n := range g.Node {
+		for _, o := range n.Output {
+			producer[o] = n
+		}
+	}
+	name := logit
+	for range len(g.Node) + 1 {
+		n := producer[name]
+		if n == nil {
+			return nil, fmt.Errorf("%w: no node produces %q", ErrStructure, name)
+		}
+		if n.GetOpType() == "Gemm" {
+			if len(n.Input) != 3 {
+				return nil, fmt.Errorf("%w: the Gemm producing %q has %d inputs; want x, W and bias", ErrStructure, logit, len(n.Input))
+			}
+			if !reads(producer, n.Input[0], features) {
+				return nil, fmt.Errorf("%w: the Gemm producing %q reads %q, which is not the %q output", ErrStructure, logit, n.Input[0], features)
+			}
+			return n, nil
+		}
+		if !passThrough[n.GetOpType()] || len(n.Input) == 0 {
+			return nil, fmt.Errorf("%w: %q is produced by a %s node, not by a Gemm (Linear) head", ErrStructure, name, n.GetOpType())
+		}
+		name = n.Input[0]
+	}
+	return nil, fmt.Errorf("%w: cycle while tracing %q", ErrStructure, logit)
+}
+
+// reads says whether value x is the features output or equal to it through Identity.
+func reads(producer map[string]*pb.NodeProto, x, features string) bool {
+	if x == features {
+		return true
+	}
+	if n := producer[features]; n != nil && n.GetOpType() == "Identity" && n.Input[0] == x {
+		return true
+	}
+	if n := producer[x]; n != nil && n.GetOpType() == "Identity" && n.Input[0] == features {
+		return true
+	}
+	return false
+}
+
+func attrInt(n *pb.NodeProto, name string, def int64) int64 {
+	for _, a := range n.Attribute {
+		if a.GetName() == name {
+			return a.GetI()
+		}
+	}
+	return def
+}
+
+func attrFloat(n *pb.NodeProto, name string, def float32) float32 {
+	for _, a := range n.Attribute {
+		if a.GetName() == name {
+			return a.GetF()
+		}
+	}
+	return def
+}
+
+func initializer(g *pb.GraphProto, name string) *pb.TensorProto {
+	for _, t := range g.Initializer {
+		if t.GetName() == name {
+			return t
+		}
+	}
+	return nil
+}
+
+// WriteBack writes a copy of baseDir's model with the head's weights to outPath
+// (atomically); external weight files the model references are linked or copied next
+// to it. logit and features name the model's outputs (model.json's outputs).
+func WriteBack(baseModel, outPath, logit, features string, h *Head) error {
+	m, err := build.Load(baseModel)
+	if err != nil {
+		return err
+	}
+	g := m.GetGraph()
+	n, err := headGemm(g, logit, features)
+	if err != nil {
+		return fmt.Errorf("%s: %w", baseModel, err)
+	}
+	if attrInt(n, "transA", 0) != 0 {
+		return fmt.Errorf("%s: %w: the head Gemm has transA=1", baseModel, ErrStructure)
+	}
+	transB := attrInt(n, "transB", 0)
+	alpha, beta := attrFloat(n, "alpha", 1), attrFloat(n, "beta", 1)
+	if alpha == 0 || beta == 0 {
+		return fmt.Errorf("%s: %w: the head Gemm has alpha=%v beta=%v", baseModel, ErrStructure, alpha, beta)
+	}
+	wt, bt := initializer(g, n.Input[1]), initializer(g, n.Input[2])
+	if wt == nil || bt == nil {
+		return fmt.Errorf("%s: %w: the head Gemm's weight %q and bias %q must be initializers", baseModel, ErrStructure, n.Input[1], n.Input[2])
+	}
+	f := int64(len(h.W))
+	wantW := []int64{1, f}
+	if transB == 0 {
+		wantW = []int64{f, 1}
+	}
+	if !equalDims(wt.Dims, wantW) {
+		return fmt.Errorf("%s: %w: head weight %q has shape %v; a %d-feature head needs %v", baseModel, ErrStructure, wt.GetName(), wt.Dims, f, wantW)
+	}
+	if n := numel(bt.Dims); n != 1 {
+		return fmt.Errorf("%s: %w: head bias %q has shape %v; want one value", baseModel, ErrStructure, bt.GetName(), bt.Dims)
+	}
+	if wt.GetDataType() != int32(pb.TensorProto_FLOAT) || bt.GetDataType() != int32(pb.TensorProto_FLOAT) {
+		return fmt.Errorf("%s: %w: head weights are not float32", baseModel, ErrStructure)
+	}
+	// Gemm computes alpha·x·W + beta·c, so store W/alpha and b/beta.
+	w := make([]float32, f)
+	for i, v := range h.W {
+		w[i] = v / alpha
+	}
+	nt, err := build.Tensor(wt.GetName(), wt.Dims, w)
+	if err != nil {
+		return err
+	}
+	nb, err := build.Tensor(bt.GetName(), bt.Dims, []float32{h.B / beta})
+	if err != nil {
+		return err
+	}
+	proto.Reset(wt)
+	proto.Merge(wt, nt)
+	proto.Reset(bt)
+	proto.Merge(bt, nb)
+
+	// Other large weights may live in side files; bring them along.
+	seen := map[string]bool{}
+	for _, t := range g.Initializer {
+		for _, kv := range t.ExternalData {
+			if kv.GetKey() == "location" && !seen[kv.GetValue()] {
+				seen[kv.GetValue()] = true
+				loc := kv.GetValue()
+				if filepath.IsAbs(loc) || filepath.Clean(loc) != filepath.Base(loc) {
+					return fmt.Errorf("%s: external data location %q must be a file beside the model", baseModel, loc)
+				}
+				if err := linkOrCopy(filepath.Join(filepath.Dir(baseModel), loc), filepath.Join(filepath.Dir(outPath), loc)); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	b, err := proto.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("%s: %w", outPath, err)
+	}
+	return atomicfile.WriteFile(outPath, b, 0o644)
+}
+
+func equalDims(a, b []int64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func numel(d []int64) int64 {
+	n := int64(1)
+	for _, v := range d {
+		n *= v
+	}
+	return n
+}
+
+// linkOrCopy hard-links src to dst (weights never change in place), copying when the
+// link is impossible (another file system).
+func linkOrCopy(src, dst string) error {
+	os.Remove(dst)
+	if err := os.Link(src, dst); err == nil {
+		return atomicfile.SyncDir(filepath.Dir(dst))
+	}
+	in, err := os.Open(src)
+	if err != nil {
+		return fmt.Errorf("external weights: %w", err)
+	}
+	defer in.Close()
+	return atomicfile.Write(dst, 0o644, func(w io.Writer) error {
+		_, err := io.Copy(w, in)
+		return err
+	})
+}
+
+// ReadHead returns the head a model serves with (logit = W·features + B, with the
+// Gemm's alpha and beta folded in) and a digest of everything else in the model: the
+// backbone. Two models that differ only in their head share the backbone digest, so
+// features cached for one serve the other.
+func ReadHead(modelPath, logit, features string) (*Head, string, error) {
+	m, err := build.Load(modelPath)
+	if err != nil {
+		return nil, "", err
+	}
+	g := m.GetGraph()
+	n, err := headGemm(g, logit, features)
+	if err != nil {
+		return nil, "", fmt.Errorf("%s: %w", modelPath, err)
+	}
+	wt, bt := initializer(g, n.Input[1]), initializer(g, n.Input[2])
+	if wt == nil || bt == nil || len(wt.ExternalData) > 0 || len(bt.ExternalData) > 0 {
+		return nil, "", fmt.Errorf("%s: %w: head weights are not inline initializers", modelPath, ErrStructure)
+	}
+	w, err := floats(wt)
+	if err != nil {
+		return nil, "", fmt.Errorf("%s: %w", modelPath, err)
+	}
+	b, err := floats(bt)
+	if err != nil || len(b) != 1 {
+		return nil, "", fmt.Errorf("%s: %w: head bias", modelPath, ErrStructure)
+	}
+	alpha, beta := attrFloat(n, "alpha", 1), attrFloat(n, "beta", 1)
+	h := &Head{W: make([]float32, len(w)), B: b[0] * beta}
+	for i, v := range w {
+		h.W[i] = v * alpha
+	}
+	// Backbone digest: the model with the head's values blanked, serialised
+	// deterministically, plus the digests of external weight files.
+	c := proto.Clone(m).(*pb.ModelProto)
+	for _, t := range c.GetGraph().Initializer {
+		if t.GetName() == wt.GetName() || t.GetName() == bt.GetName() {
+			t.RawData, t.FloatData = nil, nil
+		}
+	}
+	raw, err := proto.MarshalOptions{Deterministic: true}.Marshal(c)
+	if err != nil {
+		return nil, "", err
+	}
+	sum := sha256.New()
+	sum.Write(raw)
+	seen := map[string]bool{}
+	for _, t := range g.Initializer {
+		for _, kv := range t.ExternalData {
+			if kv.GetKey() == "location" && !seen[kv.GetValue()] {
+				seen[kv.GetValue()] = true
+				f, err := os.Open(filepath.Join(filepath.Dir(modelPath), kv.GetValue()))
+				if err != nil {
+					return nil, "", fmt.Errorf("%s: external weights: %w", modelPath, err)
+				}
+				_, err = io.Copy(sum, f)
+				f.Close()
+				if err != nil {
+					return nil, "", err
+				}
+			}
+		}
+	}
+	return h, hex.EncodeToString(sum.Sum(nil)), nil
+}
+
+// floats decodes a float32 initializer stored as raw_data or float_data.
+func floats(t *pb.TensorProto) ([]float32, error) {
+	if t.GetDataType() != int32(pb.TensorProto_FLOAT) {
+		return nil, fmt.Errorf("%w: %s is not float32", ErrStructure, t.GetName())
+	}
+	if len(t.FloatData) > 0 {
+		return append([]float32(nil), t.FloatData...), nil
+	}
+	if len(t.RawData)%4 != 0 {
+		return nil, fmt.Errorf("%w: %s has %d raw bytes", ErrStructure, t.GetName(), len(t.RawData))
+	}
+	out := make([]float32, len(t.RawData)/4)
+	for i := range out {
+		out[i] = math.Float32frombits(binary.LittleEndian.Uint32(t.RawData[4*i:]))
+	}
+	return out, nil
+}
