@@ -12,7 +12,7 @@ import (
 	ort "github.com/yalue/onnxruntime_go"
 
 	"github.com/diagd/diagd/augment/clip"
-	"github.com/diagd/diagd/augment/imageops"
+	"github.com/diagd/diagd/internal/imageops"
 	"github.com/diagd/diagd/augment/scheduler"
 	"github.com/diagd/diagd/internal/ortenv"
 )

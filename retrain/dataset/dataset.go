@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"sort"
 	"strings"
 )
@@ -179,20 +178,6 @@ func Compose(real, synthetic *Set, mode Mode, n int) (*Set, error) {
 		return nil, fmt.Errorf("unknown mode %q", mode)
 	}
 	return out, nil
-}
-
-// FileDigest is the hex sha256 of a file's bytes.
-func FileDigest(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", fmt.Errorf("%s: %w", path, err)
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // Digest identifies a training set independently of paths and order: the sha256 of the

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/diagd/diagd/internal/imageops"
 	"github.com/diagd/diagd/internal/testenv"
 	"github.com/diagd/diagd/retrain/rtest"
 )
@@ -19,17 +20,27 @@ import (
 // on the two inputs (1,0), (.75,.25), (.25,.75), (0,1), so 0, 63.75, 191.25, 255, and the
 // fixed-point rounding (+2^21 before >>22) makes 64 and 191.
 func TestPILBilinearRow(t *testing.T) {
-	got := pilResizeBilinear([]uint8{0, 255}, 2, 1, 4, 1)
+	got := resize(t, []uint8{0, 255}, 2, 1, 4, 1)
 	if !slices.Equal(got, []uint8{0, 64, 191, 255}) {
 		t.Errorf("got %v; want [0 64 191 255]", got)
 	}
 	// Downscaling by 2 widens the filter (filterscale 2, support 2): output 0 is centred
 	// at 1 and weighs inputs 0..2 by (.75, .75, .25)/1.75, so 255·1/1.75 = 145.7 -> 146;
 	// output 1 mirrors it.
-	d := pilResizeBilinear([]uint8{0, 255, 255, 0}, 4, 1, 2, 1)
+	d := resize(t, []uint8{0, 255, 255, 0}, 4, 1, 2, 1)
 	if !slices.Equal(d, []uint8{146, 146}) {
 		t.Errorf("downscale got %v; want [146 146]", d)
 	}
+}
+
+// resize is the PIL bilinear resize the paper's labelling rule uses (imageops).
+func resize(t *testing.T, px []uint8, w, h, ow, oh int) []uint8 {
+	t.Helper()
+	r, err := imageops.Resize(&imageops.Image{W: w, H: h, C: 1, Pix: px}, ow, oh, imageops.Bilinear)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r.Pix
 }
 
 func gray(w, h int, set func(x, y int) uint8) *image.Gray {

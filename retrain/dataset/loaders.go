@@ -16,6 +16,8 @@ import (
 	"strings"
 
 	"gocv.io/x/gocv"
+
+	"github.com/diagd/diagd/internal/imageops"
 )
 
 // LabelRule says how a mask becomes a label.
@@ -95,8 +97,12 @@ func MaskLabel(path string, rule LabelRule) (bool, error) {
 		return false, err
 	}
 	if rule == PaperRule {
-		px = pilResizeBilinear(px, w, h, PaperW, PaperH)
-		for _, v := range px {
+		// The paper's classifier resized masks with PIL bilinear (torchvision on PIL images).
+		r, err := imageops.Resize(&imageops.Image{W: w, H: h, C: 1, Pix: px}, PaperW, PaperH, imageops.Bilinear)
+		if err != nil {
+			return false, fmt.Errorf("mask %s: %w", path, err)
+		}
+		for _, v := range r.Pix {
 			if v == 255 {
 				return true, nil
 			}
@@ -410,6 +416,12 @@ func DataDir(dir string, o Options) (real, synthetic *Set, err error) {
 	if err := imagesIn(neg, false, Real+":"+NegativesDir, real); err != nil {
 		return nil, nil, err
 	}
+	// The daemon keeps its pool per camera: negatives/<camera>/.
+	for _, sub := range subdirs(neg) {
+		if err := imagesIn(sub, false, Real+":"+NegativesDir, real); err != nil {
+			return nil, nil, err
+		}
+	}
 	if _, err := os.Stat(filepath.Join(dir, DefectsDir)); err == nil {
 		if err := imagesIn(filepath.Join(dir, DefectsDir), true, Real+":"+DefectsDir, real); err != nil {
 			return nil, nil, err
@@ -417,11 +429,53 @@ func DataDir(dir string, o Options) (real, synthetic *Set, err error) {
 	}
 	acc := filepath.Join(dir, AcceptedDir)
 	if _, err := os.Stat(acc); err == nil {
-		if synthetic, err = Generator(acc, o); err != nil {
+		if synthetic, err = acceptedSets(acc, o); err != nil {
 			return nil, nil, err
 		}
 	}
 	return real, synthetic, nil
+}
+
+// subdirs lists the visible subfolders of dir, sorted.
+func subdirs(dir string) []string {
+	ents, err := listDir(dir)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, e := range ents {
+		if e.IsDir() && !strings.HasPrefix(e.Name(), ".") {
+			out = append(out, filepath.Join(dir, e.Name()))
+		}
+	}
+	return out
+}
+
+// acceptedSets reads accepted generator output: numbered images in acc itself and in
+// its batch subfolders (the daemon writes one per generation batch). A batch folder
+// with nothing usable is recorded as skipped, not fatal.
+func acceptedSets(acc string, o Options) (*Set, error) {
+	out := &Set{}
+	direct, err := Generator(acc, o)
+	if err == nil {
+		out.Append(direct)
+	} else if direct != nil {
+		out.Skipped = append(out.Skipped, direct.Skipped...)
+	}
+	for _, sub := range subdirs(acc) {
+		s, err := Generator(sub, o)
+		if s != nil {
+			out.Items = append(out.Items, s.Items...)
+			out.Skipped = append(out.Skipped, s.Skipped...)
+		}
+		if err != nil {
+			out.Skipped = append(out.Skipped, Skip{sub, err.Error()})
+		}
+	}
+	if len(out.Items) == 0 {
+		return nil, fmt.Errorf("synthetic folder %s: no usable NNNNN.png images, directly or in batch subfolders (%d skipped)", acc, len(out.Skipped))
+	}
+	return out, nil
 }
 
 // Load reads any supported source, guessing the layout: a .csv file is a manifest; a
