@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -97,19 +96,11 @@ func runTrain(ctx context.Context, env *cliEnv, args []string) int {
 		return fail(err)
 	}
 	defer release()
-	if _, err := reg.Current(); errors.Is(err, registry.ErrNoCurrent) && *base != "" {
-		v, err := reg.Import(*base)
-		if err != nil {
-			return fail(err)
-		}
-		if err := reg.Promote(v); err != nil {
-			return fail(err)
-		}
-		reg.LogDecision(registry.Decision{Action: "manual-promote", Candidate: v, Reason: "empty registry: base model " + *base + " imported as the serving model"})
+	if v, err := retrain.EnsureBase(reg, *base); err != nil {
+		return fail(err)
+	} else if v != "" {
 		fmt.Fprintf(env.stdout, "registry was empty: imported %s as %s and made it current\n", *base, v)
 		*base = ""
-	} else if err != nil && !errors.Is(err, registry.ErrNoCurrent) {
-		return fail(err)
 	}
 
 	// Data.
@@ -154,16 +145,7 @@ func runTrain(ctx context.Context, env *cliEnv, args []string) int {
 	case ksddTest != nil:
 		valSet, valName = ksddTest, filepath.Join(*data, "test")
 	default:
-		var excluded []dataset.Item
-		if mode == dataset.ZeroShot {
-			for _, it := range real.Items {
-				if it.Label {
-					excluded = append(excluded, it)
-				}
-			}
-		}
-		train, valSet = retrain.Holdout(train, excluded, *valFrac, *seed)
-		valName = fmt.Sprintf("holdout %.0f%% of %s (seed %d)", 100**valFrac, *data, *seed)
+		train, valSet, valName = retrain.HoldoutValidation(train, real, mode, *valFrac, *seed, *data)
 	}
 	fmt.Fprintf(env.stdout, "training set (%s):\n%s\nvalidation set (%s):\n%s\n", mode, train.Summarize(), valName, valSet.Summarize())
 	for _, s := range append(train.Skipped, valSet.Skipped...) {

@@ -1,0 +1,373 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"gocv.io/x/gocv"
+
+	"github.com/diagd/diagd/detect"
+	"github.com/diagd/diagd/internal/atomicfile"
+	"github.com/diagd/diagd/internal/ortenv"
+	"github.com/diagd/diagd/retrain/dataset"
+	"github.com/diagd/diagd/retrain/metrics"
+)
+
+func init() {
+	register("eval", command{summary: "score a detector on labelled images: AP, AUROC, max-F1 P/R, PR curve", run: runEval})
+}
+
+// evalSkip is an image left out of the evaluation, with why.
+type evalSkip struct {
+	Path   string `json:"path"`
+	Reason string `json:"reason"`
+}
+
+// evalPoint is the detector's quality under one threshold (rule score >= threshold).
+type evalPoint struct {
+	Threshold float64 `json:"threshold"`
+	Precision float64 `json:"precision"`
+	Recall    float64 `json:"recall"`
+	TP        int     `json:"tp"`
+	FP        int     `json:"fp"`
+	TN        int     `json:"tn"`
+	FN        int     `json:"fn"`
+}
+
+// evalResult is metrics.json.
+type evalResult struct {
+	ModelDir     string `json:"model_dir"`
+	ModelVersion string `json:"model_version"`
+	ModelSHA256  string `json:"model_sha256"`
+	Data         string `json:"data"`
+	LabelRule    string `json:"label_rule"`
+	// Scores are sigmoid(logit), the quantity model.json's threshold applies to.
+	Score     string  `json:"score"`
+	Images    int     `json:"images"`
+	Positives int     `json:"positives"`
+	AP        float64 `json:"ap"`
+	AUROC     float64 `json:"auroc"`
+	F1Max     float64 `json:"f1_max"`
+	// MaxF1 is the max-F1 point of the PR curve; its threshold is the midpoint
+	// convention of metrics.Report.Threshold.
+	MaxF1 evalPoint `json:"max_f1"`
+	// AtModelThreshold is how the model performs with the threshold it ships with.
+	AtModelThreshold evalPoint  `json:"at_model_threshold"`
+	Skipped          []evalSkip `json:"skipped"`
+	CreatedAt        time.Time  `json:"created_at"`
+}
+
+func runEval(ctx context.Context, env *cliEnv, args []string) int {
+	fs := flag.NewFlagSet("eval", flag.ContinueOnError)
+	fs.SetOutput(env.stderr)
+	modelDir := fs.String("model", "", "model folder holding model.onnx and model.json (required)")
+	data := fs.String("data", "", "labelled data: KSDD2 folder (NNNNN.png + NNNNN_GT.png, or with train/ test/), a folder with ok/ and defect/, or a manifest .csv (required)")
+	outDir := fs.String("out", "", "folder for scores.csv, pr_curve.png and metrics.json (default eval-<model version>)")
+	provider := fs.String("provider", "auto", "execution provider: auto, tensorrt, cuda or cpu")
+	rule := fs.String("label-rule", "any", "how KSDD2/generator masks become labels: any (a defect pixel) or paper (a pixel exactly 255 after the paper's bilinear resize to 704x256, spec §1.5)")
+	split := fs.String("split", "", "manifest only: keep rows of this split")
+	batch := fs.Int("batch", 8, "images per model call")
+	fs.Usage = func() {
+		fmt.Fprintln(env.stderr, "usage: diagd eval --model DIR --data DIR|CSV [--out DIR] [--provider P] [--label-rule any|paper]")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *modelDir == "" || *data == "" || fs.NArg() > 0 {
+		fs.Usage()
+		return 2
+	}
+	fail := func(format string, a ...any) int {
+		fmt.Fprintf(env.stderr, "diagd eval: "+format+"\n", a...)
+		return 1
+	}
+	p, err := ortenv.ParseProvider(*provider)
+	if err != nil {
+		fmt.Fprintf(env.stderr, "diagd eval: --provider: %v\n", err)
+		return 2
+	}
+	ruleName := *rule
+	if ruleName == "any" {
+		ruleName = "any-pixel"
+	}
+	lr, err := dataset.ParseLabelRule(ruleName)
+	if err != nil {
+		fmt.Fprintf(env.stderr, "diagd eval: --label-rule: %v\n", err)
+		return 2
+	}
+	set, err := loadLabelled(*data, dataset.Options{Rule: lr, Split: *split})
+	if err != nil {
+		return fail("%v", err)
+	}
+	var skipped []evalSkip
+	for _, s := range set.Skipped {
+		skipped = append(skipped, evalSkip{s.Path, s.Reason})
+	}
+	fmt.Fprintf(env.stderr, "%s\n", set.Summarize())
+
+	m, err := detect.LoadModel(env.log, *modelDir, detect.Options{Session: ortenv.Options{Provider: p}, MaxBatch: *batch, Workers: 1})
+	if err != nil {
+		return fail("%v", err)
+	}
+	defer m.Close()
+	digest, err := m.Digest()
+	if err != nil {
+		return fail("%v", err)
+	}
+
+	names, scores, labels, bad, err := scoreItems(ctx, m, set.Items, newProgress(env.stderr, "eval", "images"))
+	if err != nil {
+		return fail("%v", err)
+	}
+	skipped = append(skipped, bad...)
+	for _, s := range bad {
+		fmt.Fprintf(env.stderr, "skipped %s: %s\n", s.Path, s.Reason)
+	}
+
+	out := *outDir
+	if out == "" {
+		out = "eval-" + safeName(m.Meta.ModelVersion)
+	}
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return fail("%v", err)
+	}
+	rep, evalErr := metrics.Evaluate(scores, labels)
+	// The per-image scores are kept even when the set cannot be scored as a whole.
+	thr := rep.Threshold
+	if evalErr != nil {
+		thr = m.Meta.Threshold
+	}
+	if err := metrics.WriteScoresCSV(filepath.Join(out, "scores.csv"), names, scores, labels, thr); err != nil {
+		return fail("%v", err)
+	}
+	if evalErr != nil {
+		return fail("%s: %v (scores written to %s)", *data, evalErr, filepath.Join(out, "scores.csv"))
+	}
+	title := fmt.Sprintf("%s on %s (%d images, %d defects)", m.Meta.ModelVersion, filepath.Base(filepath.Clean(*data)), rep.N, rep.Positives)
+	if err := metrics.WritePRCurvePNG(filepath.Join(out, "pr_curve.png"), scores, labels, title); err != nil {
+		return fail("%v", err)
+	}
+	res := evalResult{
+		ModelDir: *modelDir, ModelVersion: m.Meta.ModelVersion, ModelSHA256: digest,
+		Data: *data, LabelRule: *rule, Score: "sigmoid(logit)",
+		Images: rep.N, Positives: rep.Positives, AP: rep.AP, AUROC: rep.AUROC, F1Max: rep.F1Max,
+		MaxF1: evalPoint{Threshold: rep.Threshold, Precision: rep.Precision, Recall: rep.Recall,
+			TP: rep.TP, FP: rep.FP, TN: rep.TN, FN: rep.FN},
+		AtModelThreshold: pointAt(scores, labels, m.Meta.Threshold),
+		Skipped:          skipped,
+		CreatedAt:        time.Now().UTC().Truncate(time.Second),
+	}
+	if res.Skipped == nil {
+		res.Skipped = []evalSkip{}
+	}
+	b, err := json.MarshalIndent(res, "", "  ")
+	if err != nil {
+		return fail("%v", err)
+	}
+	if err := atomicfile.WriteFile(filepath.Join(out, "metrics.json"), append(b, '\n'), 0o644); err != nil {
+		return fail("%v", err)
+	}
+	printEval(env.stdout, res, out)
+	return 0
+}
+
+func pointAt(scores []float64, labels []bool, thr float64) evalPoint {
+	tp, fp, tn, fn := metrics.Confusion(scores, labels, thr)
+	pt := evalPoint{Threshold: thr, TP: tp, FP: fp, TN: tn, FN: fn}
+	if tp+fp > 0 {
+		pt.Precision = float64(tp) / float64(tp+fp)
+	}
+	if tp+fn > 0 {
+		pt.Recall = float64(tp) / float64(tp+fn)
+	}
+	return pt
+}
+
+func printEval(w io.Writer, r evalResult, out string) {
+	fmt.Fprintf(w, "model      %s (%s)\n", r.ModelVersion, r.ModelDir)
+	fmt.Fprintf(w, "data       %s: %d images, %d defects, %d skipped\n", r.Data, r.Images, r.Positives, len(r.Skipped))
+	fmt.Fprintf(w, "AP         %.4f\nAUROC      %.4f\nF1max      %.4f\n", r.AP, r.AUROC, r.F1Max)
+	for _, c := range []struct {
+		name string
+		p    evalPoint
+	}{{"max-F1", r.MaxF1}, {"model.json", r.AtModelThreshold}} {
+		fmt.Fprintf(w, "%-10s threshold %.6g: precision %.4f recall %.4f  TP %d FP %d TN %d FN %d\n",
+			c.name, c.p.Threshold, c.p.Precision, c.p.Recall, c.p.TP, c.p.FP, c.p.TN, c.p.FN)
+	}
+	fmt.Fprintf(w, "wrote      %s/{scores.csv,pr_curve.png,metrics.json}\n", out)
+}
+
+var unsafeChars = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
+
+func safeName(s string) string {
+	s = unsafeChars.ReplaceAllString(s, "_")
+	if s == "" {
+		return "model"
+	}
+	return s
+}
+
+// loadLabelled reads a labelled set with retrain/dataset, adding the layouts eval also
+// accepts: a flat KSDD2 split folder (NNNNN.png beside NNNNN_GT.png, e.g. ksdd2/test)
+// and good|negative / bad|positive as names for ok / defect.
+func loadLabelled(path string, o dataset.Options) (*dataset.Set, error) {
+	if st, err := os.Stat(path); err == nil && st.IsDir() {
+		if hasSuffixFile(path, "_GT.png") {
+			return dataset.KSDD2(filepath.Dir(filepath.Clean(path)), filepath.Base(filepath.Clean(path)), o)
+		}
+		if s, ok, err := aliasFolders(path); ok {
+			return s, err
+		}
+	}
+	return dataset.Load(path, o)
+}
+
+func hasSuffixFile(dir, suffix string) bool {
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if !e.IsDir() && strings.HasSuffix(e.Name(), suffix) {
+			return true
+		}
+	}
+	return false
+}
+
+// aliasFolders handles good/, negative/, bad/ and positive/ subfolders by reading each
+// as a one-class labelled folder. ok reports whether any alias folder exists.
+func aliasFolders(dir string) (*dataset.Set, bool, error) {
+	for _, std := range []string{"ok", "defect"} {
+		if _, err := os.Stat(filepath.Join(dir, std)); err == nil {
+			return nil, false, nil // dataset.Folder handles the standard names
+		}
+	}
+	out := &dataset.Set{}
+	found := false
+	for _, a := range []struct {
+		name  string
+		label bool
+	}{{"good", false}, {"negative", false}, {"bad", true}, {"positive", true}} {
+		sub := filepath.Join(dir, a.name)
+		if st, err := os.Stat(sub); err != nil || !st.IsDir() {
+			continue
+		}
+		found = true
+		ents, err := os.ReadDir(sub)
+		if err != nil {
+			return nil, true, fmt.Errorf("labelled folder %s: %w", sub, err)
+		}
+		for _, e := range ents {
+			name := e.Name()
+			p := filepath.Join(sub, name)
+			stem := strings.TrimSuffix(name, filepath.Ext(name))
+			if e.IsDir() || strings.HasPrefix(name, ".") || strings.HasSuffix(stem, "_mask") || strings.HasSuffix(stem, "_GT") {
+				continue
+			}
+			switch strings.ToLower(filepath.Ext(name)) {
+			case ".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff":
+				out.Items = append(out.Items, dataset.Item{Path: p, Label: a.label, Source: dataset.Real + ":" + a.name})
+			case ".json", ".txt", ".csv":
+			default:
+				out.Skipped = append(out.Skipped, dataset.Skip{Path: p, Reason: "not an image file name"})
+			}
+		}
+	}
+	if !found {
+		return nil, false, nil
+	}
+	if len(out.Items) == 0 {
+		return out, true, fmt.Errorf("labelled folder %s: no images in its good/negative/bad/positive folders", dir)
+	}
+	return out, true, nil
+}
+
+// scoreItems decodes and scores the items in batches of the model's size. Unreadable
+// images and frames the model cannot take are returned as skips, never silently
+// dropped; a failure of the model itself ends the run.
+func scoreItems(ctx context.Context, m *detect.Model, items []dataset.Item, progress func(done, total int)) (
+	names []string, scores []float64, labels []bool, skipped []evalSkip, err error) {
+	bs := m.MaxBatch()
+	for start := 0; start < len(items); start += bs {
+		if err := ctx.Err(); err != nil {
+			return nil, nil, nil, nil, err
+		}
+		chunk := items[start:min(start+bs, len(items))]
+		var mats []gocv.Mat
+		var idx []int
+		for i, it := range chunk {
+			mat, err := detect.ReadImage(it.Path)
+			if err != nil {
+				var pe *os.PathError
+				if errors.As(err, &pe) {
+					err = fmt.Errorf("cannot read: %w", pe.Err)
+				}
+				skipped = append(skipped, evalSkip{it.Path, err.Error()})
+				continue
+			}
+			mats = append(mats, mat)
+			idx = append(idx, i)
+		}
+		logits := make([]float32, len(mats))
+		errs := make([]error, len(mats))
+		runErr := m.Logits(mats, logits, errs)
+		for _, mat := range mats {
+			mat.Close()
+		}
+		if runErr != nil {
+			return nil, nil, nil, nil, runErr
+		}
+		for j, i := range idx {
+			it := chunk[i]
+			if errs[j] != nil {
+				skipped = append(skipped, evalSkip{it.Path, errs[j].Error()})
+				continue
+			}
+			names = append(names, it.Path)
+			scores = append(scores, detect.Sigmoid(logits[j]))
+			labels = append(labels, it.Label)
+		}
+		if progress != nil {
+			progress(start+len(chunk), len(items))
+		}
+	}
+	return names, scores, labels, skipped, nil
+}
+
+// newProgress returns a progress callback for a long job: on a terminal it rewrites one
+// line; elsewhere (logs, pipes) it prints a line at every 10% so logs stay readable.
+func newProgress(w io.Writer, job, unit string) func(done, total int) {
+	tty := false
+	if f, ok := w.(*os.File); ok {
+		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+			tty = true
+		}
+	}
+	start := time.Now()
+	lastTenth := -1
+	return func(done, total int) {
+		if total <= 0 {
+			return
+		}
+		rate := float64(done) / max(time.Since(start).Seconds(), 1e-3)
+		if tty {
+			fmt.Fprintf(w, "\r%s: %d/%d %s (%.1f/s)", job, done, total, unit, rate)
+			if done >= total {
+				fmt.Fprintln(w)
+			}
+			return
+		}
+		if tenth := done * 10 / total; tenth != lastTenth {
+			lastTenth = tenth
+			fmt.Fprintf(w, "%s: %d/%d %s (%.1f/s)\n", job, done, total, unit, rate)
+		}
+	}
+}
