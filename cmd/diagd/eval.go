@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"strings"
 	"time"
 
 	"gocv.io/x/gocv"
@@ -105,7 +104,7 @@ func runEval(ctx context.Context, env *cliEnv, args []string) int {
 		fmt.Fprintf(env.stderr, "diagd eval: --label-rule: %v\n", err)
 		return 2
 	}
-	set, err := loadLabelled(*data, dataset.Options{Rule: lr, Split: *split})
+	set, err := dataset.Load(*data, dataset.Options{Rule: lr, Split: *split})
 	if err != nil {
 		return fail("%v", err)
 	}
@@ -215,79 +214,6 @@ func safeName(s string) string {
 		return "model"
 	}
 	return s
-}
-
-// loadLabelled reads a labelled set with retrain/dataset, adding the layouts eval also
-// accepts: a flat KSDD2 split folder (NNNNN.png beside NNNNN_GT.png, e.g. ksdd2/test)
-// and good|negative / bad|positive as names for ok / defect.
-func loadLabelled(path string, o dataset.Options) (*dataset.Set, error) {
-	if st, err := os.Stat(path); err == nil && st.IsDir() {
-		if hasSuffixFile(path, "_GT.png") {
-			return dataset.KSDD2(filepath.Dir(filepath.Clean(path)), filepath.Base(filepath.Clean(path)), o)
-		}
-		if s, ok, err := aliasFolders(path); ok {
-			return s, err
-		}
-	}
-	return dataset.Load(path, o)
-}
-
-func hasSuffixFile(dir, suffix string) bool {
-	ents, _ := os.ReadDir(dir)
-	for _, e := range ents {
-		if !e.IsDir() && strings.HasSuffix(e.Name(), suffix) {
-			return true
-		}
-	}
-	return false
-}
-
-// aliasFolders handles good/, negative/, bad/ and positive/ subfolders by reading each
-// as a one-class labelled folder. ok reports whether any alias folder exists.
-func aliasFolders(dir string) (*dataset.Set, bool, error) {
-	for _, std := range []string{"ok", "defect"} {
-		if _, err := os.Stat(filepath.Join(dir, std)); err == nil {
-			return nil, false, nil // dataset.Folder handles the standard names
-		}
-	}
-	out := &dataset.Set{}
-	found := false
-	for _, a := range []struct {
-		name  string
-		label bool
-	}{{"good", false}, {"negative", false}, {"bad", true}, {"positive", true}} {
-		sub := filepath.Join(dir, a.name)
-		if st, err := os.Stat(sub); err != nil || !st.IsDir() {
-			continue
-		}
-		found = true
-		ents, err := os.ReadDir(sub)
-		if err != nil {
-			return nil, true, fmt.Errorf("labelled folder %s: %w", sub, err)
-		}
-		for _, e := range ents {
-			name := e.Name()
-			p := filepath.Join(sub, name)
-			stem := strings.TrimSuffix(name, filepath.Ext(name))
-			if e.IsDir() || strings.HasPrefix(name, ".") || strings.HasSuffix(stem, "_mask") || strings.HasSuffix(stem, "_GT") {
-				continue
-			}
-			switch strings.ToLower(filepath.Ext(name)) {
-			case ".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff":
-				out.Items = append(out.Items, dataset.Item{Path: p, Label: a.label, Source: dataset.Real + ":" + a.name})
-			case ".json", ".txt", ".csv":
-			default:
-				out.Skipped = append(out.Skipped, dataset.Skip{Path: p, Reason: "not an image file name"})
-			}
-		}
-	}
-	if !found {
-		return nil, false, nil
-	}
-	if len(out.Items) == 0 {
-		return out, true, fmt.Errorf("labelled folder %s: no images in its good/negative/bad/positive folders", dir)
-	}
-	return out, true, nil
 }
 
 // scoreItems decodes and scores the items in batches of the model's size. Unreadable

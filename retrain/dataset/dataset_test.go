@@ -186,7 +186,7 @@ func TestFolderGeneratorAndDataDir(t *testing.T) {
 	if n, p := s.Counts(); n != 2 || p != 1 || len(s.Skipped) != 0 {
 		t.Errorf("folder %d/%d skipped %v", n, p, s.Skipped)
 	}
-	if _, err := Folder(t.TempDir()); err == nil || !strings.Contains(err.Error(), "neither ok/ nor defect/") {
+	if _, err := Folder(t.TempDir()); err == nil || !strings.Contains(err.Error(), "none of the subfolders ok/") {
 		t.Errorf("empty folder: %v", err)
 	}
 }

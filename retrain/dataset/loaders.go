@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
@@ -277,15 +278,21 @@ func imagesIn(dir string, label bool, source string, s *Set) error {
 	return nil
 }
 
-// Folder reads dir/ok/ (negatives) and dir/defect/ (positives) of real images. Masks
-// named <image>_mask.png or <image>_GT.png are attached; the folder decides the label.
+type labelFolder struct {
+	name  string
+	label bool
+}
+
+// labelFolders are the subfolder names of a labelled folder: ok/ (or good/, negative/)
+// for defect-free images and defect/ (or bad/, positive/) for defects.
+var labelFolders = []labelFolder{{"ok", false}, {"good", false}, {"negative", false}, {"defect", true}, {"bad", true}, {"positive", true}}
+
+// Folder reads a labelled folder of real images (see labelFolders). Masks named
+// <image>_mask.png or <image>_GT.png are attached; the folder decides the label.
 func Folder(dir string) (*Set, error) {
 	s := &Set{}
 	found := 0
-	for _, sub := range []struct {
-		name  string
-		label bool
-	}{{"ok", false}, {"defect", true}} {
+	for _, sub := range labelFolders {
 		p := filepath.Join(dir, sub.name)
 		if _, err := os.Stat(p); err != nil {
 			continue
@@ -296,7 +303,7 @@ func Folder(dir string) (*Set, error) {
 		}
 	}
 	if found == 0 {
-		return nil, fmt.Errorf("labelled folder %s has neither ok/ nor defect/ subfolder", dir)
+		return nil, fmt.Errorf("labelled folder %s has none of the subfolders ok/, good/, negative/, defect/, bad/, positive/", dir)
 	}
 	return s, nil
 }
@@ -479,9 +486,10 @@ func acceptedSets(acc string, o Options) (*Set, error) {
 }
 
 // Load reads any supported source, guessing the layout: a .csv file is a manifest; a
-// folder with negatives/ is diagd's data folder (real and synthetic merged); with ok/ or
-// defect/ a labelled folder; with train/ or test/ KSDD2 (split = test unless the folder
-// has only train/); numbered PNGs with _mask.png files are generator output.
+// folder with negatives/ is diagd's data folder (real and synthetic merged); with ok/,
+// defect/ or their aliases a labelled folder; with train/ or test/ KSDD2 (split = test
+// unless the folder has only train/); NNNNN.png beside NNNNN_GT.png is one KSDD2 split
+// folder; numbered PNGs with _mask.png files are generator output.
 func Load(path string, o Options) (*Set, error) {
 	st, err := os.Stat(path)
 	if err != nil {
@@ -504,7 +512,7 @@ func Load(path string, o Options) (*Set, error) {
 			r.Append(syn)
 		}
 		return r, nil
-	case has("ok") || has("defect"):
+	case slices.ContainsFunc(labelFolders, func(f labelFolder) bool { return has(f.name) }):
 		return Folder(path)
 	case has("test"):
 		return KSDD2(path, "test", o)
@@ -515,9 +523,15 @@ func Load(path string, o Options) (*Set, error) {
 	}
 	ents, _ := os.ReadDir(path)
 	for _, e := range ents {
+		if strings.HasSuffix(e.Name(), "_GT.png") {
+			clean := filepath.Clean(path)
+			return KSDD2(filepath.Dir(clean), filepath.Base(clean), o)
+		}
+	}
+	for _, e := range ents {
 		if strings.HasSuffix(e.Name(), "_mask.png") {
 			return Generator(path, o)
 		}
 	}
-	return nil, fmt.Errorf("data set %s: unknown layout (want a manifest .csv, negatives/, ok/ and defect/, KSDD2 train/ or test/, or generator NNNNN.png + NNNNN_mask.png)", path)
+	return nil, fmt.Errorf("data set %s: unknown layout (want a manifest .csv, negatives/, ok/ and defect/, KSDD2 train/ or test/ or one split folder, or generator NNNNN.png + NNNNN_mask.png)", path)
 }
