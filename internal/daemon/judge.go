@@ -100,8 +100,12 @@ func (d *Daemon) judge(batch []capture.Frame, mats []gocv.Mat, res []detect.Resu
 			res[i] = detect.Result{Verdict: detect.Unknown, Err: err}
 		}
 	}
+	vs := make([]mqtt.Verdict, len(batch))
 	for i, f := range batch {
-		d.deliver(f, res[i], err)
+		vs[i] = verdictFor(f, res[i], err)
+	}
+	d.deliver(batch, vs)
+	for i, f := range batch {
 		if d.negatives != nil && res[i].Verdict == detect.Pass && d.negatives.offer(d.log, f, res[i]) {
 			d.m.negativesKept.Inc()
 		}
@@ -109,10 +113,8 @@ func (d *Daemon) judge(batch []capture.Frame, mats []gocv.Mat, res []detect.Resu
 	}
 }
 
-// deliver makes the verdict durable, then tells the source the frame is done. A made
-// verdict is never dropped: while the outbox is full it waits (the frames channel
-// then fills and sources skip frames they cannot hand over).
-func (d *Daemon) deliver(f capture.Frame, r detect.Result, judgeErr error) {
+// verdictFor builds the published verdict of one judged frame.
+func verdictFor(f capture.Frame, r detect.Result, judgeErr error) mqtt.Verdict {
 	v := mqtt.Verdict{
 		MessageID:       messageID(f),
 		Timestamp:       mqtt.Timestamp(f.Captured),
@@ -130,47 +132,61 @@ func (d *Daemon) deliver(f capture.Frame, r detect.Result, judgeErr error) {
 	case errors.Is(judgeErr, detect.ErrNoModel):
 		v.Error = "no detector model loaded"
 	}
+	return v
+}
+
+// deliver makes a batch's verdicts durable (one fsync for the batch), then tells each
+// source its frame is done. A made verdict is never dropped: while the outbox is full
+// it waits (the frames channel then fills and live sources skip frames they cannot
+// hand over).
+func (d *Daemon) deliver(batch []capture.Frame, vs []mqtt.Verdict) {
+	done := func(judged bool) {
+		for _, f := range batch {
+			if f.Done != nil {
+				f.Done(judged)
+			}
+		}
+	}
 	backoff := 50 * time.Millisecond
 	for {
-		v.LatencyMs = float64(time.Since(f.Captured).Microseconds()) / 1000
-		out, dup, err := d.client.PublishVerdict(v)
+		now := time.Now()
+		for i := range vs {
+			vs[i].LatencyMs = float64(now.Sub(batch[i].Captured).Microseconds()) / 1000
+		}
+		out, dups, err := d.client.PublishVerdicts(vs)
 		if err == nil {
 			d.outboxFull.Store(false)
-			if dup {
-				d.log.Info("frame judged again after a restart; its first verdict stands", "camera", f.Source,
-					"file", f.File, "messageid", out.MessageID, "seq", out.Seq)
-			} else {
+			for i, v := range out {
+				f := batch[i]
+				if dups[i] {
+					d.log.Info("frame judged again after a restart; its first verdict stands", "camera", f.Source,
+						"file", f.File, "messageid", v.MessageID, "seq", v.Seq)
+					continue
+				}
 				d.m.verdicts.WithLabelValues(v.Verdict).Inc()
 				d.m.latency.Observe(v.LatencyMs / 1000)
-				d.log.Debug("verdict", "camera", f.Source, "seq", out.Seq, "messageid", out.MessageID,
+				d.log.Debug("verdict", "camera", f.Source, "seq", v.Seq, "messageid", v.MessageID,
 					"verdict", v.Verdict, "score", v.Score, "model_version", v.AnalyticsModule.Version)
 			}
-			if f.Done != nil {
-				f.Done(true)
-			}
+			done(true)
 			return
 		}
 		if !errors.Is(err, outbox.ErrOutboxFull) {
-			// Only a closed outbox fails otherwise; the frame's file (if any) stays for the next start.
-			d.log.Error("verdict not stored", "camera", f.Source, "file", f.File, "err", err)
-			if f.Done != nil {
-				f.Done(false)
-			}
+			// Only a closed or failed outbox ends here; folder files stay for the next start.
+			d.log.Error("verdicts not stored", "frames", len(batch), "err", err)
+			done(false)
 			return
 		}
 		if d.stopping.Load() {
-			// Stopping with a full outbox and no broker: nothing can take the verdict. A
+			// Stopping with a full outbox and no broker: nothing can take the verdicts. A
 			// folder frame's file stays and is judged on the next start.
-			d.m.lost.Inc()
-			d.log.Error("stopping with the outbox full: verdict not stored", "camera", f.Source, "file", f.File,
-				"verdict", v.Verdict)
-			if f.Done != nil {
-				f.Done(false)
-			}
+			d.m.lost.Add(float64(len(batch)))
+			d.log.Error("stopping with the outbox full: verdicts not stored", "frames", len(batch))
+			done(false)
 			return
 		}
 		if !d.outboxFull.Swap(true) {
-			d.log.Error("outbox full: holding verdicts until the broker takes some", "camera", f.Source)
+			d.log.Error("outbox full: holding verdicts until the broker takes some")
 		}
 		time.Sleep(backoff)
 		backoff = min(2*backoff, 2*time.Second)

@@ -1,0 +1,132 @@
+package mqtt
+
+import (
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"math"
+	"time"
+)
+
+// Verdict outcomes.
+const (
+	Pass    = "pass"
+	Fail    = "fail"
+	Unknown = "unknown"
+)
+
+// Verdict is the flat JSON published on <prefix>/verdict, one per judged frame. Field
+// names follow NVIDIA DeepStream/Metropolis where a name exists. Consumers dedupe on
+// messageid (or station+seq): a verdict can arrive twice across a broker or diagd crash,
+// never zero times.
+//
+//	{"messageid":"0b7c…","seq":1042,"@timestamp":"2026-11-28T12:00:01.250Z",
+//	 "sensorId":"cam1","partId":"P-778","frameId":"img_0042.png","verdict":"fail",
+//	 "score":0.93,"threshold":0.5,"analyticsModule":{"id":"diagd","version":"2026-11-20.1"},
+//	 "latencyMs":41.7,"station":"line3"}
+type Verdict struct {
+	// MessageID is unique per judged frame. Empty: a random UUID is assigned. The daemon
+	// passes a deterministic id for files from watched folders so that a file judged
+	// again after a crash is recognised and not published twice.
+	MessageID string `json:"messageid"`
+	// Seq is assigned by the outbox: per station, +1 per verdict, persisted, no gaps.
+	Seq uint64 `json:"seq"`
+	// Timestamp is the capture time, RFC 3339 UTC with milliseconds.
+	Timestamp Timestamp `json:"@timestamp"`
+	// SensorID is the camera name.
+	SensorID string `json:"sensorId"`
+	// PartID comes from a trigger or a file name, when one supplies it.
+	PartID string `json:"partId,omitempty"`
+	// FrameID is the frame number or file name, when there is one.
+	FrameID string `json:"frameId,omitempty"`
+	// Verdict is "pass", "fail" or "unknown" (no model, bad frame).
+	Verdict string `json:"verdict"`
+	// Score is the detector's sigmoid score; Threshold the model's threshold on it.
+	Score     float64 `json:"score"`
+	Threshold float64 `json:"threshold"`
+	// AnalyticsModule names the judge: id "diagd", version the model version.
+	AnalyticsModule AnalyticsModule `json:"analyticsModule"`
+	// LatencyMs is capture → verdict in milliseconds.
+	LatencyMs float64 `json:"latencyMs"`
+	// Station is the inspection station (filled from the client's config when empty).
+	Station string `json:"station"`
+	// Error says why a verdict is unknown.
+	Error string `json:"error,omitempty"`
+}
+
+// AnalyticsModule is DeepStream's name for the model that judged.
+type AnalyticsModule struct {
+	ID      string `json:"id"`
+	Version string `json:"version"`
+}
+
+// Timestamp marshals as RFC 3339 in UTC with exactly three fractional digits.
+type Timestamp time.Time
+
+const timestampLayout = "2006-01-02T15:04:05.000Z07:00"
+
+// MarshalJSON implements json.Marshaler.
+func (t Timestamp) MarshalJSON() ([]byte, error) {
+	return json.Marshal(time.Time(t).UTC().Format(timestampLayout))
+}
+
+// UnmarshalJSON accepts any RFC 3339 time.
+func (t *Timestamp) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("@timestamp: %w", err)
+	}
+	v, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return fmt.Errorf("@timestamp: %w", err)
+	}
+	*t = Timestamp(v)
+	return nil
+}
+
+// Time returns the timestamp as a time.Time.
+func (t Timestamp) Time() time.Time { return time.Time(t) }
+
+// normalize fills defaults and checks the fields, naming the bad one.
+func (v *Verdict) normalize(station string) error {
+	if v.MessageID == "" {
+		v.MessageID = newUUID()
+	}
+	if v.Station == "" {
+		v.Station = station
+	}
+	if v.AnalyticsModule.ID == "" {
+		v.AnalyticsModule.ID = "diagd"
+	}
+	if time.Time(v.Timestamp).IsZero() {
+		return fmt.Errorf("verdict %s: @timestamp (capture time) is zero", v.MessageID)
+	}
+	switch v.Verdict {
+	case Pass, Fail:
+	case Unknown:
+		// An unknown verdict may come without a score; JSON has no NaN.
+		if math.IsNaN(v.Score) || math.IsInf(v.Score, 0) {
+			v.Score = 0
+		}
+		if math.IsNaN(v.Threshold) || math.IsInf(v.Threshold, 0) {
+			v.Threshold = 0
+		}
+	default:
+		return fmt.Errorf("verdict %s: verdict %q is not pass, fail or unknown", v.MessageID, v.Verdict)
+	}
+	for name, x := range map[string]float64{"score": v.Score, "threshold": v.Threshold, "latencyMs": v.LatencyMs} {
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			return fmt.Errorf("verdict %s: %s is %v", v.MessageID, name, x)
+		}
+	}
+	return nil
+}
+
+// newUUID returns a random (version 4) UUID.
+func newUUID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on Linux
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
