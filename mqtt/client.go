@@ -269,11 +269,13 @@ func (c *Client) setup(epoch uint64) {
 			c.log.Warn("mqtt: republish state", "state", n, "err", err)
 		}
 	}
-	c.stateMu.Unlock()
 	if err := c.wait(c.pc.Publish(c.topic("available"), 1, true, "online")); err != nil {
 		c.log.Warn("mqtt: publish online", "err", err)
 	}
+	// Still holding stateMu: a SetState waiting on it now sees the client up and
+	// publishes, instead of storing a value nobody sends until the next reconnect.
 	c.setUp(epoch, true)
+	c.stateMu.Unlock()
 }
 
 func (c *Client) onConnectionLost(_ paho.Client, err error) {

@@ -12,8 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/kelseyhightower/envconfig"
-
 	"github.com/diagd/diagd/capture"
 	"github.com/diagd/diagd/internal/ortenv"
 )
@@ -54,13 +52,24 @@ type Config struct {
 	ShutdownTimeout time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"20s" desc:"how long a stop may take to flush the outbox"`
 
 	Demo bool `envconfig:"DEMO" default:"false" desc:"with no sources and no model, run on a generated demo video and a demo model"`
+
+	// The periodic DIAG job: generate synthetic defects, retrain, promote when not worse.
+	Catalogue        string        `envconfig:"CATALOGUE" desc:"defect catalogue YAML for synthetic defects (reloaded on edit); empty: no generation"`
+	SDXLDir          string        `envconfig:"SDXL_DIR" desc:"SDXL-inpainting ONNX export (optimum) for the diag generator"`
+	Generator        string        `envconfig:"GENERATOR" default:"auto" desc:"auto (diag when SDXL_DIR is set, else memseg), diag or memseg"`
+	AugmentN         int           `envconfig:"AUGMENT_N" default:"100" desc:"synthetic images per generation batch (the paper's N)"`
+	RetrainEvery     time.Duration `envconfig:"RETRAIN_EVERY" default:"0" desc:"run a generation+retraining cycle this often; 0: only on the MQTT command"`
+	AutoAccept       bool          `envconfig:"AUTO_ACCEPT" default:"true" desc:"generated images go straight to DATA_DIR/synthetic/accepted/<batch>; false: to synthetic/pending/<batch> for review"`
+	Registry         string        `envconfig:"REGISTRY" desc:"model registry folder; default DATA_DIR/models (its current link is MODEL_DIR's default)"`
+	RetrainMode      string        `envconfig:"RETRAIN_MODE" default:"auto" desc:"auto (full-shot when DATA_DIR/defects holds real defects, else zero-shot), zero-shot or full-shot"`
+	PromoteTolerance float64       `envconfig:"PROMOTE_TOLERANCE" default:"0" desc:"promote a candidate whose validation AP >= serving AP - tolerance"`
+	JobThreads       int           `envconfig:"JOB_THREADS" default:"1" desc:"ONNX Runtime CPU threads for generation and retraining jobs (kept low so judging keeps up)"`
 }
 
 // Load reads the environment and validates it. Errors name the variable.
 func Load() (Config, error) {
 	var c Config
-	if err := envconfig.Process(Prefix, &c); err != nil {
-		// envconfig's message names the variable: "assigning DIAGD_X to X: converting ..."
+	if err := fromEnv(&c); err != nil { // only DIAGD_* variables (env.go says why)
 		return c, fmt.Errorf("configuration: %w", err)
 	}
 	return c, c.Validate()
@@ -137,6 +146,9 @@ func (c *Config) Validate() error {
 	}
 	if c.OutboxMaxRecords < 100 {
 		bad("OUTBOX_MAX_RECORDS", "%d is below 100", c.OutboxMaxRecords)
+	} else if c.OutboxMaxRecords < c.BatchMax {
+		// A batch's verdicts are stored together: a bigger batch would never fit.
+		bad("OUTBOX_MAX_RECORDS", "%d is below DIAGD_BATCH_MAX (%d)", c.OutboxMaxRecords, c.BatchMax)
 	}
 	if c.HTTPAddr != "" {
 		if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
@@ -146,6 +158,7 @@ func (c *Config) Validate() error {
 	if c.ShutdownTimeout <= 0 {
 		bad("SHUTDOWN_TIMEOUT", "%v must be positive", c.ShutdownTimeout)
 	}
+	c.validateJobs(bad)
 	return errors.Join(errs...)
 }
 
@@ -156,5 +169,61 @@ func (c Config) Summary() map[string]any {
 		"provider": c.Provider, "batchMax": c.BatchMax, "mqttBroker": c.MQTTBroker, "mqttPrefix": c.MQTTPrefix,
 		"mqttTLS": c.MQTTCAFile != "" || c.MQTTCertFile != "", "mqttAuth": c.MQTTUsername != "",
 		"outboxMaxBytes": c.OutboxMaxBytes, "outboxMaxRecords": c.OutboxMaxRecords, "httpAddr": c.HTTPAddr, "demo": c.Demo,
+		"catalogue": c.Catalogue, "generator": c.Generator, "augmentN": c.AugmentN, "retrainEvery": c.RetrainEvery.String(),
+		"autoAccept": c.AutoAccept, "registry": c.Registry, "retrainMode": c.RetrainMode, "promoteTolerance": c.PromoteTolerance,
+	}
+}
+
+// validateJobs checks the settings of the generation and retraining job.
+func (c *Config) validateJobs(bad func(v string, format string, a ...any)) {
+	if c.Registry == "" && c.DataDir != "" {
+		c.Registry = filepath.Join(c.DataDir, "models")
+	}
+	// A missing or invalid catalogue file is not fatal: verdicts matter more, and the
+	// daemon keeps retrying on edits (jobs that need it refuse until it is valid).
+	if c.Catalogue != "" {
+		if st, err := os.Stat(c.Catalogue); err == nil && st.IsDir() {
+			bad("CATALOGUE", "%s is a folder; name the catalogue's YAML file", c.Catalogue)
+		}
+	}
+	if c.SDXLDir != "" {
+		if st, err := os.Stat(c.SDXLDir); err != nil {
+			bad("SDXL_DIR", "%v", err)
+		} else if !st.IsDir() {
+			bad("SDXL_DIR", "%s is not a folder (want the optimum SDXL-inpainting export)", c.SDXLDir)
+		}
+	}
+	switch c.Generator {
+	case "", "auto":
+		c.Generator = "memseg"
+		if c.SDXLDir != "" {
+			c.Generator = "diag"
+		}
+	case "memseg":
+	case "diag":
+		if c.SDXLDir == "" {
+			bad("GENERATOR", "diag needs DIAGD_SDXL_DIR (an SDXL-inpainting ONNX export); use memseg to generate without a model")
+		}
+	default:
+		bad("GENERATOR", "%q: want auto, diag or memseg", c.Generator)
+	}
+	if c.AugmentN < 1 || c.AugmentN > 100000 {
+		bad("AUGMENT_N", "%d is outside 1..100000", c.AugmentN)
+	}
+	if c.RetrainEvery < 0 {
+		bad("RETRAIN_EVERY", "%v is negative (0 turns the schedule off)", c.RetrainEvery)
+	}
+	switch c.RetrainMode {
+	case "", "auto":
+		c.RetrainMode = "auto"
+	case "zero-shot", "full-shot":
+	default:
+		bad("RETRAIN_MODE", "%q: want auto, zero-shot or full-shot", c.RetrainMode)
+	}
+	if !(c.PromoteTolerance >= 0 && c.PromoteTolerance <= 1) {
+		bad("PROMOTE_TOLERANCE", "%v is outside 0..1 (it is an AP difference)", c.PromoteTolerance)
+	}
+	if c.JobThreads < 0 {
+		bad("JOB_THREADS", "%d is negative", c.JobThreads)
 	}
 }

@@ -45,8 +45,10 @@ type Daemon struct {
 	beat       atomic.Int64 // unix nanos of the judge loop's last turn (watchdog)
 	lastJudge  atomic.Int64 // unix nanos of the last successful model call
 	negatives  *negativePool
+	jobs       *jobs // generation and retraining, one at a time (jobs.go)
 
 	stopping atomic.Bool
+	httpAddr atomic.Value // string: the real listen address (see HTTPAddr)
 }
 
 // New prepares everything that can fail on bad configuration before anything runs:
@@ -82,6 +84,12 @@ func New(log *slog.Logger, cfg config.Config) (*Daemon, error) {
 		}
 		d.sources = append(d.sources, s)
 		d.byName[s.Name()] = s
+		// Every camera's series exist from the start (at 0), so rate() and alerts on
+		// them work before the first bad file or reconnect.
+		d.m.badFiles.WithLabelValues(s.Name())
+		d.m.reconnects.WithLabelValues(s.Name())
+		d.m.dropped.WithLabelValues(s.Name())
+		d.m.cameraUp.WithLabelValues(s.Name())
 	}
 	d.frames = make(chan capture.Frame, 2*cfg.BatchMax)
 	d.ob, err = outbox.Open(filepath.Join(cfg.DataDir, "outbox"), outbox.Options{
@@ -107,6 +115,7 @@ func New(log *slog.Logger, cfg config.Config) (*Daemon, error) {
 	if cfg.NegativesKeep > 0 {
 		d.negatives = newNegativePool(filepath.Join(cfg.DataDir, "negatives"), cfg.NegativesKeep)
 	}
+	d.jobs = newJobs(d)
 	d.registerCommands()
 	return d, nil
 }
@@ -119,6 +128,18 @@ func (d *Daemon) Registry() *prometheus.Registry { return d.reg }
 // "stopped", disconnect.
 func (d *Daemon) Run(ctx context.Context) error {
 	d.log.Info("diagd starting", "station", d.cfg.Station, "config", d.cfg.Summary())
+	// Listen first: a busy port fails the start before anything is announced online.
+	httpErr := make(chan error, 1)
+	stopHTTP := func(context.Context) error { return nil }
+	if d.cfg.HTTPAddr != "" {
+		var err error
+		stopHTTP, err = d.serveHTTP(httpErr)
+		if err != nil {
+			d.ob.Close()
+			d.det.Close()
+			return err
+		}
+	}
 	d.client.SetState("config", d.cfg.Summary())
 	d.loadModel(true)
 	d.client.Start()
@@ -148,17 +169,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 	go func() { defer bgWG.Done(); d.watchModel(bg) }()
 	go func() { defer bgWG.Done(); d.publishStatusLoop(bg) }()
 	go func() { defer bgWG.Done(); d.watchdog(bg) }()
-	httpErr := make(chan error, 1)
-	stopHTTP := func(context.Context) error { return nil }
-	if d.cfg.HTTPAddr != "" {
-		var err error
-		stopHTTP, err = d.serveHTTP(httpErr)
-		if err != nil {
-			stopBG()
-			stopSources()
-			return err
-		}
-	}
+	bgWG.Add(1)
+	go func() { defer bgWG.Done(); d.jobs.runJobs(bg) }() // catalogue, schedule, job commands
 	notify("READY=1\nSTATUS=judging frames")
 
 	var runErr error
@@ -254,6 +266,7 @@ func (d *Daemon) Ready() (bool, []string) {
 
 // registerCommands wires the MQTT commands the daemon answers.
 func (d *Daemon) registerCommands() {
+	d.registerJobCommands() // augment, retrain, cycle
 	d.client.HandleCommand("trigger", d.cmdTrigger)
 	d.client.HandleCommand("reload", func(context.Context, []byte) (any, error) {
 		if err := d.loadModel(false); err != nil {

@@ -12,6 +12,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
+// HTTPAddr is the address /livez, /readyz and /metrics listen on once Run has started
+// them (the real port when DIAGD_HTTP_ADDR asks for port 0), or "" before that.
+func (d *Daemon) HTTPAddr() string {
+	a, _ := d.httpAddr.Load().(string)
+	return a
+}
+
 // serveHTTP starts /livez, /readyz and /metrics. The returned func stops the server.
 func (d *Daemon) serveHTTP(errc chan<- error) (func(context.Context) error, error) {
 	mux := http.NewServeMux()
@@ -32,6 +39,7 @@ func (d *Daemon) serveHTTP(errc chan<- error) (func(context.Context) error, erro
 	if err != nil {
 		return nil, fmt.Errorf("DIAGD_HTTP_ADDR %s: %w", d.cfg.HTTPAddr, err)
 	}
+	d.httpAddr.Store(ln.Addr().String())
 	d.log.Info("http listening", "addr", ln.Addr().String())
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
