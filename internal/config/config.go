@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kelseyhightower/envconfig"
+
 	"github.com/diagd/diagd/capture"
 	"github.com/diagd/diagd/internal/ortenv"
 )
@@ -19,57 +21,61 @@ import (
 // Prefix is the environment prefix of every setting.
 const Prefix = "DIAGD"
 
-// Config is the daemon's configuration. Each field's variable is DIAGD_ + its envconfig
-// name; the README lists them all with these defaults. Settings are read once at start:
+// Config is the daemon's configuration. Each field's variable is its envconfig tag, in
+// full: envconfig falls back from PREFIX_NAME to a bare NAME tag (THREADS, SOURCES, DEMO),
+// which would let an unrelated variable in the service's environment configure diagd, so
+// the tags carry the DIAGD_ prefix and Process is called without one. The README lists
+// every variable with these defaults. Settings are read once at start:
 // a change needs a restart, except the model (hot-swapped when MODEL_DIR's content
 // changes) and the defect catalogue (reloaded when its files change).
 type Config struct {
-	Station string `envconfig:"STATION" desc:"inspection station name; MQTT client id and topic prefix derive from it (default: the host name)"`
-	Sources string `envconfig:"SOURCES" desc:"camera sources, e.g. cam1=device:0,fps=30;drop=folder:/srv/drop (see README)"`
-	DataDir string `envconfig:"DATA_DIR" default:"/var/lib/diagd" desc:"state: outbox, journals, negatives pool, models"`
+	Station string `envconfig:"DIAGD_STATION" desc:"inspection station name; MQTT client id and topic prefix derive from it (default: the host name)"`
+	Sources string `envconfig:"DIAGD_SOURCES" desc:"camera sources, e.g. cam1=device:0,fps=30;drop=folder:/srv/drop (see README)"`
+	DataDir string `envconfig:"DIAGD_DATA_DIR" default:"/var/lib/diagd" desc:"state: outbox, journals, negatives pool, models"`
 
-	ModelDir      string        `envconfig:"MODEL_DIR" desc:"detector folder (model.onnx + model.json); default DATA_DIR/models/current"`
-	ModelPoll     time.Duration `envconfig:"MODEL_POLL" default:"5s" desc:"how often MODEL_DIR is checked for a new model"`
-	Provider      string        `envconfig:"PROVIDER" default:"auto" desc:"auto, tensorrt, cuda or cpu"`
-	DeviceID      int           `envconfig:"DEVICE_ID" default:"0" desc:"GPU index"`
-	Threads       int           `envconfig:"THREADS" default:"0" desc:"ONNX Runtime intra-op threads on CPU (0: one per core)"`
-	BatchMax      int           `envconfig:"BATCH_MAX" default:"8" desc:"frames judged per model call at most"`
-	BatchWait     time.Duration `envconfig:"BATCH_WAIT" default:"2ms" desc:"how long to wait for more frames to fill a batch"`
-	NegativesKeep int           `envconfig:"NEGATIVES_KEEP" default:"0" desc:"keep every Nth passing frame in DATA_DIR/negatives for retraining (0: off)"`
+	ModelDir      string        `envconfig:"DIAGD_MODEL_DIR" desc:"detector folder (model.onnx + model.json); default DATA_DIR/models/current"`
+	ModelPoll     time.Duration `envconfig:"DIAGD_MODEL_POLL" default:"5s" desc:"how often MODEL_DIR is checked for a new model"`
+	Provider      string        `envconfig:"DIAGD_PROVIDER" default:"auto" desc:"auto, tensorrt, cuda or cpu"`
+	DeviceID      int           `envconfig:"DIAGD_DEVICE_ID" default:"0" desc:"GPU index"`
+	Threads       int           `envconfig:"DIAGD_THREADS" default:"0" desc:"ONNX Runtime intra-op threads on CPU (0: one per core)"`
+	BatchMax      int           `envconfig:"DIAGD_BATCH_MAX" default:"8" desc:"frames judged per model call at most"`
+	BatchWait     time.Duration `envconfig:"DIAGD_BATCH_WAIT" default:"2ms" desc:"how long to wait for more frames to fill a batch"`
+	NegativesKeep int           `envconfig:"DIAGD_NEGATIVES_KEEP" default:"0" desc:"keep every Nth passing frame in DATA_DIR/negatives for retraining (0: off)"`
 
-	MQTTBroker   string `envconfig:"MQTT_BROKER" default:"tcp://127.0.0.1:1883" desc:"broker URL: tcp://host:1883 or ssl://host:8883"`
-	MQTTPrefix   string `envconfig:"MQTT_PREFIX" desc:"topic prefix (default diagd/<station>)"`
-	MQTTUsername string `envconfig:"MQTT_USERNAME"`
-	MQTTPassword string `envconfig:"MQTT_PASSWORD"`
-	MQTTCAFile   string `envconfig:"MQTT_CA_FILE" desc:"CA certificate for TLS"`
-	MQTTCertFile string `envconfig:"MQTT_CERT_FILE" desc:"client certificate for mutual TLS"`
-	MQTTKeyFile  string `envconfig:"MQTT_KEY_FILE" desc:"client key for mutual TLS"`
+	MQTTBroker   string `envconfig:"DIAGD_MQTT_BROKER" default:"tcp://127.0.0.1:1883" desc:"broker URL: tcp://host:1883 or ssl://host:8883"`
+	MQTTPrefix   string `envconfig:"DIAGD_MQTT_PREFIX" desc:"topic prefix (default diagd/<station>)"`
+	MQTTUsername string `envconfig:"DIAGD_MQTT_USERNAME"`
+	MQTTPassword string `envconfig:"DIAGD_MQTT_PASSWORD"`
+	MQTTCAFile   string `envconfig:"DIAGD_MQTT_CA_FILE" desc:"CA certificate for TLS"`
+	MQTTCertFile string `envconfig:"DIAGD_MQTT_CERT_FILE" desc:"client certificate for mutual TLS"`
+	MQTTKeyFile  string `envconfig:"DIAGD_MQTT_KEY_FILE" desc:"client key for mutual TLS"`
 
-	OutboxMaxBytes   int64 `envconfig:"OUTBOX_MAX_BYTES" default:"268435456" desc:"outbox size limit; when full, frames are not taken (verdicts are never dropped)"`
-	OutboxMaxRecords int   `envconfig:"OUTBOX_MAX_RECORDS" default:"1000000" desc:"outbox record limit"`
+	OutboxMaxBytes   int64 `envconfig:"DIAGD_OUTBOX_MAX_BYTES" default:"268435456" desc:"outbox size limit; when full, frames are not taken (verdicts are never dropped)"`
+	OutboxMaxRecords int   `envconfig:"DIAGD_OUTBOX_MAX_RECORDS" default:"1000000" desc:"outbox record limit"`
 
-	HTTPAddr        string        `envconfig:"HTTP_ADDR" default:"127.0.0.1:9410" desc:"/livez, /readyz and /metrics; empty: off"`
-	ShutdownTimeout time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"20s" desc:"how long a stop may take to flush the outbox"`
+	HTTPAddr        string        `envconfig:"DIAGD_HTTP_ADDR" default:"127.0.0.1:9410" desc:"/livez, /readyz and /metrics; empty: off"`
+	ShutdownTimeout time.Duration `envconfig:"DIAGD_SHUTDOWN_TIMEOUT" default:"20s" desc:"how long a stop may take to flush the outbox"`
 
-	Demo bool `envconfig:"DEMO" default:"false" desc:"with no sources and no model, run on a generated demo video and a demo model"`
+	Demo bool `envconfig:"DIAGD_DEMO" default:"false" desc:"with no sources and no model, run on a generated demo video and a demo model"`
 
 	// The periodic DIAG job: generate synthetic defects, retrain, promote when not worse.
-	Catalogue        string        `envconfig:"CATALOGUE" desc:"defect catalogue YAML for synthetic defects (reloaded on edit); empty: no generation"`
-	SDXLDir          string        `envconfig:"SDXL_DIR" desc:"SDXL-inpainting ONNX export (optimum) for the diag generator"`
-	Generator        string        `envconfig:"GENERATOR" default:"auto" desc:"auto (diag when SDXL_DIR is set, else memseg), diag or memseg"`
-	AugmentN         int           `envconfig:"AUGMENT_N" default:"100" desc:"synthetic images per generation batch (the paper's N)"`
-	RetrainEvery     time.Duration `envconfig:"RETRAIN_EVERY" default:"0" desc:"run a generation+retraining cycle this often; 0: only on the MQTT command"`
-	AutoAccept       bool          `envconfig:"AUTO_ACCEPT" default:"true" desc:"generated images go straight to DATA_DIR/synthetic/accepted/<batch>; false: to synthetic/pending/<batch> for review"`
-	Registry         string        `envconfig:"REGISTRY" desc:"model registry folder; default DATA_DIR/models (its current link is MODEL_DIR's default)"`
-	RetrainMode      string        `envconfig:"RETRAIN_MODE" default:"auto" desc:"auto (full-shot when DATA_DIR/defects holds real defects, else zero-shot), zero-shot or full-shot"`
-	PromoteTolerance float64       `envconfig:"PROMOTE_TOLERANCE" default:"0" desc:"promote a candidate whose validation AP >= serving AP - tolerance"`
-	JobThreads       int           `envconfig:"JOB_THREADS" default:"1" desc:"ONNX Runtime CPU threads for generation and retraining jobs (kept low so judging keeps up)"`
+	Catalogue        string        `envconfig:"DIAGD_CATALOGUE" desc:"defect catalogue YAML for synthetic defects (reloaded on edit); empty: no generation"`
+	SDXLDir          string        `envconfig:"DIAGD_SDXL_DIR" desc:"SDXL-inpainting ONNX export (optimum) for the diag generator"`
+	Generator        string        `envconfig:"DIAGD_GENERATOR" default:"auto" desc:"auto (diag when SDXL_DIR is set, else memseg), diag or memseg"`
+	AugmentN         int           `envconfig:"DIAGD_AUGMENT_N" default:"100" desc:"synthetic images per generation batch (the paper's N)"`
+	RetrainEvery     time.Duration `envconfig:"DIAGD_RETRAIN_EVERY" default:"0" desc:"run a generation+retraining cycle this often; 0: only on the MQTT command"`
+	AutoAccept       bool          `envconfig:"DIAGD_AUTO_ACCEPT" default:"true" desc:"generated images go straight to DATA_DIR/synthetic/accepted/<batch>; false: to synthetic/pending/<batch> for review"`
+	Registry         string        `envconfig:"DIAGD_REGISTRY" desc:"model registry folder; default DATA_DIR/models (its current link is MODEL_DIR's default)"`
+	RetrainMode      string        `envconfig:"DIAGD_RETRAIN_MODE" default:"auto" desc:"auto (full-shot when DATA_DIR/defects holds real defects, else zero-shot), zero-shot or full-shot"`
+	PromoteTolerance float64       `envconfig:"DIAGD_PROMOTE_TOLERANCE" default:"0" desc:"promote a candidate whose validation AP >= serving AP - tolerance"`
+	JobThreads       int           `envconfig:"DIAGD_JOB_THREADS" default:"1" desc:"ONNX Runtime CPU threads for generation and retraining jobs (kept low so judging keeps up)"`
 }
 
 // Load reads the environment and validates it. Errors name the variable.
 func Load() (Config, error) {
 	var c Config
-	if err := fromEnv(&c); err != nil { // only DIAGD_* variables (env.go says why)
+	if err := envconfig.Process("", &c); err != nil {
+		// envconfig names the variable: "assigning DIAGD_X to X: converting ..."
 		return c, fmt.Errorf("configuration: %w", err)
 	}
 	return c, c.Validate()

@@ -1,0 +1,370 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+	"gocv.io/x/gocv"
+
+	"github.com/diagd/diagd/detect"
+	"github.com/diagd/diagd/internal/config"
+	"github.com/diagd/diagd/internal/daemon"
+	"github.com/diagd/diagd/internal/demo"
+	"github.com/diagd/diagd/internal/onnx/zoo"
+	"github.com/diagd/diagd/internal/ortenv"
+	"github.com/diagd/diagd/mqtt"
+)
+
+func init() { register("daemon", benchDaemon) }
+
+// benchDaemon measures the whole inspection path (folder source → detect → fsynced
+// outbox → real mosquitto → a subscriber) against detect alone on the same files in the
+// same process:
+//   - throughput: N files renamed into the watched folder at once; frames per second
+//     from the first rename to the subscriber receiving the last verdict, vs a loop of
+//     detect.ReadImage + Detector.Judge in batches of the same size (target ratio ≥ 0.9);
+//   - latency: files renamed in one at a time at a modest rate; time from the rename
+//     to the subscriber receiving the verdict. The subscriber's receipt stands in for
+//     the broker's acknowledgement (the broker forwards a QoS 1 message to subscribers
+//     when it takes it; PUBACK to diagd happens at the same moment), so this is the
+//     latency a PLC sees. It includes the folder source's settle window
+//     (polls × settle, by default 2 × 100 ms), which exists so that a half-written file
+//     is never judged.
+func benchDaemon(args []string) error {
+	fs := flag.NewFlagSet("daemon", flag.ContinueOnError)
+	n := fs.Int("n", 1000, "frames for the throughput run")
+	paced := fs.Int("paced", 100, "frames for the latency run")
+	rate := fs.Float64("rate", 20, "frames per second in the latency run")
+	w := fs.Int("width", 256, "frame width")
+	h := fs.Int("height", 704, "frame height")
+	mw := fs.Int("model-width", 256, "model input width (SmallResNet)")
+	mh := fs.Int("model-height", 704, "model input height")
+	batch := fs.Int("batch", 8, "DIAGD_BATCH_MAX, and detect's batch in the baseline")
+	settle := fs.String("settle", "100ms", "folder source settle interval (the default is 100ms)")
+	after := fs.String("after", "keep", "folder source after= (keep journals with an fsync per file)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	if os.Getenv(ortenv.LibEnv) == "" {
+		if wd, err := os.Getwd(); err == nil {
+			os.Setenv(ortenv.LibEnv, filepath.Join(wd, "bin", ortenv.LibName))
+		}
+	}
+	if _, err := ortenv.Init(log); err != nil {
+		return err
+	}
+	tmp, err := os.MkdirTemp("", "diagd-bench-daemon-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+
+	modelDir := filepath.Join(tmp, "model")
+	os.MkdirAll(modelDir, 0o755)
+	if err := zoo.WriteResNet(zoo.SmallResNet(*mh, *mw, 1), filepath.Join(modelDir, detect.ModelFile)); err != nil {
+		return err
+	}
+	meta := detect.DefaultMetadata("bench")
+	meta.Architecture = "small-resnet"
+	meta.Input.Height, meta.Input.Width = *mh, *mw
+	if err := detect.WriteMetadata(modelDir, meta); err != nil {
+		return err
+	}
+	total := *n + *paced
+	stage := filepath.Join(tmp, "stage")
+	os.MkdirAll(stage, 0o755)
+	fmt.Printf("writing %d PNG frames %dx%d ...\n", total, *w, *h)
+	r := rand.New(rand.NewPCG(1, 2))
+	var names []string
+	for i := range total {
+		m := demo.Frame(*w, *h, r, i%4 == 3)
+		name := fmt.Sprintf("frame-%05d.png", i)
+		ok := gocv.IMWrite(filepath.Join(stage, name), m)
+		m.Close()
+		if !ok {
+			return fmt.Errorf("cannot write %s", name)
+		}
+		names = append(names, name)
+	}
+
+	// Baseline: detect alone on the same files, same batch size, one model session.
+	base, judgeOnly, err := baselineDetect(log, modelDir, stage, names[:*n], *batch)
+	if err != nil {
+		return err
+	}
+
+	// The daemon, with a real mosquitto and a subscriber.
+	broker, err := startMosquitto(tmp)
+	if err != nil {
+		return err
+	}
+	defer broker.stop()
+	sub, err := newBenchSub(broker.url, "diagd/bench/verdict")
+	if err != nil {
+		return err
+	}
+	defer sub.pc.Disconnect(100)
+
+	cfg := config.Defaults()
+	watched := filepath.Join(tmp, "drop")
+	os.MkdirAll(watched, 0o755)
+	cfg.Station, cfg.DataDir, cfg.ModelDir, cfg.MQTTBroker, cfg.HTTPAddr = "bench", filepath.Join(tmp, "data"), modelDir, broker.url, ""
+	cfg.Provider, cfg.BatchMax = "cpu", *batch
+	cfg.Sources = fmt.Sprintf("cam=folder:%s,settle=%s,after=%s", watched, *settle, *after)
+	if *after != "keep" && *after != "delete" {
+		return fmt.Errorf("--after=%q: want keep or delete", *after)
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	d, err := daemon.New(log, cfg)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	runDone := make(chan error, 1)
+	go func() { runDone <- d.Run(ctx) }()
+	defer func() { cancel(); <-runDone }()
+	// Warm up: one frame through the whole path (connect, first inference).
+	if err := os.Rename(filepath.Join(stage, names[*n]), filepath.Join(watched, names[*n])); err != nil {
+		return err
+	}
+	if !sub.wait(1, 30*time.Second) {
+		return fmt.Errorf("no verdict for the warm-up frame within 30 s")
+	}
+
+	// Throughput: all files at once.
+	arrived := make(map[string]time.Time, total)
+	start := time.Now()
+	for _, name := range names[:*n] {
+		if err := os.Rename(filepath.Join(stage, name), filepath.Join(watched, name)); err != nil {
+			return err
+		}
+		arrived[name] = time.Now()
+	}
+	if !sub.wait(1+*n, 5*time.Minute) {
+		return fmt.Errorf("only %d of %d verdicts arrived", sub.count()-1, *n)
+	}
+	lastAt := sub.lastAt()
+	fps := float64(*n) / lastAt.Sub(start).Seconds()
+	burst := sub.latencies(arrived)
+
+	// Latency: one file at a time at --rate.
+	paceArrived := map[string]time.Time{}
+	every := time.Duration(float64(time.Second) / *rate)
+	for _, name := range names[*n+1:] {
+		if err := os.Rename(filepath.Join(stage, name), filepath.Join(watched, name)); err != nil {
+			return err
+		}
+		paceArrived[name] = time.Now()
+		time.Sleep(every)
+	}
+	if !sub.wait(total, time.Minute) {
+		return fmt.Errorf("paced run: only %d of %d verdicts arrived", sub.count(), total)
+	}
+	pacedLat := sub.latencies(paceArrived)
+
+	fmt.Printf("\nmodel SmallResNet %dx%d (HxW), frames %dx%d PNG, batch %d, folder settle %s × 2 polls, after=%s, CPU\n",
+		*mh, *mw, *h, *w, *batch, *settle, *after)
+	fmt.Printf("detect alone, decoded frames (Judge only):   %8.1f frames/s (the model's ceiling)\n", judgeOnly)
+	fmt.Printf("detect alone (ReadImage + Judge):            %8.1f frames/s\n", base)
+	fmt.Printf("whole daemon (folder→detect→outbox→MQTT→sub): %8.1f frames/s\n", fps)
+	fmt.Printf("ratio daemon / detect alone:                  %8.3f (target ≥ 0.9; the daemon decodes the next files while the model runs)\n", fps/base)
+	fmt.Printf("ratio daemon / Judge only:                    %8.3f\n", fps/judgeOnly)
+	fmt.Printf("verdict latency, rename → subscriber (stands in for the broker's ack):\n")
+	fmt.Printf("  paced %d frames at %.0f/s:   p50 %7.1f ms  p99 %7.1f ms\n", *paced-1, *rate, pct(pacedLat, 50), pct(pacedLat, 99))
+	fmt.Printf("  burst of %d (queueing):    p50 %7.1f ms  p99 %7.1f ms\n", *n, pct(burst, 50), pct(burst, 99))
+	return nil
+}
+
+// baselineDetect reads and judges the files in batches on one detector, one after the
+// other (frames/s), then judges already decoded frames only (frames/s).
+func baselineDetect(log *slog.Logger, modelDir, dir string, names []string, batch int) (float64, float64, error) {
+	det := detect.New(log, detect.Options{Session: ortenv.Options{Provider: ortenv.CPU}, MaxBatch: batch, Workers: 1})
+	defer det.Close()
+	if err := det.LoadAndSwap(modelDir); err != nil {
+		return 0, 0, err
+	}
+	res := make([]detect.Result, batch)
+	warm, err := detect.ReadImage(filepath.Join(dir, names[0]))
+	if err != nil {
+		return 0, 0, err
+	}
+	det.Judge([]gocv.Mat{warm}, res[:1])
+	warm.Close()
+	start := time.Now()
+	mats := make([]gocv.Mat, 0, batch)
+	for i := 0; i < len(names); i += batch {
+		mats = mats[:0]
+		for _, name := range names[i:min(i+batch, len(names))] {
+			m, err := detect.ReadImage(filepath.Join(dir, name))
+			if err != nil {
+				return 0, 0, err
+			}
+			mats = append(mats, m)
+		}
+		err := det.Judge(mats, res[:len(mats)])
+		for _, m := range mats {
+			m.Close()
+		}
+		if err != nil {
+			return 0, 0, err
+		}
+	}
+	withRead := float64(len(names)) / time.Since(start).Seconds()
+
+	decoded := make([]gocv.Mat, min(len(names), 25*batch))
+	for i := range decoded {
+		if decoded[i], err = detect.ReadImage(filepath.Join(dir, names[i])); err != nil {
+			return 0, 0, err
+		}
+		defer decoded[i].Close()
+	}
+	start = time.Now()
+	for i := 0; i < len(decoded); i += batch {
+		part := decoded[i:min(i+batch, len(decoded))]
+		if err := det.Judge(part, res[:len(part)]); err != nil {
+			return 0, 0, err
+		}
+	}
+	return withRead, float64(len(decoded)) / time.Since(start).Seconds(), nil
+}
+
+func pct(v []float64, p float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Sorted(slices.Values(v))
+	return s[min(len(s)-1, int(float64(len(s))*p/100))]
+}
+
+type benchSub struct {
+	pc   paho.Client
+	mu   sync.Mutex
+	at   map[string]time.Time // frameId -> first receipt
+	last time.Time
+}
+
+func newBenchSub(url, topic string) (*benchSub, error) {
+	s := &benchSub{at: map[string]time.Time{}}
+	h := func(_ paho.Client, m paho.Message) {
+		now := time.Now()
+		var v mqtt.Verdict
+		if json.Unmarshal(m.Payload(), &v) != nil {
+			return
+		}
+		s.mu.Lock()
+		if _, ok := s.at[v.FrameID]; !ok {
+			s.at[v.FrameID] = now
+			s.last = now
+		}
+		s.mu.Unlock()
+	}
+	o := paho.NewClientOptions().AddBroker(url).SetClientID("bench-sub").SetCleanSession(true).SetProtocolVersion(4)
+	s.pc = paho.NewClient(o)
+	if tok := s.pc.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		return nil, fmt.Errorf("subscriber: %v", tok.Error())
+	}
+	if tok := s.pc.Subscribe(topic, 1, h); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		return nil, fmt.Errorf("subscriber: %v", tok.Error())
+	}
+	return s, nil
+}
+
+func (s *benchSub) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.at)
+}
+
+func (s *benchSub) lastAt() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.last
+}
+
+func (s *benchSub) wait(n int, timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for s.count() < n {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return true
+}
+
+// latencies in ms from each file's arrival to its verdict's receipt.
+func (s *benchSub) latencies(arrived map[string]time.Time) []float64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []float64
+	for name, t := range arrived {
+		if got, ok := s.at[name]; ok {
+			out = append(out, float64(got.Sub(t).Microseconds())/1000)
+		}
+	}
+	return out
+}
+
+type mosquitto struct {
+	cmd *exec.Cmd
+	url string
+}
+
+// startMosquitto runs the broker as a line would (persistence on) on a free port.
+func startMosquitto(dir string) (*mosquitto, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	bdir := filepath.Join(dir, "mosquitto")
+	os.MkdirAll(bdir, 0o755)
+	conf := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location %s/\nmax_queued_messages 1000000\n", port, bdir)
+	if os.Geteuid() == 0 {
+		conf += "user root\n"
+	}
+	confPath := filepath.Join(bdir, "mosquitto.conf")
+	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
+		return nil, err
+	}
+	bin := os.Getenv("DIAGD_MOSQUITTO")
+	if bin == "" {
+		bin = "/usr/sbin/mosquitto"
+	}
+	cmd := exec.Command(bin, "-c", confPath)
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("mosquitto: %w", err)
+	}
+	m := &mosquitto{cmd: cmd, url: "tcp://127.0.0.1:" + strconv.Itoa(port)}
+	for range 200 {
+		if c, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(port)); err == nil {
+			c.Close()
+			return m, nil
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	m.stop()
+	return nil, fmt.Errorf("mosquitto did not start on port %d", port)
+}
+
+func (m *mosquitto) stop() {
+	m.cmd.Process.Kill()
+	m.cmd.Wait()
+}

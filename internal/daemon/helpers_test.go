@@ -1,0 +1,396 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+	"gocv.io/x/gocv"
+
+	"github.com/diagd/diagd/detect"
+	"github.com/diagd/diagd/internal/config"
+	"github.com/diagd/diagd/internal/onnx/zoo"
+	"github.com/diagd/diagd/internal/testenv"
+	"github.com/diagd/diagd/mqtt"
+)
+
+// The tests run the whole daemon on real parts: a mosquitto started on a free loopback
+// port, PNG files decoded by OpenCV from a watched folder, and ONNX Runtime on a small
+// generated ResNet with the detector's real I/O names and shapes.
+
+const modelSize = 32 // the test model's input is modelSize×modelSize
+
+// writeModel writes a model folder (SmallResNet + metadata) into dir.
+func writeModel(t testing.TB, dir, version string, seed uint64) {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := zoo.WriteResNet(zoo.SmallResNet(modelSize, modelSize, seed), filepath.Join(dir, detect.ModelFile)); err != nil {
+		t.Fatal(err)
+	}
+	meta := detect.DefaultMetadata(version)
+	meta.Architecture = "small-resnet"
+	meta.Input.Height, meta.Input.Width = modelSize, modelSize
+	if err := detect.WriteMetadata(dir, meta); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// writePNG writes a small random-noise PNG (each file differs).
+func writePNG(t testing.TB, path string, r *rand.Rand) {
+	t.Helper()
+	m := gocv.NewMatWithSize(30, 40, gocv.MatTypeCV8UC3)
+	defer m.Close()
+	gocv.RandU(&m, gocv.NewScalar(0, 0, 0, 0), gocv.NewScalar(float64(64+r.IntN(192)), 255, 255, 0))
+	if !gocv.IMWrite(path, m) {
+		t.Fatalf("cannot write %s", path)
+	}
+}
+
+// dropper writes frames into a staging folder beside the watched one and renames them
+// into it, as a camera uploading over FTP/SMB would (the rename makes them appear whole).
+type dropper struct {
+	t       testing.TB
+	stage   string
+	watched string
+	r       *rand.Rand
+	n       int
+}
+
+func newDropper(t testing.TB, watched string) *dropper {
+	stage := filepath.Join(filepath.Dir(watched), "stage-"+filepath.Base(watched))
+	if err := os.MkdirAll(stage, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return &dropper{t: t, stage: stage, watched: watched, r: rand.New(rand.NewPCG(1, 2))}
+}
+
+// drop puts the next frame, named frame-NNNNN.png, into the watched folder and returns
+// its name.
+func (d *dropper) drop() string {
+	name := fmt.Sprintf("frame-%05d.png", d.n)
+	d.n++
+	tmp := filepath.Join(d.stage, name)
+	writePNG(d.t, tmp, d.r)
+	if err := os.Rename(tmp, filepath.Join(d.watched, name)); err != nil {
+		d.t.Fatal(err)
+	}
+	return name
+}
+
+// dropN drops n frames, pausing every between them (0: no pause).
+func (d *dropper) dropN(n int, every time.Duration) []string {
+	var names []string
+	for range n {
+		names = append(names, d.drop())
+		if every > 0 {
+			time.Sleep(every)
+		}
+	}
+	return names
+}
+
+// testConfig is the configuration every test starts from: the documented defaults
+// (no environment read), then the test's broker, folders and
+// fast timings, validated as the daemon would be.
+func testConfig(t testing.TB, brokerURL, sources string) config.Config {
+	t.Helper()
+	c := config.Defaults()
+	dir := t.TempDir()
+	c.Station = "line1"
+	c.Sources = sources
+	c.DataDir = filepath.Join(dir, "data")
+	c.ModelDir = filepath.Join(dir, "model")
+	c.MQTTBroker = brokerURL
+	c.HTTPAddr = "127.0.0.1:0"
+	c.ModelPoll = 100 * time.Millisecond
+	c.Provider = "cpu"
+	c.Threads = 1
+	c.ShutdownTimeout = 10 * time.Second
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// folderSource is a DIAGD_SOURCES entry for a watched folder with fast settle timings.
+func folderSource(name, dir string, extra ...string) string {
+	s := name + "=folder:" + dir + ",settle=10ms,polls=2,retry=50ms,retrymax=200ms"
+	for _, e := range extra {
+		s += "," + e
+	}
+	return s
+}
+
+// running is a daemon running in the test's process.
+type running struct {
+	d      *Daemon
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func start(t testing.TB, cfg config.Config) *running {
+	t.Helper()
+	d, err := New(testenv.Logger(t), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &running{d: d, cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- d.Run(ctx) }()
+	t.Cleanup(func() { r.stop(t) })
+	return r
+}
+
+// stop cancels the daemon and waits for Run to return (graceful shutdown).
+func (r *running) stop(t testing.TB) error {
+	t.Helper()
+	r.cancel()
+	select {
+	case err := <-r.done:
+		r.done <- err // later calls see it too
+		return err
+	case <-time.After(30 * time.Second):
+		t.Fatal("daemon did not stop within 30 s")
+		return nil
+	}
+}
+
+// httpAddr waits for the daemon's HTTP server and returns its address.
+func (r *running) httpAddr(t testing.TB) string {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for r.d.HTTPAddr() == "" {
+		if time.Now().After(deadline) {
+			t.Fatal("HTTP server not started")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return r.d.HTTPAddr()
+}
+
+func httpGet(t testing.TB, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(b)
+}
+
+// metric returns the value of one sample line of /metrics (name with its labels as
+// Prometheus writes them, e.g. `diagd_bad_files_total{camera="cam"}`), or -1.
+func metric(t testing.TB, body, series string) float64 {
+	t.Helper()
+	re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(series) + ` (\S+)$`)
+	m := re.FindStringSubmatch(body)
+	if m == nil {
+		return -1
+	}
+	v, err := strconv.ParseFloat(m[1], 64)
+	if err != nil {
+		t.Fatalf("metric %s: %v", series, err)
+	}
+	return v
+}
+
+// msg is one message seen by the test's subscriber.
+type msg struct {
+	topic    string
+	payload  string
+	retained bool
+	at       time.Time
+}
+
+// subscriber is an independent client as a PLC would be: persistent session, QoS 1,
+// so the broker queues for it across its own restarts.
+type subscriber struct {
+	mu   sync.Mutex
+	msgs []msg
+	pc   paho.Client
+}
+
+func subscribe(t testing.TB, url, clientID, filter string) *subscriber {
+	t.Helper()
+	s := &subscriber{}
+	handler := func(_ paho.Client, m paho.Message) {
+		s.mu.Lock()
+		s.msgs = append(s.msgs, msg{m.Topic(), string(m.Payload()), m.Retained(), time.Now()})
+		s.mu.Unlock()
+	}
+	o := paho.NewClientOptions().AddBroker(url).SetClientID(clientID).SetCleanSession(false).
+		SetProtocolVersion(4).SetAutoReconnect(true).SetConnectRetry(true).
+		SetConnectRetryInterval(100 * time.Millisecond).SetMaxReconnectInterval(300 * time.Millisecond).
+		SetDefaultPublishHandler(handler).
+		SetOnConnectHandler(func(c paho.Client) { c.Subscribe(filter, 1, handler) })
+	s.pc = paho.NewClient(o)
+	if tok := s.pc.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscriber connect: %v", tok.Error())
+	}
+	if tok := s.pc.Subscribe(filter, 1, handler); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscriber subscribe: %v", tok.Error())
+	}
+	t.Cleanup(func() { s.pc.Disconnect(100) })
+	return s
+}
+
+func (s *subscriber) snapshot() []msg {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]msg(nil), s.msgs...)
+}
+
+// publish sends a command as a PLC would.
+func (s *subscriber) publish(t testing.TB, topic, payload string) {
+	t.Helper()
+	if tok := s.pc.Publish(topic, 1, false, payload); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("publish %s: %v", topic, tok.Error())
+	}
+}
+
+// sync returns once the subscriber's subscription is active at the broker: it
+// publishes a probe on topic (which its filter must cover) and waits to receive it.
+// After a broker restart the session may come back without its subscription (a SIGKILL
+// can beat mosquitto's save), and the client then subscribes again on connect.
+func (s *subscriber) sync(t testing.TB, topic string) {
+	t.Helper()
+	probe := fmt.Sprintf("probe-%d", time.Now().UnixNano())
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		s.pc.Publish(topic, 1, false, probe).WaitTimeout(time.Second)
+		wait := time.Now().Add(500 * time.Millisecond)
+		for time.Now().Before(wait) {
+			for _, m := range s.snapshot() {
+				if m.topic == topic && m.payload == probe {
+					return
+				}
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("subscriber: probe on %s not received within 20 s", topic)
+		}
+	}
+}
+
+// waitFor polls until cond holds for the messages seen so far.
+func (s *subscriber) waitFor(t testing.TB, timeout time.Duration, what string, cond func([]msg) bool) []msg {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		m := s.snapshot()
+		if cond(m) {
+			return m
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s (%d messages seen)", timeout, what, len(m))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// last returns the payload of the last message on topic, or "".
+func last(ms []msg, topic string) string {
+	for i := len(ms) - 1; i >= 0; i-- {
+		if ms[i].topic == topic {
+			return ms[i].payload
+		}
+	}
+	return ""
+}
+
+func verdictsOf(t testing.TB, ms []msg, topic string) []mqtt.Verdict {
+	t.Helper()
+	var out []mqtt.Verdict
+	for _, m := range ms {
+		if m.topic != topic {
+			continue
+		}
+		var v mqtt.Verdict
+		if err := json.Unmarshal([]byte(m.payload), &v); err != nil {
+			t.Fatalf("verdict payload %q: %v", m.payload, err)
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+// dedupe keeps the first verdict of each messageid, as a consumer does.
+func dedupe(vs []mqtt.Verdict) []mqtt.Verdict {
+	seen := map[string]bool{}
+	var out []mqtt.Verdict
+	for _, v := range vs {
+		if !seen[v.MessageID] {
+			seen[v.MessageID] = true
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// countVerdicts is a waitFor condition: at least n distinct verdicts on topic.
+func countVerdicts(t testing.TB, topic string, n int) func([]msg) bool {
+	return func(ms []msg) bool { return len(dedupe(verdictsOf(t, ms, topic))) >= n }
+}
+
+// checkOnePerFile asserts that the distinct verdicts are exactly one per file in names
+// (by frameId) and carry seqs from..from+len(names)-1 without gaps.
+func checkOnePerFile(t testing.TB, vs []mqtt.Verdict, names []string, from uint64) {
+	t.Helper()
+	want := map[string]bool{}
+	for _, n := range names {
+		want[n] = true
+	}
+	byFile := map[string]string{}
+	seqs := map[uint64]string{}
+	for _, v := range vs {
+		if prev, ok := byFile[v.FrameID]; ok {
+			t.Fatalf("file %s judged twice: messageids %s and %s", v.FrameID, prev, v.MessageID)
+		}
+		if !want[v.FrameID] {
+			t.Fatalf("verdict for unexpected frame %q", v.FrameID)
+		}
+		byFile[v.FrameID] = v.MessageID
+		if prev, ok := seqs[v.Seq]; ok {
+			t.Fatalf("seq %d used by %s and %s", v.Seq, prev, v.FrameID)
+		}
+		seqs[v.Seq] = v.FrameID
+	}
+	for _, n := range names {
+		if _, ok := byFile[n]; !ok {
+			t.Fatalf("file %s has no verdict (%d of %d files have one)", n, len(byFile), len(names))
+		}
+	}
+	for s := from; s < from+uint64(len(names)); s++ {
+		if _, ok := seqs[s]; !ok {
+			t.Fatalf("seq %d missing: seqs have a gap", s)
+		}
+	}
+}
+
+func contains(s string, subs ...string) bool {
+	for _, x := range subs {
+		if !strings.Contains(s, x) {
+			return false
+		}
+	}
+	return true
+}
