@@ -58,7 +58,7 @@ type worker struct {
 	pre    *Preprocessor
 	inBuf  []float32
 	outBuf []float32
-	idx    []int // frame index of each packed batch row
+	idx    []int                        // frame index of each packed batch row
 	in     map[int]*ort.Tensor[float32] // by batch size, made on first use
 	out    map[int]*ort.Tensor[float32]
 }
@@ -100,7 +100,7 @@ func LoadModel(log *slog.Logger, dir string, o Options) (*Model, error) {
 		pre := NewPreprocessor(meta.Input)
 		m.workers <- &worker{pre: pre, inBuf: make([]float32, o.MaxBatch*pre.Size()), outBuf: make([]float32, o.MaxBatch),
 			idx: make([]int, o.MaxBatch),
-			in: map[int]*ort.Tensor[float32]{}, out: map[int]*ort.Tensor[float32]{}}
+			in:  map[int]*ort.Tensor[float32]{}, out: map[int]*ort.Tensor[float32]{}}
 	}
 	return m, nil
 }

@@ -12,8 +12,8 @@ import (
 	ort "github.com/yalue/onnxruntime_go"
 
 	"github.com/diagd/diagd/augment/clip"
-	"github.com/diagd/diagd/internal/imageops"
 	"github.com/diagd/diagd/augment/scheduler"
+	"github.com/diagd/diagd/internal/imageops"
 	"github.com/diagd/diagd/internal/ortenv"
 )
 
