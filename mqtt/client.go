@@ -51,9 +51,11 @@ type Client struct {
 	connects  int
 	handlers  map[string]CommandHandler
 	states    map[string][]byte
+	dirty     map[string]bool // states changed since last published
 	events    []event
 
 	stateMu   sync.Mutex // serialises state publication so the newest value wins
+	stateKick chan struct{}
 	eventKick chan struct{}
 	ctx       context.Context
 	cancel    context.CancelFunc
@@ -92,6 +94,8 @@ func New(log *slog.Logger, cfg Config, ob *outbox.Outbox, reg prometheus.Registe
 		upChanged: make(chan struct{}),
 		handlers:  map[string]CommandHandler{},
 		states:    map[string][]byte{},
+		dirty:     map[string]bool{},
+		stateKick: make(chan struct{}, 1),
 		eventKick: make(chan struct{}, 1),
 		ctx:       ctx, cancel: cancel,
 	}
@@ -185,8 +189,9 @@ func (c *Client) HandleCommand(name string, h CommandHandler) {
 // Start begins connecting in the background and returns at once: verdicts go to the
 // outbox whether or not the broker is reachable, and paho retries with backoff.
 func (c *Client) Start() {
-	c.wg.Add(2)
+	c.wg.Add(3)
 	go c.verdictPump()
+	go c.statePump()
 	go c.eventPump()
 	c.pc.Connect() // with ConnectRetry the token completes only when connected
 	c.log.Info("mqtt: connecting", "broker", c.cfg.Broker, "prefix", c.cfg.TopicPrefix)
@@ -255,6 +260,7 @@ func (c *Client) setup(epoch uint64) {
 	for n := range c.states {
 		names = append(names, n)
 	}
+	clear(c.dirty) // published below
 	c.mu.Unlock()
 	for _, n := range names {
 		c.mu.Lock()
@@ -468,20 +474,55 @@ func (c *Client) SetState(name string, value any) error {
 	if err != nil {
 		return fmt.Errorf("mqtt: state %s: %w", name, err)
 	}
-	c.stateMu.Lock()
-	defer c.stateMu.Unlock()
+	// Never wait for the broker here: callers include camera goroutines, which a
+	// half-open connection must not stall. The state pump publishes the newest value.
 	c.mu.Lock()
 	c.states[name] = b
-	up := c.up
+	c.dirty[name] = true
 	c.mu.Unlock()
-	if !up {
-		return nil // published on connect
-	}
-	if err := c.wait(c.pc.Publish(c.topic("state", name), 1, true, b)); err != nil {
-		// Not fatal: the value is republished on the next connect.
-		c.log.Warn("mqtt: publish state", "state", name, "err", err)
+	select {
+	case c.stateKick <- struct{}{}:
+	default:
 	}
 	return nil
+}
+
+// statePump publishes changed states while connected, newest value first-and-only;
+// on connect, setup publishes them all.
+func (c *Client) statePump() {
+	defer c.wg.Done()
+	for {
+		up, epoch, changed := c.upState()
+		if up {
+			c.stateMu.Lock()
+			c.mu.Lock()
+			var names []string
+			for n := range c.dirty {
+				names = append(names, n)
+			}
+			c.mu.Unlock()
+			for _, n := range names {
+				c.mu.Lock()
+				v, stale := c.states[n], c.epoch != epoch
+				delete(c.dirty, n)
+				c.mu.Unlock()
+				if stale {
+					break // setup on the next connect publishes everything
+				}
+				if err := c.wait(c.pc.Publish(c.topic("state", n), 1, true, v)); err != nil {
+					// Not fatal: the value is republished on the next connect.
+					c.log.Warn("mqtt: publish state", "state", n, "err", err)
+				}
+			}
+			c.stateMu.Unlock()
+		}
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-changed:
+		case <-c.stateKick:
+		}
+	}
 }
 
 func encodePlain(v any) ([]byte, error) {

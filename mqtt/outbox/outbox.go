@@ -191,6 +191,14 @@ func Open(dir string, opts Options) (*Outbox, error) {
 	if err := o.recover(); err != nil {
 		return nil, err
 	}
+	// Reopened near its limit (a long broker outage across a restart): say so now, not
+	// at the first append or ack.
+	o.mu.Lock()
+	notify, stats := o.checkNear()
+	o.mu.Unlock()
+	if notify {
+		o.opts.OnNearFull(stats, stats.NearFull)
+	}
 	go o.maintainer()
 	return o, nil
 }
@@ -434,7 +442,7 @@ func (o *Outbox) AppendBatch(items []Item) ([]Record, error) {
 	notify, stats := o.checkNear()
 	o.mu.Unlock()
 	if notify {
-		o.opts.OnNearFull(stats, true)
+		o.opts.OnNearFull(stats, stats.NearFull)
 	}
 	if len(fresh) > 0 {
 		o.commit(b)
@@ -567,7 +575,7 @@ func (o *Outbox) Ack(seq uint64) {
 	notify, stats := o.checkNear()
 	o.mu.Unlock()
 	if notify {
-		o.opts.OnNearFull(stats, false)
+		o.opts.OnNearFull(stats, stats.NearFull)
 	}
 }
 

@@ -406,3 +406,33 @@ func TestAppendBatchOneFsyncAllOrNothing(t *testing.T) {
 		t.Fatalf("k after its batch was refused: %+v, want a new record with seq 5", r)
 	}
 }
+
+// An outbox reopened with 9 of 10 records unacknowledged (a broker outage across a
+// restart) reports near-full at once, and the first ack keeps it near, not "not near".
+func TestReopenedNearFullSaysSo(t *testing.T) {
+	dir := t.TempDir()
+	o := open(t, dir, Options{MaxRecords: 10})
+	for i := range 9 {
+		mustAppend(t, o, fmt.Sprintf("m%d", i))
+	}
+	if err := o.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var calls []bool
+	o = open(t, dir, Options{MaxRecords: 10, OnNearFull: func(s Stats, near bool) {
+		mu.Lock()
+		calls = append(calls, near)
+		mu.Unlock()
+	}})
+	defer o.Close()
+	if !o.Stats().NearFull {
+		t.Fatal("reopened at 9/10: not near full")
+	}
+	o.Ack(1) // 8/10 is still above the 72% release point
+	mu.Lock()
+	defer mu.Unlock()
+	if len(calls) != 1 || !calls[0] {
+		t.Fatalf("near-full callbacks %v, want [true] (at open)", calls)
+	}
+}
