@@ -5,10 +5,8 @@ import (
 	"flag"
 	"fmt"
 	"image"
-	"log/slog"
 	"math"
 	"os"
-	"path/filepath"
 	"runtime"
 	"runtime/metrics"
 	"runtime/pprof"
@@ -38,12 +36,10 @@ func benchAugment(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if os.Getenv(ortenv.LibEnv) == "" {
-		if _, err := os.Stat(filepath.Join("bin", ortenv.LibName)); err == nil {
-			os.Setenv(ortenv.LibEnv, filepath.Join("bin", ortenv.LibName))
-		}
+	log := quietLog()
+	if err := initORT(log); err != nil {
+		return err
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	dir, err := os.MkdirTemp("", "bench-augment-")
 	if err != nil {
 		return err

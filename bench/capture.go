@@ -37,7 +37,7 @@ func benchCapture(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	log := quietLog()
 	tmp, err := os.MkdirTemp("", "diagd-bench-capture-")
 	if err != nil {
 		return err

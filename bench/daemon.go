@@ -58,13 +58,8 @@ func benchDaemon(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	if os.Getenv(ortenv.LibEnv) == "" {
-		if wd, err := os.Getwd(); err == nil {
-			os.Setenv(ortenv.LibEnv, filepath.Join(wd, "bin", ortenv.LibName))
-		}
-	}
-	if _, err := ortenv.Init(log); err != nil {
+	log := quietLog()
+	if err := initORT(log); err != nil {
 		return err
 	}
 	tmp, err := os.MkdirTemp("", "diagd-bench-daemon-")

@@ -3,7 +3,6 @@ package main
 import (
 	"flag"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -36,13 +35,8 @@ func benchJobs(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	if os.Getenv(ortenv.LibEnv) == "" {
-		if wd, err := os.Getwd(); err == nil {
-			os.Setenv(ortenv.LibEnv, filepath.Join(wd, "bin", ortenv.LibName))
-		}
-	}
-	if _, err := ortenv.Init(log); err != nil {
+	log := quietLog()
+	if err := initORT(log); err != nil {
 		return err
 	}
 	dir, err := os.MkdirTemp("", "diagd-bench-jobs-")

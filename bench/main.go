@@ -4,8 +4,12 @@ package main
 
 import (
 	"fmt"
+	"log/slog"
 	"os"
+	"path/filepath"
 	"sort"
+
+	"github.com/diagd/diagd/internal/ortenv"
 )
 
 var benches = map[string]func(args []string) error{}
@@ -26,4 +30,22 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
+}
+
+// quietLog is the benchmarks' logger: warnings and errors only, so figures stay readable.
+func quietLog() *slog.Logger {
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+// initORT points ONNX Runtime at bin/ (where scripts/setup.sh puts it) unless
+// DIAGD_ORT_LIB says otherwise; go run's binary lives in a temp folder, so "next to the
+// binary" cannot find it.
+func initORT(log *slog.Logger) error {
+	if os.Getenv(ortenv.LibEnv) == "" {
+		if wd, err := os.Getwd(); err == nil {
+			os.Setenv(ortenv.LibEnv, filepath.Join(wd, "bin", ortenv.LibName))
+		}
+	}
+	_, err := ortenv.Init(log)
+	return err
 }

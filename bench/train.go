@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"image"
 	"image/color"
-	"log/slog"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -82,12 +81,10 @@ func benchTrain(args []string) error {
 }
 
 func benchExtract(nImages int, resnet50 bool, rounds int) error {
-	if os.Getenv(ortenv.LibEnv) == "" {
-		if _, err := os.Stat(filepath.Join("bin", ortenv.LibName)); err == nil {
-			os.Setenv(ortenv.LibEnv, filepath.Join("bin", ortenv.LibName))
-		}
+	log := quietLog()
+	if err := initORT(log); err != nil {
+		return err
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	dir, err := os.MkdirTemp("", "bench-train-")
 	if err != nil {
 		return err
