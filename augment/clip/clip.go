@@ -14,6 +14,8 @@ import (
 	"regexp"
 	"strings"
 	"unicode"
+
+	"golang.org/x/text/unicode/norm"
 )
 
 // MaxLength is the CLIP context length (model_max_length of both SDXL tokenizers).
@@ -208,9 +210,8 @@ func bytesToUnicode() [256]rune {
 
 // Normalize is HF BasicTokenizer(do_lower_case=True, strip_accents=False,
 // do_split_on_punc=False): drop NUL, U+FFFD and control/unassigned characters, map
-// whitespace to ' ', pad CJK ideographs with spaces, split on whitespace, lowercase, join.
-// NFC normalisation is not applied (golang.org/x/text is not a dependency); text that is
-// already NFC, which includes every ASCII prompt, is unaffected.
+// whitespace to ' ', pad CJK ideographs with spaces, NFC-normalise, split on whitespace,
+// lowercase, join.
 func Normalize(text string) string {
 	var b strings.Builder
 	for _, r := range text {
@@ -229,7 +230,7 @@ func Normalize(text string) string {
 			b.WriteRune(r)
 		}
 	}
-	fields := strings.Fields(b.String())
+	fields := strings.Fields(norm.NFC.String(b.String()))
 	for i, f := range fields {
 		fields[i] = strings.ToLower(f)
 	}

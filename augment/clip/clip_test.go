@@ -156,6 +156,7 @@ func TestNormalize(t *testing.T) {
 		"\u4e2d\u6587x":      "\u4e2d \u6587 x",
 		"non\u00a0breaking":  "non breaking", // Zs is whitespace
 		"Café":               "café",         // no accent stripping
+		"Cafe\u0301":         "caf\u00e9",    // decomposed é is composed (NFC), as BasicTokenizer does
 	} {
 		if got := Normalize(in); got != want {
 			t.Errorf("Normalize(%q) = %q, want %q", in, got, want)
