@@ -48,6 +48,7 @@ type Daemon struct {
 	jobs       *jobs // generation and retraining, one at a time (jobs.go)
 
 	stopping atomic.Bool
+	tally    tally
 	httpAddr atomic.Value // string: the real listen address (see HTTPAddr)
 }
 
@@ -223,8 +224,11 @@ func (d *Daemon) publishCamera(s capture.Status) {
 }
 
 // publishStatusLoop refreshes the retained per-camera state (fps, counters).
+// It also logs a one-line summary, so whoever watches the terminal or the journal sees
+// the station working without subscribing to MQTT.
 func (d *Daemon) publishStatusLoop(ctx context.Context) {
-	t := time.NewTicker(10 * time.Second)
+	const every = 10 * time.Second
+	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
 		select {
@@ -234,8 +238,30 @@ func (d *Daemon) publishStatusLoop(ctx context.Context) {
 			for _, s := range d.sources {
 				d.publishCamera(s.Status())
 			}
+			pass, fail, unknown := d.tally.take()
+			md, _ := d.det.Metadata()
+			d.log.Info("verdicts in the last "+every.String(), "pass", pass, "fail", fail, "unknown", unknown,
+				"outbox", d.ob.Stats().Records, "mqtt_connected", d.client.Connected(), "model_version", md.ModelVersion)
 		}
 	}
+}
+
+// tally counts verdicts between two summary lines.
+type tally struct{ pass, fail, unknown atomic.Int64 }
+
+func (t *tally) add(verdict string) {
+	switch verdict {
+	case "pass":
+		t.pass.Add(1)
+	case "fail":
+		t.fail.Add(1)
+	default:
+		t.unknown.Add(1)
+	}
+}
+
+func (t *tally) take() (pass, fail, unknown int64) {
+	return t.pass.Swap(0), t.fail.Swap(0), t.unknown.Swap(0)
 }
 
 // Ready reports whether the station can do its job, and why not.

@@ -164,6 +164,7 @@ func (d *Daemon) deliver(batch []capture.Frame, vs []mqtt.Verdict) {
 					continue
 				}
 				d.m.verdicts.WithLabelValues(v.Verdict).Inc()
+				d.tally.add(v.Verdict)
 				d.m.latency.Observe(v.LatencyMs / 1000)
 				d.log.Debug("verdict", "camera", f.Source, "seq", v.Seq, "messageid", v.MessageID,
 					"verdict", v.Verdict, "score", v.Score, "model_version", v.AnalyticsModule.Version)
