@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
@@ -20,96 +19,26 @@ import (
 	"github.com/diagd/diagd/mqtt/outbox"
 )
 
-// msg is one message seen by the test's subscriber.
-type msg struct {
-	topic    string
-	payload  string
-	retained bool
-}
-
-// subscriber is an independent paho client, as a PLC would be: persistent session
-// (CleanSession=false), QoS 1, so the broker queues for it across its own restarts.
-type subscriber struct {
-	mu   sync.Mutex
-	msgs []msg
-	pc   paho.Client
-}
+// msg and subscriber are the shared test subscriber (internal/mosquittotest).
+type (
+	msg        = mosquittotest.Msg
+	subscriber = mosquittotest.Subscriber
+)
 
 func subscribe(t *testing.T, url, clientID, filter string) *subscriber {
-	t.Helper()
-	s := &subscriber{}
-	handler := func(_ paho.Client, m paho.Message) {
-		s.mu.Lock()
-		s.msgs = append(s.msgs, msg{m.Topic(), string(m.Payload()), m.Retained()})
-		s.mu.Unlock()
-	}
-	subscribed := make(chan error, 1)
-	o := paho.NewClientOptions().AddBroker(url).SetClientID(clientID).SetCleanSession(false).
-		SetProtocolVersion(4).SetAutoReconnect(true).SetConnectRetry(true).
-		SetConnectRetryInterval(100 * time.Millisecond).SetMaxReconnectInterval(300 * time.Millisecond).
-		SetDefaultPublishHandler(handler).
-		SetOnConnectHandler(func(c paho.Client) {
-			// Subscribe on every connect (the persistent session also keeps it). Only
-			// here: a second SUBSCRIBE would replay retained messages and make them
-			// look published twice.
-			tok := c.Subscribe(filter, 1, handler)
-			go func() {
-				tok.WaitTimeout(10 * time.Second)
-				select {
-				case subscribed <- tok.Error():
-				default:
-				}
-			}()
-		})
-	s.pc = paho.NewClient(o)
-	tok := s.pc.Connect()
-	if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-		t.Fatalf("subscriber connect: %v", tok.Error())
-	}
-	select {
-	case err := <-subscribed:
-		if err != nil {
-			t.Fatalf("subscriber subscribe: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("subscriber subscribe: no SUBACK in 10 s")
-	}
-	t.Cleanup(func() { s.pc.Disconnect(100) })
-	return s
-}
-
-func (s *subscriber) snapshot() []msg {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]msg(nil), s.msgs...)
-}
-
-// waitFor polls until cond holds for the messages seen so far.
-func (s *subscriber) waitFor(t *testing.T, timeout time.Duration, what string, cond func([]msg) bool) []msg {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		m := s.snapshot()
-		if cond(m) {
-			return m
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s (%d messages seen)", timeout, what, len(m))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return mosquittotest.Subscribe(t, url, clientID, filter)
 }
 
 func verdicts(t *testing.T, ms []msg, topic string) []Verdict {
 	t.Helper()
 	var out []Verdict
 	for _, m := range ms {
-		if m.topic != topic {
+		if m.Topic != topic {
 			continue
 		}
 		var v Verdict
-		if err := json.Unmarshal([]byte(m.payload), &v); err != nil {
-			t.Fatalf("verdict payload %q: %v", m.payload, err)
+		if err := json.Unmarshal([]byte(m.Payload), &v); err != nil {
+			t.Fatalf("verdict payload %q: %v", m.Payload, err)
 		}
 		out = append(out, v)
 	}
@@ -239,7 +168,7 @@ func TestVerdictsArriveExactlyOnceInOrder(t *testing.T) {
 	const n = 500
 	start := time.Now()
 	idOf := publishAll(t, f.c, 0, n, 4, 0)
-	ms := sub.waitFor(t, 30*time.Second, "500 verdicts", func(ms []msg) bool { return len(ms) >= n })
+	ms := sub.WaitFor(t, 30*time.Second, "500 verdicts", func(ms []msg) bool { return len(ms) >= n })
 	// Information only (timings are not asserted in tests): fsync + publish + PUBACK +
 	// delivery, 4 appenders.
 	t.Logf("%d verdicts appended, published and received in %s (%.0f/s)", n, time.Since(start), n/time.Since(start).Seconds())
@@ -254,8 +183,8 @@ func TestVerdictsArriveExactlyOnceInOrder(t *testing.T) {
 			t.Fatalf("message %d has seq %d: out of order", i, v.Seq)
 		}
 	}
-	if !timestampRE.MatchString(ms[0].payload) || ms[0].retained {
-		t.Fatalf("verdict payload %q (retained %v): want RFC 3339 UTC ms @timestamp, not retained", ms[0].payload, ms[0].retained)
+	if !timestampRE.MatchString(ms[0].Payload) || ms[0].Retained {
+		t.Fatalf("verdict payload %q (retained %v): want RFC 3339 UTC ms @timestamp, not retained", ms[0].Payload, ms[0].Retained)
 	}
 	want := sample(0)
 	got := vs[0]
@@ -291,7 +220,7 @@ func TestVerdictsArriveExactlyOnceInOrder(t *testing.T) {
 	}
 	// Publication is in seq order, so once seq n+1 arrives a re-send of frame-0007
 	// would have arrived before it.
-	ms = sub.waitFor(t, 10*time.Second, "verdict n+1", func(ms []msg) bool { return len(ms) >= n+1 })
+	ms = sub.WaitFor(t, 10*time.Second, "verdict n+1", func(ms []msg) bool { return len(ms) >= n+1 })
 	if vs := verdicts(t, ms, "diagd/line1/verdict"); len(vs) != n+1 || vs[n].Seq != n+1 {
 		t.Fatalf("after re-judging frame 7: %d messages, last seq %d", len(vs), vs[len(vs)-1].Seq)
 	}
@@ -314,7 +243,7 @@ func TestBrokerKilledTwiceLosesNothing(t *testing.T) {
 		b.Restart()
 	}
 	idOf := <-done
-	ms := sub.waitFor(t, 40*time.Second, "every verdict after dedupe", func(ms []msg) bool {
+	ms := sub.WaitFor(t, 40*time.Second, "every verdict after dedupe", func(ms []msg) bool {
 		return len(unique(verdicts(t, ms, "diagd/line1/verdict"))) >= n
 	})
 	vs := verdicts(t, ms, "diagd/line1/verdict")
@@ -344,7 +273,7 @@ func TestPublisherRestartDeliversPending(t *testing.T) {
 	if err := f.ob.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if got := len(sub.snapshot()); got != 0 {
+	if got := len(sub.Snapshot()); got != 0 {
 		t.Fatalf("%d messages delivered through a dead link", got)
 	}
 
@@ -382,7 +311,7 @@ func TestPublisherRestartDeliversPending(t *testing.T) {
 			idOf[v.Seq] = v.MessageID
 		}
 	}
-	ms := sub.waitFor(t, 20*time.Second, "120 verdicts", func(ms []msg) bool { return len(unique(verdicts(t, ms, "diagd/line1/verdict"))) >= 120 })
+	ms := sub.WaitFor(t, 20*time.Second, "120 verdicts", func(ms []msg) bool { return len(unique(verdicts(t, ms, "diagd/line1/verdict"))) >= 120 })
 	checkComplete(t, unique(verdicts(t, ms, "diagd/line1/verdict")), 120, idOf)
 	// A flushing Close empties the outbox.
 	ctx, cancel2 := context.WithTimeout(context.Background(), 10*time.Second)
@@ -476,13 +405,13 @@ func TestAvailabilityStateAndCommands(t *testing.T) {
 	online := func(k int) func([]msg) bool {
 		return func(ms []msg) bool { return count(ms, "diagd/line1/available", "online") >= k }
 	}
-	ms := sub.waitFor(t, 10*time.Second, "online", online(1))
+	ms := sub.WaitFor(t, 10*time.Second, "online", online(1))
 	checkStateBeforeOnline(t, ms, 1)
 
 	// The link dies without DISCONNECT: the broker publishes the last will, then the
 	// client reconnects, republishes state, and is online again.
 	proxy.Sever()
-	ms = sub.waitFor(t, 15*time.Second, "offline then online", func(ms []msg) bool {
+	ms = sub.WaitFor(t, 15*time.Second, "offline then online", func(ms []msg) bool {
 		return count(ms, "diagd/line1/available", "offline") >= 1 && online(2)(ms)
 	})
 	checkStateBeforeOnline(t, ms, 2)
@@ -491,27 +420,22 @@ func TestAvailabilityStateAndCommands(t *testing.T) {
 	}
 
 	// Commands: a good one, an unknown one, malformed JSON, a failing handler.
-	pub := func(topic, payload string) {
-		tok := sub.pc.Publish(topic, 1, false, payload)
-		if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-			t.Fatalf("publish %s: %v", topic, tok.Error())
-		}
-	}
+	pub := func(topic, payload string) { sub.Publish(t, topic, payload) }
 	pub("diagd/line1/cmd/echo", `{"id":7,"x":1}`)
 	pub("diagd/line1/cmd/nope", `{}`)
 	pub("diagd/line1/cmd/echo", `{"id":8,`)
 	pub("diagd/line1/cmd/fail", ``)
-	ms = sub.waitFor(t, 10*time.Second, "4 command results", func(ms []msg) bool {
+	ms = sub.WaitFor(t, 10*time.Second, "4 command results", func(ms []msg) bool {
 		return countTopic(ms, "diagd/line1/cmd/echo/result")+countTopic(ms, "diagd/line1/cmd/nope/result")+countTopic(ms, "diagd/line1/cmd/fail/result") >= 4
 	})
 	results := map[string][]map[string]any{}
 	for _, m := range ms {
-		if len(m.topic) > 7 && m.topic[len(m.topic)-7:] == "/result" {
+		if len(m.Topic) > 7 && m.Topic[len(m.Topic)-7:] == "/result" {
 			var r map[string]any
-			if err := json.Unmarshal([]byte(m.payload), &r); err != nil {
-				t.Fatalf("result %s %q: %v", m.topic, m.payload, err)
+			if err := json.Unmarshal([]byte(m.Payload), &r); err != nil {
+				t.Fatalf("result %s %q: %v", m.Topic, m.Payload, err)
 			}
-			results[m.topic] = append(results[m.topic], r)
+			results[m.Topic] = append(results[m.Topic], r)
 		}
 	}
 	echo := results["diagd/line1/cmd/echo/result"]
@@ -544,7 +468,7 @@ func TestAvailabilityStateAndCommands(t *testing.T) {
 	if err := f.c.Event("reload", map[string]any{"ok": true}); err != nil {
 		t.Fatal(err)
 	}
-	sub.waitFor(t, 10*time.Second, "event", func(ms []msg) bool { return countTopic(ms, "diagd/line1/events/reload") == 1 })
+	sub.WaitFor(t, 10*time.Second, "event", func(ms []msg) bool { return countTopic(ms, "diagd/line1/events/reload") == 1 })
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -552,13 +476,13 @@ func TestAvailabilityStateAndCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	late := subscribe(t, b.URL(), "late-1", "diagd/line1/#")
-	lm := late.waitFor(t, 10*time.Second, "retained values", func(ms []msg) bool { return len(ms) >= 3 })
+	lm := late.WaitFor(t, 10*time.Second, "retained values", func(ms []msg) bool { return len(ms) >= 3 })
 	got := map[string]string{}
 	for _, m := range lm {
-		if !m.retained {
+		if !m.Retained {
 			t.Fatalf("late subscriber got non-retained %v", m)
 		}
-		got[m.topic] = m.payload
+		got[m.Topic] = m.Payload
 	}
 	if got["diagd/line1/available"] != "stopped" || got["diagd/line1/state/threshold"] != "0.6" || got["diagd/line1/state/model"] != `{"version":"m1"}` {
 		t.Fatalf("retained after clean stop: %v", got)
@@ -568,7 +492,7 @@ func TestAvailabilityStateAndCommands(t *testing.T) {
 func count(ms []msg, topic, payload string) int {
 	n := 0
 	for _, m := range ms {
-		if m.topic == topic && m.payload == payload {
+		if m.Topic == topic && m.Payload == payload {
 			n++
 		}
 	}
@@ -578,7 +502,7 @@ func count(ms []msg, topic, payload string) int {
 func countTopic(ms []msg, topic string) int {
 	n := 0
 	for _, m := range ms {
-		if m.topic == topic {
+		if m.Topic == topic {
 			n++
 		}
 	}
@@ -588,7 +512,7 @@ func countTopic(ms []msg, topic string) int {
 // index returns the position of the k-th (1-based) message with topic and payload.
 func index(ms []msg, topic, payload string, k int) int {
 	for i, m := range ms {
-		if m.topic == topic && m.payload == payload {
+		if m.Topic == topic && m.Payload == payload {
 			k--
 			if k == 0 {
 				return i

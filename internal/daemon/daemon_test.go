@@ -33,7 +33,7 @@ func TestEveryFrameGetsExactlyOneVerdict(t *testing.T) {
 	names := newDropper(t, watched).dropN(n, 0)
 
 	r := start(t, cfg)
-	ms := sub.waitFor(t, 60*time.Second, "500 verdicts", countVerdicts(t, verdictTopic, n))
+	ms := sub.WaitFor(t, 60*time.Second, "500 verdicts", countVerdicts(t, verdictTopic, n))
 	vs := verdictsOf(t, ms, verdictTopic)
 	if len(vs) != n {
 		t.Fatalf("%d verdict messages for %d files: duplicates without any fault", len(vs), n)
@@ -61,7 +61,7 @@ func TestEveryFrameGetsExactlyOneVerdict(t *testing.T) {
 	if st := r.d.ob.Stats(); st.Records != 0 || st.Acked != n {
 		t.Fatalf("outbox after a graceful stop: %+v", st)
 	}
-	ms = sub.waitFor(t, 10*time.Second, "available=stopped", func(ms []msg) bool { return last(ms, availTopic) == "stopped" })
+	ms = sub.WaitFor(t, 10*time.Second, "available=stopped", func(ms []msg) bool { return last(ms, availTopic) == "stopped" })
 	if len(verdictsOf(t, ms, verdictTopic)) != n {
 		t.Fatal("verdicts after the stop")
 	}
@@ -97,18 +97,18 @@ func TestBrokerKilledTwiceDuringRun(t *testing.T) {
 		}
 	}()
 	seen := 20
-	sub.waitFor(t, 30*time.Second, "first verdicts", countVerdicts(t, verdictTopic, seen))
+	sub.WaitFor(t, 30*time.Second, "first verdicts", countVerdicts(t, verdictTopic, seen))
 	for range 2 {
 		b.Kill() // SIGKILL: no clean shutdown, no last save
 		time.Sleep(200 * time.Millisecond)
 		b.Restart()
 		// Verdicts flow again (the daemon reconnected) before the next kill.
-		seen = len(dedupe(verdictsOf(t, sub.snapshot(), verdictTopic))) + 20
-		sub.waitFor(t, 30*time.Second, "verdicts after the restart", countVerdicts(t, verdictTopic, seen))
+		seen = len(dedupe(verdictsOf(t, sub.Snapshot(), verdictTopic))) + 20
+		sub.WaitFor(t, 30*time.Second, "verdicts after the restart", countVerdicts(t, verdictTopic, seen))
 	}
 	close(stop)
 	names := <-dropped
-	ms := sub.waitFor(t, 60*time.Second, "every verdict after dedupe", countVerdicts(t, verdictTopic, len(names)))
+	ms := sub.WaitFor(t, 60*time.Second, "every verdict after dedupe", countVerdicts(t, verdictTopic, len(names)))
 	vs := verdictsOf(t, ms, verdictTopic)
 	checkOnePerFile(t, dedupe(vs), names, 1)
 	_, body := httpGet(t, "http://"+r.httpAddr(t)+"/metrics")
@@ -135,7 +135,7 @@ func TestBadFilesAndVanishingFolder(t *testing.T) {
 	addr := r.httpAddr(t)
 	dr := newDropper(t, watched)
 	camTopic := "diagd/line1/state/camera/cam"
-	sub.waitFor(t, 10*time.Second, "camera online", func(ms []msg) bool { return strings.Contains(last(ms, camTopic), `"state":"online"`) })
+	sub.WaitFor(t, 10*time.Second, "camera online", func(ms []msg) bool { return strings.Contains(last(ms, camTopic), `"state":"online"`) })
 
 	good1 := dr.drop()
 	// Corrupt: a PNG signature and then garbage (complete by size, undecodable).
@@ -157,7 +157,7 @@ func TestBadFilesAndVanishingFolder(t *testing.T) {
 	f.Close()
 	good2 := dr.drop()
 
-	sub.waitFor(t, 20*time.Second, "3 verdicts", countVerdicts(t, verdictTopic, 3))
+	sub.WaitFor(t, 20*time.Second, "3 verdicts", countVerdicts(t, verdictTopic, 3))
 	deadline := time.Now().Add(10 * time.Second)
 	var body string
 	for {
@@ -181,7 +181,7 @@ func TestBadFilesAndVanishingFolder(t *testing.T) {
 	if err := os.Rename(watched, gone); err != nil {
 		t.Fatal(err)
 	}
-	sub.waitFor(t, 10*time.Second, "camera offline", func(ms []msg) bool {
+	sub.WaitFor(t, 10*time.Second, "camera offline", func(ms []msg) bool {
 		return contains(last(ms, camTopic), `"state":"offline"`, `"reason":"folder missing"`)
 	})
 	if code, body := httpGet(t, "http://"+addr+"/readyz"); code != 503 || !strings.Contains(body, "no camera online") {
@@ -190,9 +190,9 @@ func TestBadFilesAndVanishingFolder(t *testing.T) {
 	if err := os.Rename(gone, watched); err != nil {
 		t.Fatal(err)
 	}
-	sub.waitFor(t, 10*time.Second, "camera online again", func(ms []msg) bool { return strings.Contains(last(ms, camTopic), `"state":"online"`) })
+	sub.WaitFor(t, 10*time.Second, "camera online again", func(ms []msg) bool { return strings.Contains(last(ms, camTopic), `"state":"online"`) })
 	good3 := dr.drop()
-	ms := sub.waitFor(t, 20*time.Second, "4 verdicts", countVerdicts(t, verdictTopic, 4))
+	ms := sub.WaitFor(t, 20*time.Second, "4 verdicts", countVerdicts(t, verdictTopic, 4))
 	vs := verdictsOf(t, ms, verdictTopic)
 	checkOnePerFile(t, vs, []string{good1, "slow.png", good2, good3}, 1)
 	_, body = httpGet(t, "http://"+addr+"/metrics")
@@ -230,16 +230,16 @@ func TestTriggerAndCommands(t *testing.T) {
 	cfg := testConfig(t, b.URL(), folderSource("gate", gate, "mode=trigger")+";"+folderSource("free", free))
 	writeModel(t, cfg.ModelDir, "m1", 1)
 	start(t, cfg)
-	sub.waitFor(t, 10*time.Second, "online", func(ms []msg) bool { return last(ms, availTopic) == "online" })
+	sub.WaitFor(t, 10*time.Second, "online", func(ms []msg) bool { return last(ms, availTopic) == "online" })
 
 	// The file lands first and waits on disk for its trigger.
 	name := newDropper(t, gate).drop()
 	time.Sleep(200 * time.Millisecond)
-	if vs := verdictsOf(t, sub.snapshot(), verdictTopic); len(vs) != 0 {
+	if vs := verdictsOf(t, sub.Snapshot(), verdictTopic); len(vs) != 0 {
 		t.Fatalf("verdict without a trigger: %+v", vs)
 	}
-	sub.publish(t, "diagd/line1/cmd/trigger", `{"camera":"gate","partId":"P-778"}`)
-	ms := sub.waitFor(t, 20*time.Second, "triggered verdict", countVerdicts(t, verdictTopic, 1))
+	sub.Publish(t, "diagd/line1/cmd/trigger", `{"camera":"gate","partId":"P-778"}`)
+	ms := sub.WaitFor(t, 20*time.Second, "triggered verdict", countVerdicts(t, verdictTopic, 1))
 	v := verdictsOf(t, ms, verdictTopic)[0]
 	if v.PartID != "P-778" || v.SensorID != "gate" || v.FrameID != name {
 		t.Fatalf("triggered verdict %+v: want partId P-778 for %s", v, name)
@@ -260,17 +260,17 @@ func TestTriggerAndCommands(t *testing.T) {
 		{"frobnicate", `{}`, `unknown command "frobnicate"`},
 	} {
 		topic := "diagd/line1/cmd/" + tc.cmd + "/result"
-		before := len(sub.snapshot())
-		sub.publish(t, "diagd/line1/cmd/"+tc.cmd, tc.payload)
-		ms := sub.waitFor(t, 10*time.Second, tc.cmd+" result", func(ms []msg) bool { return last(ms[before:], topic) != "" })
+		before := len(sub.Snapshot())
+		sub.Publish(t, "diagd/line1/cmd/"+tc.cmd, tc.payload)
+		ms := sub.WaitFor(t, 10*time.Second, tc.cmd+" result", func(ms []msg) bool { return last(ms[before:], topic) != "" })
 		if r := resultOf(t, last(ms[before:], topic)); r.OK || !strings.Contains(r.Error, tc.want) {
 			t.Errorf("%s %s: result %+v, want an error containing %q", tc.cmd, tc.payload, r, tc.want)
 		}
 	}
 	// status answers with the cameras and the model.
-	before := len(sub.snapshot())
-	sub.publish(t, "diagd/line1/cmd/status", "")
-	ms = sub.waitFor(t, 10*time.Second, "status result", func(ms []msg) bool { return last(ms[before:], "diagd/line1/cmd/status/result") != "" })
+	before := len(sub.Snapshot())
+	sub.Publish(t, "diagd/line1/cmd/status", "")
+	ms = sub.WaitFor(t, 10*time.Second, "status result", func(ms []msg) bool { return last(ms[before:], "diagd/line1/cmd/status/result") != "" })
 	if r := resultOf(t, last(ms[before:], "diagd/line1/cmd/status/result")); !r.OK || !contains(string(r.Result), `"model":"m1"`, `"name":"gate"`, `"name":"free"`) {
 		t.Fatalf("status result %+v", r)
 	}
@@ -292,9 +292,9 @@ func TestNoModelThenHotSwap(t *testing.T) {
 	dr := newDropper(t, watched)
 
 	modelTopic := "diagd/line1/state/model"
-	sub.waitFor(t, 10*time.Second, "model state", func(ms []msg) bool { return strings.Contains(last(ms, modelTopic), `"loaded":false`) })
+	sub.WaitFor(t, 10*time.Second, "model state", func(ms []msg) bool { return strings.Contains(last(ms, modelTopic), `"loaded":false`) })
 	names := dr.dropN(20, 5*time.Millisecond)
-	ms := sub.waitFor(t, 20*time.Second, "20 verdicts", countVerdicts(t, verdictTopic, 20))
+	ms := sub.WaitFor(t, 20*time.Second, "20 verdicts", countVerdicts(t, verdictTopic, 20))
 	for _, v := range verdictsOf(t, ms, verdictTopic) {
 		if v.Verdict != "unknown" || v.Error != "no detector model loaded" || v.AnalyticsModule.Version != "" {
 			t.Fatalf("verdict without a model: %+v", v)
@@ -325,12 +325,12 @@ func TestNoModelThenHotSwap(t *testing.T) {
 		t.Fatal(err)
 	}
 	names = append(names, <-stopDrop...)
-	sub.waitFor(t, 20*time.Second, "model state m2", func(ms []msg) bool {
+	sub.WaitFor(t, 20*time.Second, "model state m2", func(ms []msg) bool {
 		return contains(last(ms, modelTopic), `"loaded":true`, `"version":"m2"`)
 	})
 	// Files after the swap are judged by m2.
 	names = append(names, dr.dropN(20, 5*time.Millisecond)...)
-	ms = sub.waitFor(t, 30*time.Second, "every verdict", countVerdicts(t, verdictTopic, len(names)))
+	ms = sub.WaitFor(t, 30*time.Second, "every verdict", countVerdicts(t, verdictTopic, len(names)))
 	vs := verdictsOf(t, ms, verdictTopic)
 	checkOnePerFile(t, vs, names, 1)
 	judged := 0
@@ -402,7 +402,7 @@ func TestGracefulShutdownAndRestart(t *testing.T) {
 	names := newDropper(t, watched).dropN(n, 0)
 
 	r := start(t, cfg)
-	sub.waitFor(t, 30*time.Second, "first verdicts", countVerdicts(t, verdictTopic, 10))
+	sub.WaitFor(t, 30*time.Second, "first verdicts", countVerdicts(t, verdictTopic, 10))
 	if err := r.stop(t); err != nil {
 		t.Fatal(err)
 	}
@@ -412,7 +412,7 @@ func TestGracefulShutdownAndRestart(t *testing.T) {
 	if st.Records != 0 {
 		t.Fatalf("outbox after a graceful stop: %+v", st)
 	}
-	ms := sub.waitFor(t, 10*time.Second, "stopped", func(ms []msg) bool { return last(ms, availTopic) == "stopped" })
+	ms := sub.WaitFor(t, 10*time.Second, "stopped", func(ms []msg) bool { return last(ms, availTopic) == "stopped" })
 	judged := len(verdictsOf(t, ms, verdictTopic))
 	if uint64(judged) != st.NextSeq-1 {
 		t.Fatalf("%d verdicts arrived, %d were stored", judged, st.NextSeq-1)
@@ -424,7 +424,7 @@ func TestGracefulShutdownAndRestart(t *testing.T) {
 
 	// The restart judges the rest, continuing the seq.
 	start(t, cfg)
-	ms = sub.waitFor(t, 60*time.Second, "every verdict", countVerdicts(t, verdictTopic, n))
+	ms = sub.WaitFor(t, 60*time.Second, "every verdict", countVerdicts(t, verdictTopic, n))
 	vs := verdictsOf(t, ms, verdictTopic)
 	if len(vs) != n {
 		t.Fatalf("%d verdict messages for %d files", len(vs), n)

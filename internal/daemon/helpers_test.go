@@ -12,15 +12,14 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	paho "github.com/eclipse/paho.mqtt.golang"
 	"gocv.io/x/gocv"
 
 	"github.com/diagd/diagd/detect"
 	"github.com/diagd/diagd/internal/config"
+	"github.com/diagd/diagd/internal/mosquittotest"
 	"github.com/diagd/diagd/internal/onnx/zoo"
 	"github.com/diagd/diagd/internal/testenv"
 	"github.com/diagd/diagd/mqtt"
@@ -212,106 +211,21 @@ func metric(t testing.TB, body, series string) float64 {
 	return v
 }
 
-// msg is one message seen by the test's subscriber.
-type msg struct {
-	topic    string
-	payload  string
-	retained bool
-	at       time.Time
-}
-
-// subscriber is an independent client as a PLC would be: persistent session, QoS 1,
-// so the broker queues for it across its own restarts.
-type subscriber struct {
-	mu   sync.Mutex
-	msgs []msg
-	pc   paho.Client
-}
+// msg and subscriber are the shared test subscriber (internal/mosquittotest).
+type (
+	msg        = mosquittotest.Msg
+	subscriber = mosquittotest.Subscriber
+)
 
 func subscribe(t testing.TB, url, clientID, filter string) *subscriber {
-	t.Helper()
-	s := &subscriber{}
-	handler := func(_ paho.Client, m paho.Message) {
-		s.mu.Lock()
-		s.msgs = append(s.msgs, msg{m.Topic(), string(m.Payload()), m.Retained(), time.Now()})
-		s.mu.Unlock()
-	}
-	o := paho.NewClientOptions().AddBroker(url).SetClientID(clientID).SetCleanSession(false).
-		SetProtocolVersion(4).SetAutoReconnect(true).SetConnectRetry(true).
-		SetConnectRetryInterval(100 * time.Millisecond).SetMaxReconnectInterval(300 * time.Millisecond).
-		SetDefaultPublishHandler(handler).
-		SetOnConnectHandler(func(c paho.Client) { c.Subscribe(filter, 1, handler) })
-	s.pc = paho.NewClient(o)
-	if tok := s.pc.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-		t.Fatalf("subscriber connect: %v", tok.Error())
-	}
-	if tok := s.pc.Subscribe(filter, 1, handler); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-		t.Fatalf("subscriber subscribe: %v", tok.Error())
-	}
-	t.Cleanup(func() { s.pc.Disconnect(100) })
-	return s
-}
-
-func (s *subscriber) snapshot() []msg {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]msg(nil), s.msgs...)
-}
-
-// publish sends a command as a PLC would.
-func (s *subscriber) publish(t testing.TB, topic, payload string) {
-	t.Helper()
-	if tok := s.pc.Publish(topic, 1, false, payload); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-		t.Fatalf("publish %s: %v", topic, tok.Error())
-	}
-}
-
-// sync returns once the subscriber's subscription is active at the broker: it
-// publishes a probe on topic (which its filter must cover) and waits to receive it.
-// After a broker restart the session may come back without its subscription (a SIGKILL
-// can beat mosquitto's save), and the client then subscribes again on connect.
-func (s *subscriber) sync(t testing.TB, topic string) {
-	t.Helper()
-	probe := fmt.Sprintf("probe-%d", time.Now().UnixNano())
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		s.pc.Publish(topic, 1, false, probe).WaitTimeout(time.Second)
-		wait := time.Now().Add(500 * time.Millisecond)
-		for time.Now().Before(wait) {
-			for _, m := range s.snapshot() {
-				if m.topic == topic && m.payload == probe {
-					return
-				}
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("subscriber: probe on %s not received within 20 s", topic)
-		}
-	}
-}
-
-// waitFor polls until cond holds for the messages seen so far.
-func (s *subscriber) waitFor(t testing.TB, timeout time.Duration, what string, cond func([]msg) bool) []msg {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		m := s.snapshot()
-		if cond(m) {
-			return m
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s (%d messages seen)", timeout, what, len(m))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return mosquittotest.Subscribe(t, url, clientID, filter)
 }
 
 // last returns the payload of the last message on topic, or "".
 func last(ms []msg, topic string) string {
 	for i := len(ms) - 1; i >= 0; i-- {
-		if ms[i].topic == topic {
-			return ms[i].payload
+		if ms[i].Topic == topic {
+			return ms[i].Payload
 		}
 	}
 	return ""
@@ -321,12 +235,12 @@ func verdictsOf(t testing.TB, ms []msg, topic string) []mqtt.Verdict {
 	t.Helper()
 	var out []mqtt.Verdict
 	for _, m := range ms {
-		if m.topic != topic {
+		if m.Topic != topic {
 			continue
 		}
 		var v mqtt.Verdict
-		if err := json.Unmarshal([]byte(m.payload), &v); err != nil {
-			t.Fatalf("verdict payload %q: %v", m.payload, err)
+		if err := json.Unmarshal([]byte(m.Payload), &v); err != nil {
+			t.Fatalf("verdict payload %q: %v", m.Payload, err)
 		}
 		out = append(out, v)
 	}

@@ -152,12 +152,12 @@ func events(t testing.TB, ms []msg, kind string) []map[string]any {
 	t.Helper()
 	var out []map[string]any
 	for _, m := range ms {
-		if m.topic != eventsTopic+kind {
+		if m.Topic != eventsTopic+kind {
 			continue
 		}
 		var e map[string]any
-		if err := json.Unmarshal([]byte(m.payload), &e); err != nil {
-			t.Fatalf("event %s %q: %v", kind, m.payload, err)
+		if err := json.Unmarshal([]byte(m.Payload), &e); err != nil {
+			t.Fatalf("event %s %q: %v", kind, m.Payload, err)
 		}
 		out = append(out, e)
 	}
@@ -217,8 +217,8 @@ func TestJobCycleEndToEnd(t *testing.T) {
 	// promoted whatever random weights give: this test is about the swap, not the score.
 	s.cfg.PromoteTolerance = 1
 	r := start(t, s.cfg)
-	sub.waitFor(t, 20*time.Second, "model v1 served", func(ms []msg) bool { return strings.Contains(last(ms, modelState), `"version":"v1"`) })
-	sub.waitFor(t, 10*time.Second, "catalogue loaded", catalogueApplied(t))
+	sub.WaitFor(t, 20*time.Second, "model v1 served", func(ms []msg) bool { return strings.Contains(last(ms, modelState), `"version":"v1"`) })
+	sub.WaitFor(t, 10*time.Second, "catalogue loaded", catalogueApplied(t))
 
 	// Frames keep arriving during the whole job.
 	dr := newDropper(t, s.watched)
@@ -242,18 +242,18 @@ func TestJobCycleEndToEnd(t *testing.T) {
 	}()
 
 	const n = 24
-	sub.publish(t, cmdTopic+"cycle", fmt.Sprintf(`{"n":%d,"generator":"memseg"}`, n))
-	ms := sub.waitFor(t, 10*time.Second, "cycle accepted", func(ms []msg) bool { return result(t, ms, "cycle") != nil })
+	sub.Publish(t, cmdTopic+"cycle", fmt.Sprintf(`{"n":%d,"generator":"memseg"}`, n))
+	ms := sub.WaitFor(t, 10*time.Second, "cycle accepted", func(ms []msg) bool { return result(t, ms, "cycle") != nil })
 	if res := result(t, ms, "cycle"); res["ok"] != true {
 		t.Fatalf("cycle refused: %v", res)
 	}
-	sub.publish(t, cmdTopic+"retrain", `{}`)
-	ms = sub.waitFor(t, 10*time.Second, "retrain answered", func(ms []msg) bool { return result(t, ms, "retrain") != nil })
+	sub.Publish(t, cmdTopic+"retrain", `{}`)
+	ms = sub.WaitFor(t, 10*time.Second, "retrain answered", func(ms []msg) bool { return result(t, ms, "retrain") != nil })
 	if res := result(t, ms, "retrain"); res["ok"] != false || !strings.HasPrefix(fmt.Sprint(res["error"]), "busy: cycle running since ") {
 		t.Fatalf("a retrain during the cycle: %v, want ok:false busy: cycle running since ...", res)
 	}
 
-	ms = sub.waitFor(t, 60*time.Second, "cycle finished", finished(t, "cycle"))
+	ms = sub.WaitFor(t, 60*time.Second, "cycle finished", finished(t, "cycle"))
 	cyc := finishOf(t, ms, "cycle")
 	if cyc["outcome"] != "promoted" {
 		t.Fatalf("cycle outcome: %v", cyc)
@@ -311,14 +311,14 @@ func TestJobCycleEndToEnd(t *testing.T) {
 		t.Fatalf("registry current: %v %v, want v2", cur.Name, err)
 	}
 	// The model watcher swaps v2 in; frames judged after that carry v2.
-	sub.waitFor(t, 20*time.Second, "model v2 served", func(ms []msg) bool { return strings.Contains(last(ms, modelState), `"version":"v2"`) })
+	sub.WaitFor(t, 20*time.Second, "model v2 served", func(ms []msg) bool { return strings.Contains(last(ms, modelState), `"version":"v2"`) })
 	time.Sleep(300 * time.Millisecond)
 	close(stopDrops)
 	<-dropsDone
 	mu.Lock()
 	all := append([]string(nil), names...)
 	mu.Unlock()
-	ms = sub.waitFor(t, 30*time.Second, "a verdict for every frame", countVerdicts(t, verdictTopic, len(all)))
+	ms = sub.WaitFor(t, 30*time.Second, "a verdict for every frame", countVerdicts(t, verdictTopic, len(all)))
 	vs := dedupe(verdictsOf(t, ms, verdictTopic))
 	checkOnePerFile(t, vs, all, 1)
 	byVersion := map[string]int{}
@@ -352,7 +352,7 @@ func TestCatalogueInvalidEditKeepsLastGood(t *testing.T) {
 	s := newJobSetup(t, b.URL(), 12, goodCatalogue)
 	s.cfg.AutoAccept = false // batches wait for review in synthetic/pending
 	start(t, s.cfg)
-	ms := sub.waitFor(t, 10*time.Second, "catalogue loaded", catalogueApplied(t))
+	ms := sub.WaitFor(t, 10*time.Second, "catalogue loaded", catalogueApplied(t))
 	good := events(t, ms, "config")[0]
 	digest, _ := good["digest"].(string)
 	if good["ok"] != true || digest == "" || fmt.Sprint(good["kinds"]) != "[stain]" {
@@ -362,7 +362,7 @@ func TestCatalogueInvalidEditKeepsLastGood(t *testing.T) {
 	if err := os.WriteFile(s.catPath, []byte(badCatalogue), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	ms = sub.waitFor(t, 10*time.Second, "rejected edit event", func(ms []msg) bool {
+	ms = sub.WaitFor(t, 10*time.Second, "rejected edit event", func(ms []msg) bool {
 		for _, e := range events(t, ms, "config") {
 			if e["ok"] == false {
 				return true
@@ -381,8 +381,8 @@ func TestCatalogueInvalidEditKeepsLastGood(t *testing.T) {
 		t.Fatalf("rejected edit event %v: want a problem at %s:6 about weight", rej, s.catPath)
 	}
 
-	sub.publish(t, cmdTopic+"augment", `{"n":3}`)
-	ms = sub.waitFor(t, 30*time.Second, "augment finished", finished(t, "augment"))
+	sub.Publish(t, cmdTopic+"augment", `{"n":3}`)
+	ms = sub.WaitFor(t, 30*time.Second, "augment finished", finished(t, "augment"))
 	af := finishOf(t, ms, "augment")
 	if af["outcome"] != "ok" || af["written"] != float64(3) {
 		t.Fatalf("augment after a rejected edit: %v", af)
@@ -412,32 +412,32 @@ func TestInvalidCatalogueAtStart(t *testing.T) {
 	s := newJobSetup(t, b.URL(), 4, badCatalogue)
 	s.cfg.RetrainEvery = 200 * time.Millisecond
 	start(t, s.cfg)
-	ms := sub.waitFor(t, 10*time.Second, "config event", func(ms []msg) bool { return len(events(t, ms, "config")) > 0 })
+	ms := sub.WaitFor(t, 10*time.Second, "config event", func(ms []msg) bool { return len(events(t, ms, "config")) > 0 })
 	if e := events(t, ms, "config")[0]; e["ok"] != false || !strings.Contains(fmt.Sprint(e["problems"]), s.catPath+":6:") {
 		t.Fatalf("config event for an invalid catalogue at start: %v", e)
 	}
 	names := newDropper(t, s.watched).dropN(3, 0)
-	ms = sub.waitFor(t, 20*time.Second, "verdicts", countVerdicts(t, verdictTopic, 3))
+	ms = sub.WaitFor(t, 20*time.Second, "verdicts", countVerdicts(t, verdictTopic, 3))
 	checkOnePerFile(t, dedupe(verdictsOf(t, ms, verdictTopic)), names, 1)
 
-	sub.publish(t, cmdTopic+"augment", `{}`)
-	ms = sub.waitFor(t, 10*time.Second, "augment answered", func(ms []msg) bool { return result(t, ms, "augment") != nil })
+	sub.Publish(t, cmdTopic+"augment", `{}`)
+	ms = sub.WaitFor(t, 10*time.Second, "augment answered", func(ms []msg) bool { return result(t, ms, "augment") != nil })
 	if res := result(t, ms, "augment"); res["ok"] != false || !strings.Contains(fmt.Sprint(res["error"]), "invalid") {
 		t.Fatalf("augment with an invalid catalogue: %v", res)
 	}
-	sub.publish(t, cmdTopic+"retrain", `{}`)
-	ms = sub.waitFor(t, 10*time.Second, "retrain answered", func(ms []msg) bool { return result(t, ms, "retrain") != nil })
+	sub.Publish(t, cmdTopic+"retrain", `{}`)
+	ms = sub.WaitFor(t, 10*time.Second, "retrain answered", func(ms []msg) bool { return result(t, ms, "retrain") != nil })
 	if res := result(t, ms, "retrain"); res["ok"] != false || !strings.Contains(fmt.Sprint(res["error"]), "only 4 good images") {
 		t.Fatalf("retrain with 4 negatives: %v", res)
 	}
-	sub.publish(t, cmdTopic+"cycle", `{"generator":"sdxl"}`)
-	ms = sub.waitFor(t, 10*time.Second, "cycle answered", func(ms []msg) bool { return result(t, ms, "cycle") != nil })
+	sub.Publish(t, cmdTopic+"cycle", `{"generator":"sdxl"}`)
+	ms = sub.WaitFor(t, 10*time.Second, "cycle answered", func(ms []msg) bool { return result(t, ms, "cycle") != nil })
 	if res := result(t, ms, "cycle"); res["ok"] != false || !strings.Contains(fmt.Sprint(res["error"]), `generator "sdxl"`) {
 		t.Fatalf("cycle with an unknown generator: %v", res)
 	}
 
 	// The schedule's cycles are skipped, each with its reason.
-	ms = sub.waitFor(t, 10*time.Second, "a scheduled cycle skipped", finished(t, "cycle"))
+	ms = sub.WaitFor(t, 10*time.Second, "a scheduled cycle skipped", finished(t, "cycle"))
 	if e := finishOf(t, ms, "cycle"); e["outcome"] != "skipped" || e["scheduled"] != true || !strings.Contains(fmt.Sprint(e["reason"]), "invalid") {
 		t.Fatalf("scheduled cycle with an invalid catalogue: %v", e)
 	}
@@ -445,7 +445,7 @@ func TestInvalidCatalogueAtStart(t *testing.T) {
 	if err := os.WriteFile(s.catPath, []byte(goodCatalogue), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	sub.waitFor(t, 15*time.Second, "fixed catalogue in force", func(ms []msg) bool {
+	sub.WaitFor(t, 15*time.Second, "fixed catalogue in force", func(ms []msg) bool {
 		return strings.Contains(last(ms, "diagd/line1/state/catalogue"), `"kinds":["stain"]`)
 	})
 }
@@ -500,15 +500,15 @@ func TestJobAugmentThenRetrainFromEmptyRegistry(t *testing.T) {
 	}
 	s.cfg.ModelDir = s.base
 	start(t, s.cfg)
-	sub.waitFor(t, 20*time.Second, "model m1 served", func(ms []msg) bool { return strings.Contains(last(ms, modelState), `"version":"m1"`) })
+	sub.WaitFor(t, 20*time.Second, "model m1 served", func(ms []msg) bool { return strings.Contains(last(ms, modelState), `"version":"m1"`) })
 
-	sub.publish(t, cmdTopic+"augment", `{"n":20}`)
-	ms := sub.waitFor(t, 30*time.Second, "augment finished", finished(t, "augment"))
+	sub.Publish(t, cmdTopic+"augment", `{"n":20}`)
+	ms := sub.WaitFor(t, 30*time.Second, "augment finished", finished(t, "augment"))
 	if af := finishOf(t, ms, "augment"); af["outcome"] != "ok" || af["written"] != float64(20) {
 		t.Fatalf("augment: %v", af)
 	}
-	sub.publish(t, cmdTopic+"retrain", ``)
-	ms = sub.waitFor(t, 60*time.Second, "retrain finished", finished(t, "retrain"))
+	sub.Publish(t, cmdTopic+"retrain", ``)
+	ms = sub.WaitFor(t, 60*time.Second, "retrain finished", finished(t, "retrain"))
 	rf := finishOf(t, ms, "retrain")
 	if rf["imported_base"] != "v1" || rf["version"] != "v2" || rf["serving_version"] != "v1" || rf["mode"] != "zero-shot" {
 		t.Fatalf("retrain from an empty registry: %v", rf)
@@ -534,7 +534,7 @@ func TestJobAugmentThenRetrainFromEmptyRegistry(t *testing.T) {
 	}
 	// MODEL_DIR is not the registry's link: what serves does not change either way.
 	time.Sleep(3 * s.cfg.ModelPoll)
-	if got := last(sub.snapshot(), modelState); !strings.Contains(got, `"version":"m1"`) {
+	if got := last(sub.Snapshot(), modelState); !strings.Contains(got, `"version":"m1"`) {
 		t.Fatalf("serving model changed: %s", got)
 	}
 	t.Logf("candidate AP %.3f vs serving AP %.3f: %v", cand, serv, rf["outcome"])
@@ -549,9 +549,9 @@ func TestStopDuringJob(t *testing.T) {
 	sub := subscribe(t, b.URL(), "plc-1", "diagd/line1/#")
 	s := newJobSetup(t, b.URL(), 12, goodCatalogue)
 	r := start(t, s.cfg)
-	sub.waitFor(t, 10*time.Second, "catalogue loaded", catalogueApplied(t))
-	sub.publish(t, cmdTopic+"augment", `{"n":100000}`)
-	sub.waitFor(t, 20*time.Second, "generation under way", func(ms []msg) bool {
+	sub.WaitFor(t, 10*time.Second, "catalogue loaded", catalogueApplied(t))
+	sub.Publish(t, cmdTopic+"augment", `{"n":100000}`)
+	sub.WaitFor(t, 20*time.Second, "generation under way", func(ms []msg) bool {
 		for _, e := range events(t, ms, "augment") {
 			if e["phase"] == "generate" && e["done"].(float64) >= 5 {
 				return true

@@ -29,7 +29,7 @@ func TestVideoEveryFrameOneVerdict(t *testing.T) {
 	cfg := testConfig(t, b.URL(), "line=video:"+video)
 	writeModel(t, cfg.ModelDir, "m1", 1)
 	r := start(t, cfg)
-	ms := sub.waitFor(t, 60*time.Second, "500 verdicts", countVerdicts(t, verdictTopic, n))
+	ms := sub.WaitFor(t, 60*time.Second, "500 verdicts", countVerdicts(t, verdictTopic, n))
 	vs := verdictsOf(t, ms, verdictTopic)
 	if len(vs) != n {
 		t.Fatalf("%d verdict messages for %d frames", len(vs), n)
@@ -45,7 +45,7 @@ func TestVideoEveryFrameOneVerdict(t *testing.T) {
 		}
 	}
 	// The end of the file stops the source (no loop).
-	sub.waitFor(t, 10*time.Second, "camera stopped", func(ms []msg) bool {
+	sub.WaitFor(t, 10*time.Second, "camera stopped", func(ms []msg) bool {
 		return strings.Contains(last(ms, "diagd/line1/state/camera/line"), `"state":"stopped"`)
 	})
 	_, body := httpGet(t, "http://"+r.httpAddr(t)+"/metrics")
@@ -155,7 +155,7 @@ func TestBusyHTTPPortFailsStart(t *testing.T) {
 		t.Fatal("Run did not fail with the HTTP port taken")
 	}
 	time.Sleep(300 * time.Millisecond)
-	if a := last(sub.snapshot(), availTopic); a != "" {
+	if a := last(sub.Snapshot(), availTopic); a != "" {
 		t.Fatalf("available=%q published by a daemon that failed to start", a)
 	}
 }
@@ -210,8 +210,8 @@ func TestFullOutboxHoldsFramesAndLosesNothing(t *testing.T) {
 	t.Logf("outbox held %d verdicts; %d files waited on disk", held, n-held)
 
 	b.Restart()
-	sub.sync(t, "diagd/line1/probe")
+	sub.Sync(t, "diagd/line1/probe")
 	start(t, cfg)
-	ms := sub.waitFor(t, 60*time.Second, "every verdict", countVerdicts(t, verdictTopic, n))
+	ms := sub.WaitFor(t, 60*time.Second, "every verdict", countVerdicts(t, verdictTopic, n))
 	checkOnePerFile(t, dedupe(verdictsOf(t, ms, verdictTopic)), names, 1)
 }
