@@ -427,9 +427,10 @@ func (o *Outbox) AppendBatch(items []Item) ([]Record, error) {
 		seq++
 	}
 	if len(o.queue)+len(fresh) > o.opts.MaxRecords || o.bytes+size > o.opts.MaxBytes {
+		records, bytes := len(o.queue), o.bytes // read under the lock, for the message
 		o.mu.Unlock()
 		return nil, fmt.Errorf("%w: %d records, %d bytes (limits %d, %d)",
-			ErrOutboxFull, len(o.queue), o.bytes, o.opts.MaxRecords, o.opts.MaxBytes)
+			ErrOutboxFull, records, bytes, o.opts.MaxRecords, o.opts.MaxBytes)
 	}
 	for _, e := range fresh {
 		o.pend = appendRecord(o.pend, e.seq, e.id, e.data)
