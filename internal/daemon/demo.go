@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"context"
 	"errors"
 	"io/fs"
 	"os"
@@ -10,28 +11,37 @@ import (
 	"github.com/diagd/diagd/internal/demo"
 )
 
+// The simulated line's frame size.
+const demoW, demoH = 640, 512
+
 // prepareDemo fills in what DIAGD_DEMO stands in for: with no sources, a looping video
 // of a brushed-metal surface (some frames scratched) at 5 fps; with no model at
-// MODEL_DIR, a stand-in model with random weights.
+// MODEL_DIR, a stand-in model whose head is trained on labelled frames of that line.
 func (d *Daemon) prepareDemo() error {
 	dir := filepath.Join(d.cfg.DataDir, "demo")
 	if strings.TrimSpace(d.cfg.Sources) == "" {
 		video := filepath.Join(dir, "line.avi")
 		if _, err := os.Stat(video); err != nil {
 			d.log.Info("demo: writing a video of a simulated line", "path", video)
-			if err := demo.WriteVideo(video, 40, 640, 512, 5, 1); err != nil {
+			if err := demo.WriteVideo(video, 40, demoW, demoH, 5, 1); err != nil {
 				return err
 			}
 		}
 		d.cfg.Sources = "demo=video:" + video + ",loop=true,pace=true,fps=5"
 	}
 	if _, err := os.Stat(filepath.Join(d.cfg.ModelDir, "model.json")); errors.Is(err, fs.ErrNotExist) {
-		model := filepath.Join(dir, "model")
+		model := filepath.Join(dir, "model", "registry", "current")
 		if _, err := os.Stat(filepath.Join(model, "model.json")); err != nil {
-			d.log.Info("demo: writing a stand-in model (random weights: verdicts show the plumbing, not quality)", "path", model)
-			if _, err := demo.WriteModel(model, false, 1); err != nil {
+			d.log.Info("demo: training a stand-in detector's head on 120 labelled frames of the simulated line (random backbone, no download)",
+				"path", filepath.Join(dir, "model"))
+			os.RemoveAll(filepath.Join(dir, "model")) // a half-made one from an interrupted start
+			m, out, err := demo.TrainedModel(context.Background(), d.log, filepath.Join(dir, "model"), demoW, demoH)
+			if err != nil {
 				return err
 			}
+			d.log.Info("demo: model ready", "version", out.Version, "validation_ap", out.Candidate.AP,
+				"precision", out.Candidate.Precision, "recall", out.Candidate.Recall)
+			model = m
 		}
 		d.cfg.ModelDir = model
 	}

@@ -1,0 +1,37 @@
+package daemon
+
+import (
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/diagd/diagd/internal/mosquittotest"
+	"github.com/diagd/diagd/internal/testenv"
+)
+
+// DIAGD_DEMO with no sources and no model: the daemon writes the simulated line's video,
+// trains the demo detector, and its verdicts fail exactly the scratched frames (every
+// 4th of the looping 40-frame video).
+func TestDemoJudgesTheSimulatedLine(t *testing.T) {
+	testenv.ORT(t)
+	b := mosquittotest.Start(t)
+	sub := subscribe(t, b.URL(), "plc-demo", verdictTopic)
+	cfg := testConfig(t, b.URL(), "unused=device:0")
+	cfg.Demo, cfg.Sources = true, "" // the model folder testConfig names is empty too
+	r := start(t, cfg)
+	const n = 12
+	vs := verdictsOf(t, sub.WaitFor(t, 120*time.Second, "demo verdicts", countVerdicts(t, verdictTopic, n)), verdictTopic)
+	if err := r.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range vs[:n] {
+		seq, err := strconv.Atoi(v.FrameID)
+		if err != nil {
+			t.Fatalf("frame id %q", v.FrameID)
+		}
+		scratched := (seq-1)%40%4 == 3
+		if (v.Verdict == "fail") != scratched || v.Error != "" {
+			t.Errorf("frame %d (scratched %v): verdict %s score %.3f", seq, scratched, v.Verdict, v.Score)
+		}
+	}
+}
