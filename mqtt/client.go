@@ -23,6 +23,7 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/eclipse/paho.mqtt.golang/packets"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/diagd/diagd/mqtt/outbox"
@@ -107,6 +108,7 @@ func New(log *slog.Logger, cfg Config, ob *outbox.Outbox, reg prometheus.Registe
 		AddBroker(cfg.Broker).
 		SetClientID(cfg.ClientID).
 		SetCleanSession(false).
+		SetStore(copyingStore{paho.NewMemoryStore()}).
 		SetProtocolVersion(4).
 		SetUsername(cfg.Username).
 		SetPassword(cfg.Password).
@@ -693,4 +695,20 @@ func (c *Client) Close(ctx context.Context) error {
 	c.m.connected.Set(0)
 	c.log.Info("mqtt: closed", "pending", c.ob.Stats().Records)
 	return flushErr
+}
+
+// copyingStore is paho's memory store, except that Get returns a copy of a stored
+// PUBLISH. On reconnect paho's resume sets the DUP flag on what Get returns while the
+// old connection's writer may still be encoding the same packet: a data race in paho
+// itself (eclipse-paho/paho.mqtt.golang#703, seen here under -race). A copy keeps the
+// writer's packet untouched; paho's own bookkeeping is unchanged.
+type copyingStore struct{ paho.Store }
+
+func (s copyingStore) Get(key string) packets.ControlPacket {
+	p := s.Store.Get(key)
+	if pub, ok := p.(*packets.PublishPacket); ok {
+		cp := *pub // the header is a value; the payload is never written after Put
+		return &cp
+	}
+	return p
 }
