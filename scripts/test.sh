@@ -9,6 +9,7 @@ export DIAGD_ORT_LIB="${DIAGD_ORT_LIB:-$PWD/bin/libonnxruntime.so}"
 bad=$(gofmt -l $(find . -name '*.go' -not -path './.deps/*'))
 if [ -n "$bad" ]; then echo "gofmt needed on: $bad" >&2; exit 1; fi
 go vet ./...
-# -race covers the concurrent parts (hot swap, outbox, sources); the timeout keeps a hung
+# -race covers the concurrent parts (hot swap, outbox, sources); -count=1 runs every test
+# rather than reporting cached results; the timeout keeps a hung
 # broker or camera from eating CI's budget.
-go test -race -timeout 20m "$@" ./...
+go test -race -count=1 -timeout 20m "$@" ./...
