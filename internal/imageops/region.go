@@ -44,39 +44,11 @@ func CropRegion(mask *Image, width, height, pad int) (Rect, error) {
 	ratioCrop := float64(x2-x1) / float64(y2-y1)
 	ratioProc := float64(width) / float64(height)
 	if ratioCrop > ratioProc {
-		desired := float64(x2-x1) / ratioProc
-		diff := int(desired - float64(y2-y1)) // Python int(): toward zero
-		y1 -= floorDiv(diff, 2)
-		y2 += diff - floorDiv(diff, 2)
-		if y2 >= h {
-			d := y2 - h
-			y2 -= d
-			y1 -= d
-		}
-		if y1 < 0 {
-			y2 -= y1
-			y1 = 0
-		}
-		if y2 >= h {
-			y2 = h
-		}
+		diff := int(float64(x2-x1)/ratioProc - float64(y2-y1)) // Python int(): toward zero
+		y1, y2 = grow(y1, y2, diff, h)
 	} else {
-		desired := float64(y2-y1) * ratioProc
-		diff := int(desired - float64(x2-x1))
-		x1 -= floorDiv(diff, 2)
-		x2 += diff - floorDiv(diff, 2)
-		if x2 >= w {
-			d := x2 - w
-			x2 -= d
-			x1 -= d
-		}
-		if x1 < 0 {
-			x2 -= x1
-			x1 = 0
-		}
-		if x2 >= w {
-			x2 = w
-		}
+		diff := int(float64(y2-y1)*ratioProc - float64(x2-x1))
+		x1, x2 = grow(x1, x2, diff, w)
 	}
 	return Rect{x1, y1, x2, y2}, nil
 }
@@ -213,4 +185,24 @@ func Overlay(init, mask, gen *Image, r Rect) (*Image, error) {
 		}
 	}
 	return out, nil
+}
+
+// grow widens [lo,hi) by diff, floor(diff/2) before and the rest after, then shifts it
+// back inside [0,limit), as diffusers' get_crop_region does on either axis.
+func grow(lo, hi, diff, limit int) (int, int) {
+	lo -= floorDiv(diff, 2)
+	hi += diff - floorDiv(diff, 2)
+	if hi >= limit {
+		d := hi - limit
+		hi -= d
+		lo -= d
+	}
+	if lo < 0 {
+		hi -= lo
+		lo = 0
+	}
+	if hi >= limit {
+		hi = limit
+	}
+	return lo, hi
 }
