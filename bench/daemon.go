@@ -21,7 +21,7 @@ import (
 
 	"github.com/diagd/diagd/detect"
 	"github.com/diagd/diagd/internal/config"
-	"github.com/diagd/diagd/internal/daemon"
+	"github.com/diagd/diagd/daemon"
 	"github.com/diagd/diagd/internal/demo"
 	"github.com/diagd/diagd/internal/onnx/zoo"
 	"github.com/diagd/diagd/internal/ortenv"

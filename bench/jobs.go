@@ -25,7 +25,7 @@ func init() { register("jobs", benchJobs) }
 // per core, batch 1) runs alone, then beside a job doing ORT work (one intra-op
 // thread, batch 8: what the retraining job's feature extraction does) at normal
 // priority, then beside the same job on a thread at nice 10 (as the daemon runs jobs,
-// internal/daemon/jobs_prio_linux.go). Rounds alternate the three so drift hits all
+// daemon/jobs_prio_linux.go). Rounds alternate the three so drift hits all
 // alike; medians are reported with the judge's throughput relative to alone.
 func benchJobs(args []string) error {
 	fs := flag.NewFlagSet("jobs", flag.ContinueOnError)

@@ -5,7 +5,7 @@ import (
 	"fmt"
 
 	"github.com/diagd/diagd/internal/config"
-	"github.com/diagd/diagd/internal/daemon"
+	"github.com/diagd/diagd/daemon"
 )
 
 func init() {
