@@ -8,13 +8,13 @@ import (
 
 	"gocv.io/x/gocv"
 
-	"github.com/diagd/diagd/detect"
+	"github.com/diagd/diagd/internal/imageio"
 )
 
 // ReadRGB decodes an image file with OpenCV, as the detector does (EXIF orientation
 // applied, any bit depth and format OpenCV reads), into an opaque RGBA image.
 func ReadRGB(path string) (*image.RGBA, error) {
-	m, err := detect.ReadImage(path)
+	m, err := imageio.Read(path)
 	if err != nil {
 		return nil, err
 	}
@@ -42,20 +42,16 @@ func ReadMask(path string, size image.Point) (m *image.Gray, warning string, err
 	if err != nil {
 		return nil, "", err
 	}
-	if len(b) == 0 {
-		return nil, "", fmt.Errorf("mask %s: %w: file is empty (0 bytes)", path, detect.ErrBadFrame)
-	}
-	mat, err := gocv.IMDecode(b, gocv.IMReadGrayScale)
-	if err != nil || mat.Empty() {
-		mat.Close()
-		return nil, "", fmt.Errorf("mask %s: %w: not a decodable image (%d bytes)", path, detect.ErrBadFrame, len(b))
+	mat, err := imageio.DecodeGray("mask "+path, b)
+	if err != nil {
+		return nil, "", err
 	}
 	defer mat.Close()
 	if got := image.Pt(mat.Cols(), mat.Rows()); got != size {
 		warning = fmt.Sprintf("mask %s is %dx%d, the image is %dx%d: mask scaled to fit", path, got.X, got.Y, size.X, size.Y)
 		scaled := gocv.NewMat()
 		defer scaled.Close()
-		gocv.Resize(mat, &scaled, size, 0, 0, detect.Interpolation(got.X, got.Y, size.X, size.Y))
+		gocv.Resize(mat, &scaled, size, 0, 0, imageio.Interpolation(got.X, got.Y, size.X, size.Y))
 		mat, scaled = scaled, mat
 	}
 	bin := gocv.NewMat()
@@ -80,7 +76,7 @@ func ScaleMask(m *image.Gray, size image.Point) (*image.Gray, error) {
 	defer src.Close()
 	dst := gocv.NewMat()
 	defer dst.Close()
-	gocv.Resize(src, &dst, size, 0, 0, detect.Interpolation(m.Rect.Dx(), m.Rect.Dy(), size.X, size.Y))
+	gocv.Resize(src, &dst, size, 0, 0, imageio.Interpolation(m.Rect.Dx(), m.Rect.Dy(), size.X, size.Y))
 	runtime.KeepAlive(m) // src borrows m.Pix
 	gocv.Threshold(dst, &dst, MaskThreshold, 255, gocv.ThresholdBinary)
 	img, err := dst.ToImage()

@@ -17,7 +17,7 @@ import (
 	"testing"
 
 	"github.com/diagd/diagd/augment/catalogue"
-	"github.com/diagd/diagd/detect"
+	"github.com/diagd/diagd/internal/imageio"
 )
 
 // writeSurface writes a noisy grey surface, like a good product image.
@@ -209,7 +209,7 @@ func TestRunMemSegBatch(t *testing.T) {
 			t.Fatalf("mask skip reason %q", k.Reason)
 		}
 	}
-	sheet, err := detect.ReadImage(s.ContactSheet)
+	sheet, err := imageio.Read(s.ContactSheet)
 	if err != nil {
 		t.Fatalf("contact sheet: %v", err)
 	}

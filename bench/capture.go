@@ -14,7 +14,7 @@ import (
 	"gocv.io/x/gocv"
 
 	"github.com/diagd/diagd/capture"
-	"github.com/diagd/diagd/detect"
+	"github.com/diagd/diagd/internal/imageio"
 )
 
 func init() { register("capture", benchCapture) }
@@ -22,7 +22,7 @@ func init() { register("capture", benchCapture) }
 // benchCapture measures what the capture sources add on top of the work they cannot
 // avoid, in the same process:
 //   - folder backlog: N camera JPEGs present at start, emitted by a folder source
-//     (after=delete) vs a bare loop of os.ReadFile + detect.DecodeImage;
+//     (after=delete) vs a bare loop of os.ReadFile + imageio.Decode;
 //   - folder latency: files renamed into place one at a time; time from the rename to
 //     the frame, vs the settle window (polls × settle) that the stable-size check must wait;
 //   - video: frames of an MJPG file emitted by a video source vs a bare VideoCapture.Read loop.
@@ -86,7 +86,7 @@ func benchCapture(args []string) error {
 			if err != nil {
 				return err
 			}
-			m, err := detect.DecodeImage(p, b)
+			m, err := imageio.Decode(p, b)
 			if err != nil {
 				return err
 			}

@@ -19,10 +19,11 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"gocv.io/x/gocv"
 
+	"github.com/diagd/diagd/daemon"
 	"github.com/diagd/diagd/detect"
 	"github.com/diagd/diagd/internal/config"
-	"github.com/diagd/diagd/daemon"
 	"github.com/diagd/diagd/internal/demo"
+	"github.com/diagd/diagd/internal/imageio"
 	"github.com/diagd/diagd/internal/onnx/zoo"
 	"github.com/diagd/diagd/internal/ortenv"
 	"github.com/diagd/diagd/mqtt"
@@ -35,7 +36,7 @@ func init() { register("daemon", benchDaemon) }
 // same process:
 //   - throughput: N files renamed into the watched folder at once; frames per second
 //     from the first rename to the subscriber receiving the last verdict, vs a loop of
-//     detect.ReadImage + Detector.Judge in batches of the same size (target ratio ≥ 0.9);
+//     imageio.Read + Detector.Judge in batches of the same size (target ratio ≥ 0.9);
 //   - latency: files renamed in one at a time at a modest rate; time from the rename
 //     to the subscriber receiving the verdict. The subscriber's receipt stands in for
 //     the broker's acknowledgement (the broker forwards a QoS 1 message to subscribers
@@ -195,7 +196,7 @@ func baselineDetect(log *slog.Logger, modelDir, dir string, names []string, batc
 		return 0, 0, err
 	}
 	res := make([]detect.Result, batch)
-	warm, err := detect.ReadImage(filepath.Join(dir, names[0]))
+	warm, err := imageio.Read(filepath.Join(dir, names[0]))
 	if err != nil {
 		return 0, 0, err
 	}
@@ -206,7 +207,7 @@ func baselineDetect(log *slog.Logger, modelDir, dir string, names []string, batc
 	for i := 0; i < len(names); i += batch {
 		mats = mats[:0]
 		for _, name := range names[i:min(i+batch, len(names))] {
-			m, err := detect.ReadImage(filepath.Join(dir, name))
+			m, err := imageio.Read(filepath.Join(dir, name))
 			if err != nil {
 				return 0, 0, err
 			}
@@ -224,7 +225,7 @@ func baselineDetect(log *slog.Logger, modelDir, dir string, names []string, batc
 
 	decoded := make([]gocv.Mat, min(len(names), 25*batch))
 	for i := range decoded {
-		if decoded[i], err = detect.ReadImage(filepath.Join(dir, names[i])); err != nil {
+		if decoded[i], err = imageio.Read(filepath.Join(dir, names[i])); err != nil {
 			return 0, 0, err
 		}
 		defer decoded[i].Close()

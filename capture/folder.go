@@ -20,8 +20,8 @@ import (
 
 	"github.com/fsnotify/fsnotify"
 
-	"github.com/diagd/diagd/detect"
 	"github.com/diagd/diagd/internal/atomicfile"
+	"github.com/diagd/diagd/internal/imageio"
 )
 
 // folder watches a drop folder.
@@ -404,7 +404,7 @@ func (f *folder) next(files map[string]*entry, queue *[]readyItem) *pending {
 			e.gen++
 			continue
 		}
-		m, err := detect.DecodeImage(p, b)
+		m, err := imageio.Decode(p, b)
 		if err != nil {
 			// Rejected by poll unless the file changes soon (unknown formats have no
 			// completeness check, so a paused writer looks like a corrupt file).

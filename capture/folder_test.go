@@ -12,7 +12,7 @@ import (
 
 	"gocv.io/x/gocv"
 
-	"github.com/diagd/diagd/detect"
+	"github.com/diagd/diagd/internal/imageio"
 )
 
 // Fast folder timings for tests: a file is complete after 2 unchanged polls 40 ms
@@ -105,7 +105,7 @@ func TestFolderSlowWriterJudgedOnceWhenComplete(t *testing.T) {
 		if f.PartID != strings.TrimSuffix(tc.name, filepath.Ext(tc.name)) || f.Captured.Before(completed) {
 			t.Errorf("%s: part %q captured %v, completed %v", tc.name, f.PartID, f.Captured, completed)
 		}
-		want, err := detect.DecodeImage(tc.name, data)
+		want, err := imageio.Decode(tc.name, data)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -161,7 +161,7 @@ func TestFolderRejectsBadFiles(t *testing.T) {
 	jpg := encodeImage(t, gocv.JPEGFileExt, 10)
 	png := encodeImage(t, gocv.PNGFileExt, 10)
 	// Why the format check exists: OpenCV decodes this half JPEG without complaint.
-	if m, err := detect.DecodeImage("half.jpg", jpg[:len(jpg)/2]); err != nil {
+	if m, err := imageio.Decode("half.jpg", jpg[:len(jpg)/2]); err != nil {
 		t.Logf("note: this OpenCV rejects truncated JPEGs itself (%v)", err)
 	} else {
 		m.Close()

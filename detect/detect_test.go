@@ -18,6 +18,7 @@ import (
 	"gocv.io/x/gocv"
 
 	"github.com/diagd/diagd/detect"
+	"github.com/diagd/diagd/internal/imageio"
 	"github.com/diagd/diagd/internal/onnx/zoo"
 	"github.com/diagd/diagd/internal/ortenv"
 	"github.com/diagd/diagd/internal/testenv"
@@ -67,7 +68,7 @@ func referenceTensor(t testing.TB, frame gocv.Mat, in detect.InputSpec) []float3
 		m = gocv.NewMat()
 		defer m.Close()
 		gocv.Resize(frame, &m, image.Pt(in.Width, in.Height), 0, 0,
-			detect.Interpolation(frame.Cols(), frame.Rows(), in.Width, in.Height))
+			imageio.Interpolation(frame.Cols(), frame.Rows(), in.Width, in.Height))
 	}
 	out := make([]float32, 3*in.Height*in.Width)
 	plane := in.Height * in.Width
@@ -231,7 +232,7 @@ func TestPreprocessChannelOrderAndGrey(t *testing.T) {
 	// Unsupported pixel types are refused, not misread.
 	f32 := gocv.NewMatWithSize(2, 2, gocv.MatTypeCV32FC3)
 	defer f32.Close()
-	if err := p.Into(f32, dst); !errors.Is(err, detect.ErrBadFrame) {
+	if err := p.Into(f32, dst); !errors.Is(err, imageio.ErrBadFrame) {
 		t.Fatalf("float frame: err %v, want ErrBadFrame", err)
 	}
 }
@@ -258,7 +259,7 @@ func TestBadFramesDoNotStopTheBatch(t *testing.T) {
 	if err := d.Judge(frames, res); err != nil {
 		t.Fatal(err)
 	}
-	if !errors.Is(res[1].Err, detect.ErrBadFrame) || res[1].Verdict != detect.Unknown {
+	if !errors.Is(res[1].Err, imageio.ErrBadFrame) || res[1].Verdict != detect.Unknown {
 		t.Fatalf("empty frame: %+v", res[1])
 	}
 	// The good frames' scores equal those of judging them alone.
@@ -372,13 +373,13 @@ func TestReadImageErrors(t *testing.T) {
 		t.Fatal("IMWrite failed")
 	}
 	for path, want := range map[string]string{empty: "empty", junk: "not a decodable image", filepath.Join(dir, "missing.png"): "no such file"} {
-		m, err := detect.ReadImage(path)
+		m, err := imageio.Read(path)
 		m.Close()
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: err %v, want it to say %q", filepath.Base(path), err, want)
 		}
 	}
-	m, err := detect.ReadImage(good)
+	m, err := imageio.Read(good)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -496,7 +497,7 @@ func TestGreyPNGRoundTrip(t *testing.T) {
 	defer m.Close()
 	path := filepath.Join(dir, "g.png")
 	gocv.IMWrite(path, m)
-	got, err := detect.ReadImage(path)
+	got, err := imageio.Read(path)
 	if err != nil {
 		t.Fatal(err)
 	}

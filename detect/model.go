@@ -1,10 +1,7 @@
 package detect
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
-	"io"
 	"log/slog"
 	"math"
 	"os"
@@ -14,6 +11,7 @@ import (
 	ort "github.com/yalue/onnxruntime_go"
 	"gocv.io/x/gocv"
 
+	"github.com/diagd/diagd/internal/imageio"
 	"github.com/diagd/diagd/internal/ortenv"
 )
 
@@ -187,22 +185,8 @@ func (m *Model) MaxBatch() int { return m.maxBatch }
 
 // Digest is the sha256 of model.onnx, computed once. Training caches features by it.
 func (m *Model) Digest() (string, error) {
-	m.digestOnce.Do(func() { m.digest, m.digestErr = FileDigest(filepath.Join(m.Dir, ModelFile)) })
+	m.digestOnce.Do(func() { m.digest, m.digestErr = imageio.FileDigest(filepath.Join(m.Dir, ModelFile)) })
 	return m.digest, m.digestErr
-}
-
-// FileDigest is the hex sha256 of a file.
-func FileDigest(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", fmt.Errorf("%s: %w", path, err)
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // Logits judges frames and writes one logit per frame into out. Frames are split into

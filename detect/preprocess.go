@@ -1,12 +1,12 @@
 package detect
 
 import (
-	"errors"
 	"fmt"
 	"image"
-	"os"
 
 	"gocv.io/x/gocv"
+
+	"github.com/diagd/diagd/internal/imageio"
 )
 
 // Preprocessor turns a decoded 8-bit frame into the model's NCHW float32 input, exactly
@@ -48,17 +48,6 @@ func (p *Preprocessor) Close() { p.scratch.Close() }
 // Size is the number of float32 values one frame fills: 3·H·W.
 func (p *Preprocessor) Size() int { return 3 * p.h * p.w }
 
-// ErrBadFrame marks frames that cannot be judged (empty, wrong pixel type).
-var ErrBadFrame = errors.New("bad frame")
-
-// Interpolation is the OpenCV interpolation used to go from a src×src frame to dst.
-func Interpolation(srcW, srcH, dstW, dstH int) gocv.InterpolationFlags {
-	if srcW >= dstW && srcH >= dstH {
-		return gocv.InterpolationArea
-	}
-	return gocv.InterpolationLinear
-}
-
 // Into writes frame's tensor into dst (length Size()). Accepted frames are 8-bit with
 // 1 (grey), 3 (BGR) or 4 (BGRA) channels.
 func (p *Preprocessor) Into(frame gocv.Mat, dst []float32) error {
@@ -66,20 +55,20 @@ func (p *Preprocessor) Into(frame gocv.Mat, dst []float32) error {
 		return fmt.Errorf("preprocess: destination holds %d values, want %d", len(dst), p.Size())
 	}
 	if frame.Empty() {
-		return fmt.Errorf("%w: empty frame", ErrBadFrame)
+		return fmt.Errorf("%w: empty frame", imageio.ErrBadFrame)
 	}
 	ch := frame.Channels()
 	if frame.Type()&7 != gocv.MatTypeCV8U || (ch != 1 && ch != 3 && ch != 4) {
-		return fmt.Errorf("%w: pixel type %v; want 8-bit grey, BGR or BGRA", ErrBadFrame, frame.Type())
+		return fmt.Errorf("%w: pixel type %v; want 8-bit grey, BGR or BGRA", imageio.ErrBadFrame, frame.Type())
 	}
 	m := frame
 	if frame.Cols() != p.w || frame.Rows() != p.h || !frame.IsContinuous() {
-		gocv.Resize(frame, &p.scratch, image.Pt(p.w, p.h), 0, 0, Interpolation(frame.Cols(), frame.Rows(), p.w, p.h))
+		gocv.Resize(frame, &p.scratch, image.Pt(p.w, p.h), 0, 0, imageio.Interpolation(frame.Cols(), frame.Rows(), p.w, p.h))
 		m = p.scratch
 	}
 	px, err := m.DataPtrUint8()
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrBadFrame, err)
+		return fmt.Errorf("%w: %v", imageio.ErrBadFrame, err)
 	}
 	n := p.h * p.w
 	r, g, b := dst[:n], dst[n:2*n], dst[2*n:]
@@ -96,27 +85,4 @@ func (p *Preprocessor) Into(frame gocv.Mat, dst []float32) error {
 		r[i], g[i], b[i] = lr[q[s0]], lg[q[s1]], lb[q[s2]]
 	}
 	return nil
-}
-
-// ReadImage decodes an image file as 8-bit BGR, with errors that say what is wrong
-// with the file (missing, empty, not an image) rather than OpenCV's silent empty Mat.
-func ReadImage(path string) (gocv.Mat, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return gocv.NewMat(), err
-	}
-	return DecodeImage(path, b)
-}
-
-// DecodeImage decodes encoded image bytes; name is used in errors.
-func DecodeImage(name string, b []byte) (gocv.Mat, error) {
-	if len(b) == 0 {
-		return gocv.NewMat(), fmt.Errorf("%s: %w: file is empty (0 bytes)", name, ErrBadFrame)
-	}
-	m, err := gocv.IMDecode(b, gocv.IMReadColor)
-	if err != nil || m.Empty() {
-		m.Close()
-		return gocv.NewMat(), fmt.Errorf("%s: %w: not a decodable image (corrupt, truncated or unsupported format, %d bytes)", name, ErrBadFrame, len(b))
-	}
-	return m, nil
 }

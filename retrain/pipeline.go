@@ -16,6 +16,7 @@ import (
 
 	"github.com/diagd/diagd/detect"
 	"github.com/diagd/diagd/internal/atomicfile"
+	"github.com/diagd/diagd/internal/imageio"
 	"github.com/diagd/diagd/internal/ortenv"
 	"github.com/diagd/diagd/retrain/dataset"
 	"github.com/diagd/diagd/retrain/features"
@@ -485,7 +486,7 @@ func modelLogits(ctx context.Context, log *slog.Logger, dir string, items []data
 		e := min(s+chunk, len(items))
 		frames := make([]gocv.Mat, 0, e-s)
 		for _, it := range items[s:e] {
-			f, err := detect.ReadImage(it.Path)
+			f, err := imageio.Read(it.Path)
 			if err != nil {
 				for _, f := range frames {
 					f.Close()

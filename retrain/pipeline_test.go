@@ -12,6 +12,7 @@ import (
 	"gocv.io/x/gocv"
 
 	"github.com/diagd/diagd/detect"
+	"github.com/diagd/diagd/internal/imageio"
 	"github.com/diagd/diagd/internal/ortenv"
 	"github.com/diagd/diagd/internal/testenv"
 	"github.com/diagd/diagd/retrain/dataset"
@@ -144,7 +145,7 @@ func TestRunZeroShotPromotes(t *testing.T) {
 	// fails exactly the report's TP defects and FP good parts (max-F1 point).
 	var tp, fp int
 	for _, it := range val.Items {
-		m, err := detect.ReadImage(it.Path)
+		m, err := imageio.Read(it.Path)
 		if err != nil {
 			t.Fatal(err)
 		}

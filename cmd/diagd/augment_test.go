@@ -14,7 +14,7 @@ import (
 	"gocv.io/x/gocv"
 
 	"github.com/diagd/diagd/augment"
-	"github.com/diagd/diagd/detect"
+	"github.com/diagd/diagd/internal/imageio"
 	"github.com/diagd/diagd/internal/onnx/zoo"
 	"github.com/diagd/diagd/internal/testenv"
 )
@@ -118,7 +118,7 @@ func TestAugmentCommandMemSeg(t *testing.T) {
 			t.Fatalf("sidecar %d: %+v", i, sc)
 		}
 		for _, f := range []string{sc.Image, sc.Mask} {
-			m, err := detect.ReadImage(filepath.Join(out, f))
+			m, err := imageio.Read(filepath.Join(out, f))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -128,7 +128,7 @@ func TestAugmentCommandMemSeg(t *testing.T) {
 			m.Close()
 		}
 	}
-	if _, err := detect.ReadImage(filepath.Join(out, "contact-sheet_00000-00007.png")); err != nil {
+	if _, err := imageio.Read(filepath.Join(out, "contact-sheet_00000-00007.png")); err != nil {
 		t.Fatal(err)
 	}
 	// No temp files left behind by the atomic writes.
@@ -264,7 +264,7 @@ func TestAugmentCommandDIAG(t *testing.T) {
 			len(sc.Warnings) == 0 || !strings.Contains(sc.Warnings[0], "is 24x48, the image is 48x96: mask scaled") {
 			t.Fatalf("sidecar %+v", sc)
 		}
-		m, err := detect.ReadImage(filepath.Join(out, sc.Image))
+		m, err := imageio.Read(filepath.Join(out, sc.Image))
 		if err != nil || m.Cols() != 48 || m.Rows() != 96 {
 			t.Fatalf("output %d: %v", i, err)
 		}

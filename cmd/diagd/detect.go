@@ -11,6 +11,7 @@ import (
 	"gocv.io/x/gocv"
 
 	"github.com/diagd/diagd/detect"
+	"github.com/diagd/diagd/internal/imageio"
 	"github.com/diagd/diagd/internal/ortenv"
 )
 
@@ -80,7 +81,7 @@ func runDetect(_ context.Context, env *cliEnv, args []string) int {
 		var idx []int
 		for i, path := range chunk {
 			lines[i] = detectLine{Image: path}
-			mat, err := detect.ReadImage(path)
+			mat, err := imageio.Read(path)
 			if err != nil {
 				var pe *os.PathError
 				if errors.As(err, &pe) {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/diagd/diagd/detect"
 	"github.com/diagd/diagd/internal/atomicfile"
+	"github.com/diagd/diagd/internal/imageio"
 	"github.com/diagd/diagd/internal/ortenv"
 	"github.com/diagd/diagd/retrain/dataset"
 	"github.com/diagd/diagd/retrain/metrics"
@@ -230,7 +231,7 @@ func scoreItems(ctx context.Context, m *detect.Model, items []dataset.Item, prog
 		var mats []gocv.Mat
 		var idx []int
 		for i, it := range chunk {
-			mat, err := detect.ReadImage(it.Path)
+			mat, err := imageio.Read(it.Path)
 			if err != nil {
 				var pe *os.PathError
 				if errors.As(err, &pe) {

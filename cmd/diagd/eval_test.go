@@ -17,6 +17,7 @@ import (
 	"gocv.io/x/gocv"
 
 	"github.com/diagd/diagd/detect"
+	"github.com/diagd/diagd/internal/imageio"
 	"github.com/diagd/diagd/internal/onnx/build"
 	"github.com/diagd/diagd/internal/onnx/zoo"
 	"github.com/diagd/diagd/internal/testenv"
@@ -294,7 +295,7 @@ func TestEvalSmallResNetMatchesDirectScoring(t *testing.T) {
 		if s.defect {
 			sub = "defect"
 		}
-		mat, err := detect.ReadImage(filepath.Join(data, sub, s.name+".png"))
+		mat, err := imageio.Read(filepath.Join(data, sub, s.name+".png"))
 		if err != nil {
 			t.Fatal(err)
 		}

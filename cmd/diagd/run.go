@@ -4,8 +4,8 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/diagd/diagd/internal/config"
 	"github.com/diagd/diagd/daemon"
+	"github.com/diagd/diagd/internal/config"
 )
 
 func init() {

@@ -20,6 +20,7 @@ import (
 	ort "github.com/yalue/onnxruntime_go"
 
 	"github.com/diagd/diagd/detect"
+	"github.com/diagd/diagd/internal/imageio"
 	"github.com/diagd/diagd/internal/ortenv"
 	"github.com/diagd/diagd/retrain/dataset"
 )
@@ -94,7 +95,7 @@ func Open(log *slog.Logger, dir string, o Options) (*Extractor, error) {
 			e.batch, e.fixedBatch = int(in.Dimensions[0]), true
 		}
 	}
-	if e.ModelDigest, err = detect.FileDigest(path); err != nil {
+	if e.ModelDigest, err = imageio.FileDigest(path); err != nil {
 		return nil, err
 	}
 	// The key covers the preprocessing too: the same weights fed differently give
@@ -236,7 +237,7 @@ func (e *Extractor) Extract(ctx context.Context, items []dataset.Item, progress 
 				}
 				for _, i := range chunk {
 					k := len(cur.idx)
-					mat, err := detect.ReadImage(items[i].Path)
+					mat, err := imageio.Read(items[i].Path)
 					if err == nil {
 						if err = p.Into(mat, cur.buf[k*size:(k+1)*size]); err != nil {
 							err = fmt.Errorf("%s: %w", items[i].Path, err)

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/diagd/diagd/detect"
+	"github.com/diagd/diagd/internal/imageio"
 	"github.com/diagd/diagd/internal/onnx/build"
 	"github.com/diagd/diagd/internal/ortenv"
 	"github.com/diagd/diagd/internal/testenv"
@@ -60,7 +61,7 @@ func TestExtractCacheAndErrors(t *testing.T) {
 		return r
 	}
 	one := run(1, "")
-	if one.Failed != 1 || one.Errs[7] == nil || !errors.Is(one.Errs[7], detect.ErrBadFrame) || one.Features[7] != nil {
+	if one.Failed != 1 || one.Errs[7] == nil || !errors.Is(one.Errs[7], imageio.ErrBadFrame) || one.Features[7] != nil {
 		t.Fatalf("bad image: failed %d err %v", one.Failed, one.Errs[7])
 	}
 	if len(one.OK()) != 7 || len(one.Features[0]) != 16 {

@@ -13,7 +13,7 @@ import (
 	ort "github.com/yalue/onnxruntime_go"
 	"gonum.org/v1/gonum/mat"
 
-	"github.com/diagd/diagd/detect"
+	"github.com/diagd/diagd/internal/imageio"
 	"github.com/diagd/diagd/internal/onnx/zoo"
 	"github.com/diagd/diagd/internal/ortenv"
 )
@@ -178,7 +178,7 @@ func (e *Extractor) Activations(ctx context.Context, paths []string, progress fu
 }
 
 func (e *Extractor) load(path string, dst []float32) error {
-	m, err := detect.ReadImage(path)
+	m, err := imageio.Read(path)
 	if err != nil {
 		return err
 	}

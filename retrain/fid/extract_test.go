@@ -14,7 +14,7 @@ import (
 	ort "github.com/yalue/onnxruntime_go"
 	"gocv.io/x/gocv"
 
-	"github.com/diagd/diagd/detect"
+	"github.com/diagd/diagd/internal/imageio"
 	"github.com/diagd/diagd/internal/onnx/zoo"
 	"github.com/diagd/diagd/internal/ortenv"
 	"github.com/diagd/diagd/internal/testenv"
@@ -89,7 +89,7 @@ func TestExtractorActivations(t *testing.T) {
 	defer sess.Destroy()
 	pre := NewPreprocessor(299)
 	for i, p := range paths {
-		m, err := detect.ReadImage(p)
+		m, err := imageio.Read(p)
 		if err != nil {
 			t.Fatal(err)
 		}

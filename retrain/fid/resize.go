@@ -5,7 +5,7 @@ import (
 
 	"gocv.io/x/gocv"
 
-	"github.com/diagd/diagd/detect"
+	"github.com/diagd/diagd/internal/imageio"
 )
 
 // axisTaps are the two source indices and weights of each output index on one axis.
@@ -84,15 +84,15 @@ func NewPreprocessor(size int) *Preprocessor { return &Preprocessor{size: size} 
 // Size is the number of values one image fills: 3·size·size.
 func (p *Preprocessor) Size() int { return 3 * p.size * p.size }
 
-// Into writes the tensor of an 8-bit BGR, BGRA or grey Mat (as detect.ReadImage decodes)
+// Into writes the tensor of an 8-bit BGR, BGRA or grey Mat (as imageio.Read decodes)
 // into dst.
 func (p *Preprocessor) Into(m gocv.Mat, dst []float32) error {
 	if m.Empty() {
-		return fmt.Errorf("%w: empty image", detect.ErrBadFrame)
+		return fmt.Errorf("%w: empty image", imageio.ErrBadFrame)
 	}
 	ch := m.Channels()
 	if m.Type()&7 != gocv.MatTypeCV8U || (ch != 1 && ch != 3 && ch != 4) {
-		return fmt.Errorf("%w: pixel type %v; want 8-bit grey, BGR or BGRA", detect.ErrBadFrame, m.Type())
+		return fmt.Errorf("%w: pixel type %v; want 8-bit grey, BGR or BGRA", imageio.ErrBadFrame, m.Type())
 	}
 	if !m.IsContinuous() {
 		c := m.Clone()
@@ -101,7 +101,7 @@ func (p *Preprocessor) Into(m gocv.Mat, dst []float32) error {
 	}
 	px, err := m.DataPtrUint8()
 	if err != nil {
-		return fmt.Errorf("%w: %v", detect.ErrBadFrame, err)
+		return fmt.Errorf("%w: %v", imageio.ErrBadFrame, err)
 	}
 	h, w := m.Rows(), m.Cols()
 	n := h * w
