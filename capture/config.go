@@ -2,7 +2,6 @@ package capture
 
 import (
 	"fmt"
-	"math"
 	"path"
 	"path/filepath"
 	"regexp"
@@ -117,26 +116,58 @@ func ParseSources(spec string) ([]Config, error) {
 
 func parseEntry(e string) (Config, error) {
 	fields := splitEscaped(e, ',')
-	head := strings.TrimSpace(fields[0])
+	c, err := parseHead(strings.TrimSpace(fields[0]))
+	if err != nil {
+		return c, err
+	}
+	seen := map[string]bool{}
+	for _, f := range fields[1:] {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(f, "=")
+		k, v = strings.ToLower(strings.TrimSpace(k)), unescape(strings.TrimSpace(v))
+		if !ok {
+			return c, fmt.Errorf("source %q: field %q: want key=value", c.Name, unescape(f))
+		}
+		key := keyByName(k)
+		switch {
+		case key == nil:
+			return c, fmt.Errorf("source %q: unknown field %q (value %q)", c.Name, k, v)
+		case seen[k]:
+			return c, fmt.Errorf("source %q: %s=%q: given twice", c.Name, k, v)
+		case !key.scope.allows(c.Kind):
+			return c, fmt.Errorf("source %q: %s=%q: %s", c.Name, k, v, key.scope.refusal())
+		}
+		seen[k] = true
+		if err := key.set(&c, v); err != nil {
+			return c, fmt.Errorf("source %q: %s=%q: %w", c.Name, k, v, err)
+		}
+	}
+	return c, c.check()
+}
+
+// parseHead parses "name=target".
+func parseHead(head string) (Config, error) {
+	var c Config
 	eq := strings.IndexByte(head, '=')
 	if eq < 0 {
-		return Config{}, fmt.Errorf("want name=target, got %q", unescape(head))
+		return c, fmt.Errorf("want name=target, got %q", unescape(head))
 	}
-	var c Config
 	c.Name = strings.TrimSpace(head[:eq])
 	if !nameRE.MatchString(c.Name) {
 		return c, fmt.Errorf("source name %q: use letters, digits, '_' and '-' only", c.Name)
 	}
-	fail := func(field, val string, format string, a ...any) error {
-		return fmt.Errorf("source %q: %s=%q: %s", c.Name, field, val, fmt.Sprintf(format, a...))
-	}
 	target := unescape(strings.TrimSpace(head[eq+1:]))
+	fail := func(format string, a ...any) error {
+		return fmt.Errorf("source %q: target=%q: %s", c.Name, target, fmt.Sprintf(format, a...))
+	}
 	kind, rest, _ := strings.Cut(target, ":")
 	switch strings.ToLower(kind) {
 	case "device":
 		n, err := strconv.Atoi(rest)
 		if err != nil || n < 0 {
-			return c, fail("target", target, "device wants a non-negative index, e.g. device:0")
+			return c, fail("device wants a non-negative index, e.g. device:0")
 		}
 		c.Kind, c.Device = KindDevice, n
 	case "rtsp", "rtsps", "http", "https":
@@ -148,180 +179,15 @@ func parseEntry(e string) (Config, error) {
 	case "folder":
 		c.Kind, c.Target = KindFolder, rest
 	default:
-		return c, fail("target", target, "unknown kind %q; want device:N, folder:PATH, video:PATH, url:..., rtsp://, http(s)://", kind)
+		return c, fail("unknown kind %q; want device:N, folder:PATH, video:PATH, url:..., rtsp://, http(s)://", kind)
 	}
 	if c.Kind != KindDevice && c.Target == "" {
-		return c, fail("target", target, "empty %s", c.Kind)
+		return c, fail("empty %s", c.Kind)
 	}
 	if c.Kind == KindFolder || c.Kind == KindVideo {
 		c.Target = filepath.Clean(c.Target)
 	}
-	live := c.Kind != KindFolder
-	seenKey := map[string]bool{}
-	for _, f := range fields[1:] {
-		f = strings.TrimSpace(f)
-		if f == "" {
-			continue
-		}
-		k, v, ok := strings.Cut(f, "=")
-		k, v = strings.ToLower(strings.TrimSpace(k)), unescape(strings.TrimSpace(v))
-		if !ok {
-			return c, fmt.Errorf("source %q: field %q: want key=value", c.Name, unescape(f))
-		}
-		if seenKey[k] {
-			return c, fail(k, v, "given twice")
-		}
-		seenKey[k] = true
-		onlyLive := func() error {
-			if !live {
-				return fail(k, v, "only for device, url and video sources")
-			}
-			return nil
-		}
-		onlyFolder := func() error {
-			if live {
-				return fail(k, v, "only for folder sources")
-			}
-			return nil
-		}
-		dur := func(min time.Duration) (time.Duration, error) {
-			d, err := time.ParseDuration(v)
-			if err != nil {
-				return 0, fail(k, v, "not a duration (e.g. 200ms, 2s)")
-			}
-			if d < min {
-				return 0, fail(k, v, "must be at least %v", min)
-			}
-			return d, nil
-		}
-		posInt := func(max int) (int, error) {
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 1 || n > max {
-				return 0, fail(k, v, "want an integer from 1 to %d", max)
-			}
-			return n, nil
-		}
-		dir := func() (string, error) {
-			if v == "" {
-				return "", fail(k, v, "empty folder")
-			}
-			return filepath.Clean(v), nil
-		}
-		var err error
-		switch k {
-		case "mode":
-			switch Mode(strings.ToLower(v)) {
-			case ModeContinuous, ModeTrigger:
-				c.Mode = Mode(strings.ToLower(v))
-			default:
-				err = fail(k, v, "want continuous or trigger")
-			}
-		case "triggers":
-			c.TriggerQueue, err = posInt(10000)
-		case "retry":
-			c.RetryMin, err = dur(time.Millisecond)
-		case "retrymax":
-			c.RetryMax, err = dur(time.Millisecond)
-		case "fps":
-			if err = onlyLive(); err == nil {
-				c.FPS, err = strconv.ParseFloat(v, 64)
-				if err != nil || !(c.FPS > 0 && c.FPS <= 10000) || math.IsNaN(c.FPS) {
-					err = fail(k, v, "want a frame rate > 0 (frames per second)")
-				}
-			}
-		case "timeout":
-			if err = onlyLive(); err == nil {
-				if strings.EqualFold(v, "off") {
-					c.Timeout = -1
-				} else {
-					c.Timeout, err = dur(10 * time.Millisecond)
-				}
-			}
-		case "loop":
-			if c.Kind != KindVideo {
-				err = fail(k, v, "only for video sources")
-			} else if c.Loop, err = strconv.ParseBool(v); err != nil {
-				err = fail(k, v, "want true or false")
-			}
-		case "pace":
-			if c.Kind != KindVideo {
-				err = fail(k, v, "only for video sources")
-			} else if c.Pace, err = strconv.ParseBool(v); err != nil {
-				err = fail(k, v, "want true or false")
-			}
-		case "after":
-			if err = onlyFolder(); err != nil {
-				break
-			}
-			a, d, _ := strings.Cut(v, ":")
-			switch After(strings.ToLower(a)) {
-			case AfterKeep, AfterDelete:
-				c.After = After(strings.ToLower(a))
-				if d != "" {
-					err = fail(k, v, "%s takes no folder", a)
-				}
-			case AfterMove:
-				c.After = AfterMove
-				if d == "" {
-					err = fail(k, v, "want move:DIR")
-				}
-				c.AfterDir = filepath.Clean(d)
-			default:
-				err = fail(k, v, "want keep, move:DIR or delete")
-			}
-		case "state":
-			if err = onlyFolder(); err == nil {
-				c.StateDir, err = dir()
-			}
-		case "rejected":
-			if err = onlyFolder(); err == nil {
-				c.RejectDir, err = dir()
-			}
-		case "settle":
-			if err = onlyFolder(); err == nil {
-				c.Settle, err = dur(time.Millisecond)
-			}
-		case "polls":
-			if err = onlyFolder(); err == nil {
-				c.SettlePolls, err = posInt(1000)
-			}
-		case "incomplete":
-			if err = onlyFolder(); err == nil {
-				c.Incomplete, err = dur(0)
-			}
-		case "rescan":
-			if err = onlyFolder(); err == nil {
-				c.Rescan, err = dur(10 * time.Millisecond)
-			}
-		case "ignore":
-			if err = onlyFolder(); err == nil {
-				c.Ignore = []string{}
-				for g := range strings.SplitSeq(v, "|") {
-					if g = strings.TrimSpace(g); g == "" {
-						continue
-					}
-					if _, perr := path.Match(g, "x"); perr != nil {
-						err = fail(k, v, "bad glob %q", g)
-						break
-					}
-					c.Ignore = append(c.Ignore, g)
-				}
-			}
-		case "part":
-			if err = onlyFolder(); err == nil {
-				if _, rerr := regexp.Compile(v); rerr != nil {
-					err = fail(k, v, "bad regular expression: %v", rerr)
-				}
-				c.PartPattern = v
-			}
-		default:
-			err = fmt.Errorf("source %q: unknown field %q (value %q)", c.Name, k, v)
-		}
-		if err != nil {
-			return c, err
-		}
-	}
-	return c, c.check()
+	return c, nil
 }
 
 // Validate checks a configuration without touching the file system (for `diagd

@@ -22,52 +22,8 @@
 // A ',' ';' or '\' inside a target or value is written '\,' '\;' '\\' (percent-encoding
 // works too inside URLs).
 //
-// Keys valid for every source:
-//
-//	mode=continuous|trigger  default continuous. trigger: only the frame (or file)
-//	                         after each trigger is emitted, with the trigger's part id
-//	triggers=N               pending-trigger queue length (default 16)
-//	retry=DURATION           first reconnect delay (default 500ms); it doubles per
-//	                         failure, ±20% jitter ...
-//	retrymax=DURATION        ... up to this cap (default 30s)
-//
-// Live sources (device, url, video):
-//
-//	fps=F                    expected frame rate (default: the file's rate for video,
-//	                         30 for devices, 25 for streams)
-//	timeout=DURATION|off     no-frame timeout after which the source is reported
-//	                         offline and reopened (default max(10 frame intervals, 2s));
-//	                         "off" for hardware-triggered cameras that are silent
-//	                         between parts
-//	loop=true                video only: reopen the file at its end (demos). Without
-//	                         it the source stops (state stopped) at the end of the file.
-//	pace=true                video only: play at the file's frame rate instead of as
-//	                         fast as the daemon takes frames (always so in trigger mode)
-//
-// Folder sources:
-//
-//	after=keep|move:DIR|delete  what happens to a judged file (default keep). keep
-//	                         records the file's key in an fsynced journal
-//	                         (STATE/<name>.journal) so it is never judged twice,
-//	                         also across restarts
-//	state=DIR                journal folder (required with after=keep unless the
-//	                         daemon supplies Config.StateDir)
-//	rejected=DIR             where unreadable, corrupt, truncated or non-image files
-//	                         go (default PATH/rejected)
-//	settle=DURATION          stable-size poll interval (default 100ms)
-//	polls=N                  consecutive polls with unchanged size and mtime before a
-//	                         file counts as written (default 2)
-//	incomplete=DURATION      grace for a file that is stable but truncated (no JPEG
-//	                         EOI / PNG IEND, BMP/WebP shorter than its header says,
-//	                         empty, all zeros), undecodable or unreadable: if it does
-//	                         not change within this time (or was last modified longer
-//	                         ago) it is rejected (default 10s)
-//	rescan=DURATION          full rescan period, for shares (NFS/SMB) whose remote
-//	                         writes raise no inotify events (default 2s)
-//	ignore=GLOB|GLOB...      file names never read (default .*|*.tmp|*.part|~*)
-//	part=REGEXP              part id from the file's base name: the group named
-//	                         "part", else the first group, else the whole match
-//	                         (default: the base name without its extension)
+// The keys, where they apply, their defaults and meanings are the table sourceKeys
+// (keys.go); README's table of source keys is checked against it.
 //
 // Example:
 //
