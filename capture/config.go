@@ -2,12 +2,15 @@ package capture
 
 import (
 	"fmt"
+	"os"
 	"path"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/diagd/diagd/internal/imageio"
 )
 
 // Kind is the kind of a source.
@@ -42,6 +45,7 @@ const (
 	DefaultRetry        = 500 * time.Millisecond
 	DefaultRetryMax     = 30 * time.Second
 	DefaultTriggerQueue = 16
+	DefaultTriggerTTL   = 30 * time.Second
 	DefaultSettle       = 100 * time.Millisecond
 	DefaultSettlePolls  = 2
 	DefaultIncomplete   = 10 * time.Second
@@ -64,6 +68,7 @@ type Config struct {
 	Mode   Mode
 
 	TriggerQueue int
+	TriggerTTL   time.Duration // a trigger without a frame this long expires; 0: DefaultTriggerTTL
 	RetryMin     time.Duration
 	RetryMax     time.Duration
 
@@ -84,6 +89,9 @@ type Config struct {
 	Rescan      time.Duration
 	Ignore      []string // globs on the base name; nil: DefaultIgnore
 	PartPattern string   // regexp on the base name; "": base name without extension
+	MaxBytes    int64    // larger files are rejected unread; 0: imageio.DefaultMaxBytes
+	MaxPixels   int64    // images with more pixels are rejected undecoded; 0: imageio.DefaultMaxPixels
+	Symlinks    bool     // follow symbolic links in the folder (refused by default)
 }
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
@@ -111,7 +119,48 @@ func ParseSources(spec string) ([]Config, error) {
 	if len(out) == 0 {
 		return nil, fmt.Errorf("no sources given (want name=target[,key=value]...; ...)")
 	}
-	return out, nil
+	return out, checkFolders(out)
+}
+
+// checkFolders refuses folder sources that would see each other's files: two sources on
+// one folder judge every file twice, and a source whose judged or rejected files go into
+// another's folder has them judged again there. Paths are compared as written and, where
+// they exist, as the same folder on disk (a link or a bind mount).
+func checkFolders(cs []Config) error {
+	type place struct {
+		source, role, dir string
+	}
+	var watched, targets []place
+	for _, c := range cs {
+		if c.Kind != KindFolder {
+			continue
+		}
+		d := c.withDefaults()
+		watched = append(watched, place{c.Name, "watched folder", d.Target})
+		targets = append(targets, place{c.Name, "after=move folder", d.AfterDir}, place{c.Name, "rejected folder", d.RejectDir})
+	}
+	for i, w := range watched {
+		for _, o := range watched[i+1:] {
+			if sameDir(w.dir, o.dir) {
+				return fmt.Errorf("sources %q and %q watch the same folder %s: every file would be judged twice", w.source, o.source, w.dir)
+			}
+		}
+		for _, t := range targets {
+			if t.source != w.source && t.dir != "" && sameDir(w.dir, t.dir) {
+				return fmt.Errorf("source %q's %s %s is source %q's watched folder: its files would be judged again", t.source, t.role, t.dir, w.source)
+			}
+		}
+	}
+	return nil
+}
+
+func sameDir(a, b string) bool {
+	if filepath.Clean(a) == filepath.Clean(b) {
+		return true
+	}
+	fa, errA := os.Stat(a)
+	fb, errB := os.Stat(b)
+	return errA == nil && errB == nil && os.SameFile(fa, fb)
 }
 
 func parseEntry(e string) (Config, error) {
@@ -227,8 +276,15 @@ func (c *Config) check() error {
 	bad := func(field string, val any, format string, a ...any) error {
 		return fmt.Errorf("source %q: %s=%v: %s", c.Name, field, val, fmt.Sprintf(format, a...))
 	}
-	if c.RetryMin > 0 && c.RetryMax > 0 && c.RetryMax < c.RetryMin {
+	switch {
+	case c.RetryMin > 0 && c.RetryMax > 0 && c.RetryMax < c.RetryMin:
 		return bad("retrymax", c.RetryMax, "smaller than retry=%v", c.RetryMin)
+	case c.TriggerTTL < 0:
+		return bad("triggerttl", c.TriggerTTL, "negative")
+	case c.MaxBytes < 0 || c.MaxBytes > maxMaxBytes:
+		return bad("maxbytes", c.MaxBytes, "outside 0..%d (1GiB)", maxMaxBytes)
+	case c.MaxPixels < 0 || c.MaxPixels > maxMaxPixels:
+		return bad("maxpixels", c.MaxPixels, "outside 0..%d", maxMaxPixels)
 	}
 	switch c.Kind {
 	case KindDevice, KindURL, KindVideo:
@@ -259,6 +315,9 @@ func (c Config) withDefaults() Config {
 	if c.TriggerQueue == 0 {
 		c.TriggerQueue = DefaultTriggerQueue
 	}
+	if c.TriggerTTL == 0 {
+		c.TriggerTTL = DefaultTriggerTTL
+	}
 	if c.RetryMin == 0 {
 		c.RetryMin = DefaultRetry
 	}
@@ -286,6 +345,12 @@ func (c Config) withDefaults() Config {
 		}
 		if c.Ignore == nil {
 			c.Ignore = DefaultIgnore
+		}
+		if c.MaxBytes == 0 {
+			c.MaxBytes = imageio.DefaultMaxBytes
+		}
+		if c.MaxPixels == 0 {
+			c.MaxPixels = imageio.DefaultMaxPixels
 		}
 	}
 	return c

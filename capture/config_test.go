@@ -1,6 +1,7 @@
 package capture
 
 import (
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -96,6 +97,16 @@ func TestParseSourcesErrors(t *testing.T) {
 		{"cam1=device:0,retry=2s,retrymax=1s", []string{`"cam1"`, "retrymax", "smaller than retry"}},
 		{"cam1=device:0;cam1=device:1", []string{`"cam1"`, "twice"}},
 		{"cam1=device:0,triggers=0", []string{`"cam1"`, "triggers", `"0"`}},
+		{"cam1=device:0,triggerttl=1ns", []string{`"cam1"`, "triggerttl", "at least"}},
+		{"cam1=folder:/a,maxbytes=2GiB", []string{`"cam1"`, "maxbytes", "1GiB"}},
+		{"cam1=folder:/a,maxbytes=lots", []string{`"cam1"`, "maxbytes", `"lots"`}},
+		{"cam1=folder:/a,maxpixels=2000M", []string{`"cam1"`, "maxpixels", "1000M"}},
+		{"cam1=folder:/a,symlinks=maybe", []string{`"cam1"`, "symlinks", "true or false"}},
+		// Issue 8 item 15: two sources on one folder judge every file twice.
+		{"a=folder:/srv/drop;b=folder:/srv/drop/", []string{`"a"`, `"b"`, "same folder"}},
+		{"a=folder:/srv/a,after=move:/srv/b;b=folder:/srv/b", []string{`"a"`, "after=move", `"b"`, "judged again"}},
+		{"a=folder:/srv/a,rejected=/srv/b;b=folder:/srv/b", []string{`"a"`, "rejected", `"b"`}},
+		{"a=folder:/srv/a;b=folder:/srv/a/rejected", []string{`"a"`, "rejected", `"b"`}},
 	} {
 		_, err := ParseSources(tc.spec)
 		if err == nil {
@@ -125,5 +136,40 @@ func TestNewNeedsStateDirForKeep(t *testing.T) {
 	}
 	if err := (Config{Name: "x", Kind: "scanner"}).Validate(); err == nil || !strings.Contains(err.Error(), "kind") {
 		t.Errorf("unknown kind: %v", err)
+	}
+}
+
+// Two spellings of one folder on disk (a symbolic link) are the same folder.
+func TestParseSourcesSameFolderThroughALink(t *testing.T) {
+	dir := t.TempDir()
+	link := dir + "-link"
+	if err := os.Symlink(dir, link); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Remove(link)
+	_, err := ParseSources("a=folder:" + dir + ";b=folder:" + link)
+	if err == nil || !strings.Contains(err.Error(), "same folder") {
+		t.Errorf("err %v", err)
+	}
+	if _, err := ParseSources("a=folder:" + dir + ";b=folder:" + t.TempDir()); err != nil {
+		t.Errorf("two folders: %v", err)
+	}
+}
+
+func TestParseSizes(t *testing.T) {
+	for in, want := range map[string]int64{"4096": 4096, "512KiB": 512 << 10, "64MiB": 64 << 20, "1GiB": 1 << 30, "10B": 10} {
+		if got, err := parseSize(in); err != nil || got != want {
+			t.Errorf("parseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for in, want := range map[string]int64{"25M": 25_000_000, "2500k": 2_500_000, "7": 7} {
+		if got, err := parseCount(in); err != nil || got != want {
+			t.Errorf("parseCount(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "-1", "1.5MiB", "9223372036854775807GiB", "M"} {
+		if _, err := parseSize(in); err == nil {
+			t.Errorf("parseSize(%q): no error", in)
+		}
 	}
 }

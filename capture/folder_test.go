@@ -149,9 +149,9 @@ func TestFolderRejectsBadFiles(t *testing.T) {
 	dir := t.TempDir()
 	var hooked atomic.Int32
 	c := folderConfig(t, dir)
-	src, err := New(nil, c, Hooks{OnBadFile: func(_, file string, err error) {
-		if !strings.Contains(err.Error(), file) {
-			t.Errorf("bad-file error %q does not name %s", err, file)
+	src, err := New(nil, c, Hooks{OnBadFile: func(bf BadFile) {
+		if bf.Camera != "line" || filepath.Dir(bf.File) != dir || bf.Reason == "" || bf.MovedTo != filepath.Join(dir, "rejected", filepath.Base(bf.File)) {
+			t.Errorf("bad-file report %+v", bf)
 		}
 		hooked.Add(1)
 	}})

@@ -16,24 +16,33 @@ import (
 	"github.com/diagd/diagd/internal/atomicfile"
 )
 
-// journal records the keys of files a keep-mode folder source has finished with
-// (judged or rejected), one fsynced line each, so that they are not judged again
-// after a restart:
+// journal records the files a keep-mode folder source has finished with (judged or
+// rejected), one fsynced line each, so that they are not judged again after a restart:
 //
-//	<key> <unix ms> <judged|rejected|dropped> <quoted file name>
+//	<key> <unix ms> <judged|rejected> <quoted file name> <size> <mtime ns> <inode> <ctime ns>
 //
-// On open, entries whose file is gone or changed are dropped and the journal is
-// rewritten atomically, so it stays as small as the folder.
+// The key includes the file's content; the stat fields let a restart recognise an
+// unchanged file without reading it. On open, entries whose file is gone or is another
+// file now (see fileID) are dropped and the journal is rewritten atomically, so it stays
+// as small as the folder. Lines of the older format (no stat fields, a key without the
+// content) are checked against the file and rewritten in the new one.
 type journal struct {
 	path string
 	mu   sync.Mutex
 	keys map[string]bool
+	ids  map[fileID]bool
 	// dirSynced: the folder entry of a newly created journal must be fsynced too.
 	dirSynced bool
 }
 
+type journalLine struct {
+	key, ms, status, name string
+	id                    fileID
+	v1                    bool // the older format
+}
+
 func openJournal(log *slog.Logger, path, source, folder string) (*journal, error) {
-	j := &journal{path: path, keys: map[string]bool{}}
+	j := &journal{path: path, keys: map[string]bool{}, ids: map[fileID]bool{}}
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("journal %s: %w", path, err)
 	}
@@ -45,26 +54,16 @@ func openJournal(log *slog.Logger, path, source, folder string) (*journal, error
 	total, torn := 0, 0
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	sc.Buffer(make([]byte, 64*1024), 1<<20)
-	for line := 1; sc.Scan(); line++ {
-		fields := strings.SplitN(sc.Text(), " ", 4)
-		if len(fields) != 4 {
+	for sc.Scan() {
+		l, ok := parseJournalLine(sc.Text())
+		if !ok {
 			torn++ // a line cut by a crash while appending; its file is judged again (same key, deduped)
 			continue
 		}
-		name, err := strconv.Unquote(fields[3])
-		if err != nil {
-			torn++
-			continue
-		}
 		total++
-		fi, err := os.Stat(filepath.Join(folder, name))
-		if err != nil || fileKey(source, name, fi.Size(), fi.ModTime()) != fields[0] {
-			continue
-		}
-		if !j.keys[fields[0]] {
-			j.keys[fields[0]] = true
-			keep.WriteString(sc.Text())
-			keep.WriteByte('\n')
+		if l, ok = j.recheck(source, folder, l); ok && !j.keys[l.key] {
+			j.keys[l.key], j.ids[l.id] = true, true
+			keep.WriteString(l.String())
 		}
 	}
 	if err := sc.Err(); err != nil {
@@ -73,7 +72,7 @@ func openJournal(log *slog.Logger, path, source, folder string) (*journal, error
 	if torn > 0 {
 		log.Warn("journal: unreadable lines skipped", "journal", path, "lines", torn)
 	}
-	if len(b) > 0 && keep.Len() != len(b) {
+	if len(b) > 0 && !bytes.Equal(keep.Bytes(), b) {
 		if err := atomicfile.WriteFile(path, keep.Bytes(), 0o644); err != nil {
 			return nil, fmt.Errorf("journal %s: compact: %w", path, err)
 		}
@@ -82,25 +81,90 @@ func openJournal(log *slog.Logger, path, source, folder string) (*journal, error
 	return j, nil
 }
 
-func (j *journal) has(key string) bool {
+// recheck keeps an entry only while its file is the one it was written for.
+func (j *journal) recheck(source, folder string, l journalLine) (journalLine, bool) {
+	p := filepath.Join(folder, l.name)
+	fi, err := os.Lstat(p)
+	if err != nil || !fi.Mode().IsRegular() {
+		return l, false
+	}
+	cur := statID(l.name, fi)
+	switch {
+	case !l.v1 && cur == l.id:
+		return l, true
+	case !l.v1 && (cur.size != l.id.size || cur.mtime != l.id.mtime):
+		return l, false
+	case l.v1 && fileKeyV1(source, l.name, cur.size, fi.ModTime()) != l.key:
+		return l, false
+	}
+	// Same name, size and mtime but another inode or ctime (restored from a backup,
+	// another mount), or an old entry: the content decides.
+	key, err := contentKey(source, p, cur)
+	if err != nil || !l.v1 && key != l.key {
+		return l, false
+	}
+	l.key, l.id, l.v1 = key, cur, false
+	return l, true
+}
+
+func parseJournalLine(s string) (journalLine, bool) {
+	var l journalLine
+	f := strings.SplitN(s, " ", 4)
+	if len(f) != 4 {
+		return l, false
+	}
+	l.key, l.ms, l.status = f[0], f[1], f[2]
+	q, err := strconv.QuotedPrefix(f[3])
+	if err != nil {
+		return l, false
+	}
+	if l.name, err = strconv.Unquote(q); err != nil {
+		return l, false
+	}
+	rest := strings.TrimPrefix(f[3], q)
+	if rest == "" {
+		l.v1 = true
+		return l, true
+	}
+	var ino uint64
+	var size, mtime, ctime int64
+	if n, err := fmt.Sscanf(rest, " %d %d %d %d", &size, &mtime, &ino, &ctime); err != nil || n != 4 {
+		return l, false
+	}
+	l.id = fileID{name: l.name, size: size, mtime: mtime, ino: ino, ctime: ctime}
+	return l, true
+}
+
+func (l journalLine) String() string {
+	return fmt.Sprintf("%s %s %s %s %d %d %d %d\n", l.key, l.ms, l.status, strconv.Quote(l.name),
+		l.id.size, l.id.mtime, l.id.ino, l.id.ctime)
+}
+
+func (j *journal) hasID(id fileID) bool {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.ids[id]
+}
+
+func (j *journal) hasKey(key string) bool {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	return j.keys[key]
 }
 
 // add appends and fsyncs one entry.
-func (j *journal) add(key, status, name string) error {
+func (j *journal) add(key string, id fileID, status string) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	if j.keys[key] {
+	if j.keys[key] && j.ids[id] {
 		return nil
 	}
 	f, err := os.OpenFile(j.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
 	if err != nil {
 		return fmt.Errorf("journal %s: %w", j.path, err)
 	}
-	line := fmt.Sprintf("%s %d %s %s\n", key, time.Now().UnixMilli(), status, strconv.Quote(name))
-	_, werr := io.WriteString(f, line)
+	line := journalLine{key: key, ms: strconv.FormatInt(time.Now().UnixMilli(), 10), status: status, name: id.name, id: id}
+	_, werr := io.WriteString(f, line.String())
 	serr := f.Sync()
 	cerr := f.Close()
 	if err := firstErr(werr, serr, cerr); err != nil {
@@ -112,7 +176,7 @@ func (j *journal) add(key, status, name string) error {
 		}
 		j.dirSynced = true
 	}
-	j.keys[key] = true
+	j.keys[key], j.ids[id] = true, true
 	return nil
 }
 

@@ -83,6 +83,9 @@ var sourceKeys = []sourceKey{
 	{name: "triggers", syntax: "N", scope: scopeAll, def: "16", example: "4",
 		doc: "pending triggers kept; more are refused with an error",
 		set: intKey(1, 10000, func(c *Config) *int { return &c.TriggerQueue })},
+	{name: "triggerttl", syntax: "DUR", scope: scopeAll, def: "30s", example: "5s",
+		doc: "a trigger that finds no frame within this time gets an `unknown` verdict and is dropped; a trigger whose `@timestamp` is older is refused",
+		set: durKey(100*time.Millisecond, 24*time.Hour, func(c *Config) *time.Duration { return &c.TriggerTTL })},
 	{name: "retry", syntax: "DUR", scope: scopeAll, def: "500ms", example: "1s",
 		doc: "first reconnect delay; it doubles per failure, ±20 % jitter",
 		set: durKey(time.Millisecond, time.Hour, func(c *Config) *time.Duration { return &c.RetryMin })},
@@ -147,6 +150,29 @@ var sourceKeys = []sourceKey{
 			c.PartPattern = v
 			return nil
 		}},
+	{name: "maxbytes", syntax: "SIZE", scope: scopeFolder, def: "256MiB", example: "64MiB",
+		doc: "larger files are rejected without being read (`B`, `KiB`, `MiB`, `GiB`; at most 1GiB)",
+		set: func(c *Config, v string) error {
+			n, err := parseSize(v)
+			if err != nil || n < 1024 || n > maxMaxBytes {
+				return badValue("want a size from 1KiB to 1GiB, e.g. 64MiB")
+			}
+			c.MaxBytes = n
+			return nil
+		}},
+	{name: "maxpixels", syntax: "N", scope: scopeFolder, def: "100M", example: "25M",
+		doc: "images whose header says more pixels (width × height) are rejected without being decoded (`k`, `M` suffixes; at most 1000M)",
+		set: func(c *Config, v string) error {
+			n, err := parseCount(v)
+			if err != nil || n < 1 || n > maxMaxPixels {
+				return badValue("want a pixel count from 1 to 1000M, e.g. 25M")
+			}
+			c.MaxPixels = n
+			return nil
+		}},
+	{name: "symlinks", syntax: "true", scope: scopeFolder, def: "false", example: "true",
+		doc: "follow symbolic links in the folder (they may point anywhere); without it a link is rejected, never opened",
+		set: boolKey(func(c *Config) *bool { return &c.Symlinks })},
 }
 
 // Upper bounds of the image limits: gocv hands OpenCV the byte count as a C int

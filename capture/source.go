@@ -20,7 +20,12 @@ type Frame struct {
 	Captured time.Time // when the frame was read / the file was found complete
 	PartID   string    // from a trigger, or parsed from a file name
 	File     string    // folder sources: the file's path
-	Key      string    // folder sources: stable identity (source, name, size, mtime); "" otherwise
+	Key      string    // folder sources: stable identity (source, name, size, mtime, content); "" otherwise
+	// Err is set on a frame that stands for a trigger whose image could not be judged
+	// (trigger mode: its file was bad, or no frame came within triggerttl), so that the
+	// part still gets a verdict: `unknown`, with this reason. Mat is then empty (still
+	// to be closed) and Done is nil.
+	Err error
 	// Done must be called exactly once, after the verdict is durable (judged=true) or
 	// when the frame is dropped (judged=false). Folder sources then move, delete or
 	// journal the file; a dropped file is left in place and retried after a restart.
@@ -36,6 +41,10 @@ type Source interface {
 	Run(ctx context.Context, out chan<- Frame) error
 	// Trigger makes the next frame (live) or next file (folder) carry partID.
 	Trigger(partID string) error
+	// TriggerAt is Trigger for a trigger sent at sent (the PLC's clock): one older than
+	// the source's triggerttl is refused with ErrTriggerExpired, so triggers a broker
+	// kept while diagd was down are not paired with today's frames.
+	TriggerAt(partID string, sent time.Time) error
 	Status() Status
 }
 
@@ -65,6 +74,7 @@ type Status struct {
 	Reconnects      uint64    `json:"reconnects"`       // reopen attempts after a failure
 	BadFiles        uint64    `json:"badFiles"`         // folder files rejected
 	PendingTriggers int       `json:"pendingTriggers"`
+	ExpiredTriggers uint64    `json:"expiredTriggers"` // triggers that found no frame within triggerttl
 	LastError       string    `json:"lastError,omitempty"`
 	LastFrame       time.Time `json:"lastFrame,omitzero"`
 }
@@ -72,10 +82,20 @@ type Status struct {
 // Hooks are optional callbacks. They run on the source's goroutines (or the caller of
 // Frame.Done), possibly concurrently, and must return quickly.
 type Hooks struct {
-	OnState     func(Status)                         // every state change
-	OnReconnect func(source string)                  // every reopen attempt after a failure
-	OnBadFile   func(source, file string, err error) // a file was rejected
-	OnDrop      func(source string)                  // a frame was read but not sent
+	OnState     func(Status)        // every state change
+	OnReconnect func(source string) // every reopen attempt after a failure
+	OnBadFile   func(BadFile)       // a file was rejected (once per file; the source logs it)
+	OnDrop      func(source string) // a frame was read but not sent
+}
+
+// BadFile is a rejected folder file, ready to publish as an event.
+type BadFile struct {
+	Camera  string    `json:"camera"`
+	File    string    `json:"file"`              // where it was found
+	Reason  string    `json:"reason"`            // why it was rejected
+	MovedTo string    `json:"movedTo,omitempty"` // where it is now ("" if it could not be moved)
+	Size    int64     `json:"size"`
+	Time    time.Time `json:"@timestamp"`
 }
 
 // ErrNotTriggerMode is returned by Trigger on a source in continuous mode.
@@ -83,6 +103,10 @@ var ErrNotTriggerMode = errors.New("source is not in trigger mode (mode=trigger)
 
 // ErrTriggerQueueFull is returned by Trigger when too many triggers are pending.
 var ErrTriggerQueueFull = errors.New("trigger queue full")
+
+// ErrTriggerExpired is returned by TriggerAt for a trigger older than triggerttl, and is
+// the reason of the unknown verdict of a trigger that found no frame in time.
+var ErrTriggerExpired = errors.New("trigger expired")
 
 // New builds a source from its configuration.
 func New(log *slog.Logger, c Config, hooks Hooks) (Source, error) {
@@ -107,8 +131,9 @@ func New(log *slog.Logger, c Config, hooks Hooks) (Source, error) {
 
 // trigger is a pending trigger.
 type trigger struct {
-	part string
-	at   time.Time
+	part     string
+	at       time.Time // when it arrived (a live frame must be read after it)
+	deadline time.Time // sent + triggerttl
 }
 
 // base holds what every source shares: configuration, status and trigger queue.
@@ -121,7 +146,7 @@ type base struct {
 	st       Status
 	triggers []trigger
 	seq      uint64
-	lastRead time.Time
+	rate     rateWindow
 	kick     chan struct{} // folder: wakes the loop on a trigger
 	final    bool          // Run has returned: no later state change is reported
 }
@@ -133,19 +158,30 @@ func (b *base) Status() Status {
 	defer b.mu.Unlock()
 	s := b.st
 	s.PendingTriggers = len(b.triggers)
+	s.FPS = b.rate.perSecond(time.Now())
 	return s
 }
 
-func (b *base) Trigger(partID string) error {
+func (b *base) Trigger(partID string) error { return b.TriggerAt(partID, time.Time{}) }
+
+func (b *base) TriggerAt(partID string, sent time.Time) error {
 	if b.cfg.Mode != ModeTrigger {
 		return fmt.Errorf("camera %q: %w", b.cfg.Name, ErrNotTriggerMode)
+	}
+	now := time.Now()
+	if sent.IsZero() || sent.After(now) { // unknown, or the sender's clock is ahead
+		sent = now
+	}
+	if age := now.Sub(sent); age > b.cfg.TriggerTTL {
+		return fmt.Errorf("camera %q: %w: sent %v ago, triggerttl is %v (a trigger kept by the broker while diagd was down, or the sender's clock is behind)",
+			b.cfg.Name, ErrTriggerExpired, age.Round(time.Millisecond), b.cfg.TriggerTTL)
 	}
 	b.mu.Lock()
 	if len(b.triggers) >= b.cfg.TriggerQueue {
 		b.mu.Unlock()
 		return fmt.Errorf("camera %q: %w (%d pending)", b.cfg.Name, ErrTriggerQueueFull, b.cfg.TriggerQueue)
 	}
-	b.triggers = append(b.triggers, trigger{part: partID, at: time.Now()})
+	b.triggers = append(b.triggers, trigger{part: partID, at: now, deadline: sent.Add(b.cfg.TriggerTTL)})
 	kick := b.kick
 	b.mu.Unlock()
 	if kick != nil {
@@ -155,24 +191,6 @@ func (b *base) Trigger(partID string) error {
 		}
 	}
 	return nil
-}
-
-// takeTrigger pops the oldest trigger that arrived at or before t.
-func (b *base) takeTrigger(t time.Time) (string, bool) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if len(b.triggers) == 0 || b.triggers[0].at.After(t) {
-		return "", false
-	}
-	p := b.triggers[0].part
-	b.triggers = b.triggers[1:]
-	return p, true
-}
-
-func (b *base) pendingTriggers() int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return len(b.triggers)
 }
 
 // setState records a state change and reports it.
@@ -221,31 +239,20 @@ func (b *base) stop() {
 	b.mu.Unlock()
 }
 
-// frameRead counts a read frame and updates the smoothed rate.
+// frameRead counts a read frame.
 func (b *base) frameRead(t time.Time) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.st.Frames++
 	b.st.LastFrame = t
-	if !b.lastRead.IsZero() {
-		if dt := t.Sub(b.lastRead).Seconds(); dt > 0 {
-			inst := 1 / dt
-			if b.st.FPS == 0 {
-				b.st.FPS = inst
-			} else {
-				b.st.FPS += 0.1 * (inst - b.st.FPS) // EWMA over ~10 frames
-			}
-		}
-	}
-	b.lastRead = t
+	b.rate.add(t)
 }
 
-// resetRate forgets the last read time so a gap (reconnect, idle folder) is not
-// averaged into the rate.
+// resetRate starts the rate over, so a gap (reconnect, vanished folder) is not averaged
+// into it.
 func (b *base) resetRate() {
 	b.mu.Lock()
-	b.lastRead = time.Time{}
-	b.st.FPS = 0
+	b.rate.reset(time.Now())
 	b.mu.Unlock()
 }
 
@@ -275,14 +282,19 @@ func (b *base) reconnected() {
 	}
 }
 
-func (b *base) badFile(file string, err error) {
+// badFile counts a rejected file, logs it (once) and reports it.
+func (b *base) badFile(bf BadFile) {
 	b.mu.Lock()
 	b.st.BadFiles++
-	b.st.LastError = err.Error()
+	b.st.LastError = bf.File + ": " + bf.Reason
 	b.mu.Unlock()
-	b.log.Warn("bad image file skipped", "file", file, "err", err)
+	attrs := []any{"file", bf.File, "reason", bf.Reason, "size", bf.Size}
+	if bf.MovedTo != "" {
+		attrs = append(attrs, "moved_to", bf.MovedTo)
+	}
+	b.log.Warn("bad image file rejected", attrs...)
 	if b.hooks.OnBadFile != nil {
-		b.hooks.OnBadFile(b.cfg.Name, file, err)
+		b.hooks.OnBadFile(bf)
 	}
 }
 

@@ -38,6 +38,10 @@ func (s *stream) Run(ctx context.Context, out chan<- Frame) error {
 		s.gate.Unlock()
 		s.stop()
 	}()
+	ctx, cancel := context.WithCancel(ctx)
+	wait := s.startExpiry(ctx, out)
+	defer wait()
+	defer cancel()
 	bo := backoff{min: s.cfg.RetryMin, max: s.cfg.RetryMax}
 	retrying := false
 	for ctx.Err() == nil {

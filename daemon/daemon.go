@@ -22,6 +22,7 @@ import (
 	"github.com/diagd/diagd/detect"
 	"github.com/diagd/diagd/internal/config"
 	"github.com/diagd/diagd/internal/ortenv"
+	"github.com/diagd/diagd/internal/ratelimit"
 	"github.com/diagd/diagd/mqtt"
 	"github.com/diagd/diagd/mqtt/outbox"
 )
@@ -203,15 +204,27 @@ func (d *Daemon) Run(ctx context.Context) error {
 }
 
 func (d *Daemon) captureHooks() capture.Hooks {
+	// One limiter per camera: a broken camera can write hundreds of bad files a second.
+	// (The source logs each rejection once; the metric counts them all.)
+	events := &ratelimit.Limiter{Every: time.Second, Burst: 10}
 	return capture.Hooks{
 		OnState:     d.publishCamera,
 		OnReconnect: func(src string) { d.m.reconnects.WithLabelValues(src).Inc() },
-		OnBadFile: func(src, file string, err error) {
-			d.m.badFiles.WithLabelValues(src).Inc()
-			d.log.Warn("bad image file skipped", "camera", src, "file", file, "err", err)
+		OnBadFile: func(bf capture.BadFile) {
+			d.m.badFiles.WithLabelValues(bf.Camera).Inc()
+			if ok, n := events.Allow(time.Now()); ok && d.client != nil {
+				d.client.Event("badfile", badFileEvent{BadFile: bf, Suppressed: n})
+			}
 		},
 		OnDrop: func(src string) { d.m.dropped.WithLabelValues(src).Inc() },
 	}
+}
+
+// badFileEvent is published on events/badfile for a rejected file, at most 10 at once
+// and one a second per camera; suppressed counts the ones held back since the last.
+type badFileEvent struct {
+	capture.BadFile
+	Suppressed int `json:"suppressed"`
 }
 
 func (d *Daemon) publishCamera(s capture.Status) {
@@ -320,8 +333,9 @@ var errBadCommand = errors.New("bad command")
 
 func (d *Daemon) cmdTrigger(_ context.Context, payload []byte) (any, error) {
 	var req struct {
-		Camera string `json:"camera"`
-		PartID string `json:"partId"`
+		Camera string    `json:"camera"`
+		PartID string    `json:"partId"`
+		Sent   time.Time `json:"@timestamp"` // optional: a trigger older than the camera's triggerttl is refused
 	}
 	if err := decodeStrict(payload, &req); err != nil {
 		return nil, fmt.Errorf("%w: trigger wants {\"camera\": NAME, \"partId\": ID}: %v", errBadCommand, err)
@@ -334,7 +348,7 @@ func (d *Daemon) cmdTrigger(_ context.Context, payload []byte) (any, error) {
 		}
 		return nil, fmt.Errorf("%w: unknown camera %q (cameras: %s)", errBadCommand, req.Camera, strings.Join(names, ", "))
 	}
-	if err := s.Trigger(req.PartID); err != nil {
+	if err := s.TriggerAt(req.PartID, req.Sent); err != nil {
 		return nil, err
 	}
 	return map[string]any{"camera": req.Camera, "partId": req.PartID, "queued": true}, nil

@@ -127,6 +127,8 @@ func verdictFor(f capture.Frame, r detect.Result, judgeErr error) mqtt.Verdict {
 		AnalyticsModule: mqtt.AnalyticsModule{ID: "diagd", Version: r.ModelVersion},
 	}
 	switch {
+	case f.Err != nil: // a triggered part whose image is bad or never came
+		v.Verdict, v.Error = string(detect.Unknown), f.Err.Error()
 	case r.Err != nil:
 		v.Error = r.Err.Error()
 	case errors.Is(judgeErr, detect.ErrNoModel):
