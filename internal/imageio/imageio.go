@@ -91,28 +91,50 @@ func Decode(name string, b []byte) (gocv.Mat, error) { return Limits{}.Decode(na
 // limits; name is used in errors. On error the returned Mat is the zero Mat.
 func DecodeGray(name string, b []byte) (gocv.Mat, error) { return Limits{}.DecodeGray(name, b) }
 
+// ReadGray decodes an image file as 8-bit grey (masks) within the default limits. On
+// error the returned Mat is the zero Mat.
+func ReadGray(path string) (gocv.Mat, error) { return Limits{}.ReadGray(path) }
+
 // Read is Read within l: the file's size is checked before a byte is read.
 func (l Limits) Read(path string) (gocv.Mat, error) {
-	f, err := os.Open(path)
+	b, err := l.readFile(path)
 	if err != nil {
 		return gocv.Mat{}, err
+	}
+	return l.Decode(path, b)
+}
+
+// ReadGray is ReadGray within l.
+func (l Limits) ReadGray(path string) (gocv.Mat, error) {
+	b, err := l.readFile(path)
+	if err != nil {
+		return gocv.Mat{}, err
+	}
+	return l.DecodeGray(path, b)
+}
+
+// readFile reads a regular file of at most MaxBytes, checked before reading.
+func (l Limits) readFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return gocv.Mat{}, err
+		return nil, err
 	}
 	if !fi.Mode().IsRegular() {
-		return gocv.Mat{}, fmt.Errorf("%s: not a regular file", path)
+		return nil, fmt.Errorf("%s: not a regular file", path)
 	}
 	if err := l.CheckSize(fi.Size()); err != nil {
-		return gocv.Mat{}, fmt.Errorf("%s: %w", path, err)
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	b := make([]byte, fi.Size())
 	if _, err := io.ReadFull(f, b); err != nil {
-		return gocv.Mat{}, fmt.Errorf("%s: %w", path, err)
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	return l.Decode(path, b)
+	return b, nil
 }
 
 // Decode is Decode within l.

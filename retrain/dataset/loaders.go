@@ -16,8 +16,7 @@ import (
 	"sort"
 	"strings"
 
-	"gocv.io/x/gocv"
-
+	"github.com/diagd/diagd/internal/imageio"
 	"github.com/diagd/diagd/internal/imageops"
 )
 
@@ -66,17 +65,10 @@ var (
 
 // readMask decodes a mask as 8-bit grey (PIL's convert('L') equals the value for grey masks).
 func readMask(path string) (px []uint8, w, h int, err error) {
-	b, err := os.ReadFile(path)
+	// Through imageio, for the same header checks and size limits as every image.
+	m, err := imageio.ReadGray(path)
 	if err != nil {
-		return nil, 0, 0, err
-	}
-	if len(b) == 0 {
-		return nil, 0, 0, fmt.Errorf("mask %s is empty (0 bytes)", path)
-	}
-	m, err := gocv.IMDecode(b, gocv.IMReadGrayScale)
-	if err != nil || m.Empty() {
-		m.Close()
-		return nil, 0, 0, fmt.Errorf("mask %s is not a decodable image (%d bytes)", path, len(b))
+		return nil, 0, 0, fmt.Errorf("mask: %w", err)
 	}
 	defer m.Close()
 	if !m.IsContinuous() {
