@@ -24,7 +24,11 @@ func init() { register("capture", benchCapture) }
 //   - folder backlog: N camera JPEGs present at start, emitted by a folder source
 //     (after=delete) vs a bare loop of os.ReadFile + imageio.Decode;
 //   - folder latency: files renamed into place one at a time; time from the rename to
-//     the frame, vs the settle window (polls × settle) that the stable-size check must wait;
+//     the frame, vs the settle window (polls × settle) that a file written in place waits
+//     (a renamed-in file is complete: it is judged at once);
+//   - JPEG decoding: imageio.Decode (header probe, libjpeg with its warnings as errors)
+//     vs OpenCV's IMDecode alone, for a plain JPEG and for an EXIF-rotated one (which
+//     takes a 1/8-scale libjpeg check before OpenCV decodes it);
 //   - video: frames of an MJPG file emitted by a video source vs a bare VideoCapture.Read loop.
 func benchCapture(args []string) error {
 	fs := flag.NewFlagSet("capture", flag.ContinueOnError)
@@ -123,10 +127,15 @@ func benchCapture(args []string) error {
 		return err
 	}
 	slices.Sort(lat)
-	fmt.Printf("folder latency  %4d files: median %6.1f ms, max %6.1f ms; settle window %v; median/window %.2f\n",
+	fmt.Printf("folder latency  %4d files renamed in: median %6.1f ms, max %6.1f ms; settle window (files written in place) %v; median/window %.2f\n",
 		len(lat), captureMS(lat[len(lat)/2]), captureMS(lat[len(lat)-1]), window, lat[len(lat)/2].Seconds()/window.Seconds())
 
-	// 3. Video.
+	// 3. JPEG decoding.
+	if err := benchJPEGDecode(jpg, *rounds); err != nil {
+		return err
+	}
+
+	// 4. Video.
 	vid := filepath.Join(tmp, "clip.avi")
 	vw, err := gocv.VideoWriterFile(vid, "MJPG", 25, *w, *h, true)
 	if err != nil {
@@ -214,4 +223,49 @@ func captureMedian(d []time.Duration) time.Duration {
 	d = slices.Clone(d)
 	slices.Sort(d)
 	return d[len(d)/2]
+}
+
+// benchJPEGDecode times imageio.Decode against OpenCV's IMDecode on the same bytes.
+func benchJPEGDecode(jpg []byte, rounds int) error {
+	const n = 20
+	rotated := withExifOrientation(jpg, 6)
+	for _, c := range []struct {
+		name string
+		b    []byte
+	}{{"plain", jpg}, {"EXIF-rotated", rotated}} {
+		var ours, cv []time.Duration
+		for range rounds {
+			t0 := time.Now()
+			for range n {
+				m, err := imageio.Decode("bench.jpg", c.b)
+				if err != nil {
+					return err
+				}
+				m.Close()
+			}
+			ours = append(ours, time.Since(t0)/n)
+			t0 = time.Now()
+			for range n {
+				m, err := gocv.IMDecode(c.b, gocv.IMReadColor)
+				if err != nil {
+					return err
+				}
+				m.Close()
+			}
+			cv = append(cv, time.Since(t0)/n)
+		}
+		o, b := captureMedian(ours), captureMedian(cv)
+		fmt.Printf("JPEG decode %-13s imageio.Decode %6.2f ms, OpenCV IMDecode %6.2f ms; ratio %.2f [median of %d rounds of %d]\n",
+			c.name+":", captureMS(o), captureMS(b), o.Seconds()/b.Seconds(), rounds, n)
+	}
+	return nil
+}
+
+// withExifOrientation inserts an APP1 Exif segment with an orientation tag after SOI.
+func withExifOrientation(jpg []byte, o byte) []byte {
+	tiff := []byte{'M', 'M', 0, 42, 0, 0, 0, 8, 0, 1, 0x01, 0x12, 0, 3, 0, 0, 0, 1, 0, o, 0, 0, 0, 0, 0, 0}
+	payload := append([]byte("Exif\x00\x00"), tiff...)
+	l := len(payload) + 2
+	seg := append([]byte{0xFF, 0xE1, byte(l >> 8), byte(l)}, payload...)
+	return append(append(slices.Clone(jpg[:2]), seg...), jpg[2:]...)
 }

@@ -41,9 +41,11 @@ func init() { register("daemon", benchDaemon) }
 //     to the subscriber receiving the verdict. The subscriber's receipt stands in for
 //     the broker's acknowledgement (the broker forwards a QoS 1 message to subscribers
 //     when it takes it; PUBACK to diagd happens at the same moment), so this is the
-//     latency a PLC sees. It includes the folder source's settle window
-//     (polls × settle, by default 2 × 100 ms), which exists so that a half-written file
-//     is never judged.
+//     latency a PLC sees. A file renamed into the folder is complete, so it is judged
+//     at once; the settle window (polls × settle, by default 2 × 100 ms), which keeps a
+//     half-written file from being judged, applies only to files written in place.
+//     --inplace writes the paced files in place instead (open, write, close): inotify's
+//     close-after-write tells the source they are complete too.
 func benchDaemon(args []string) error {
 	fs := flag.NewFlagSet("daemon", flag.ContinueOnError)
 	n := fs.Int("n", 1000, "frames for the throughput run")
@@ -56,6 +58,7 @@ func benchDaemon(args []string) error {
 	batch := fs.Int("batch", 8, "DIAGD_BATCH_MAX, and detect's batch in the baseline")
 	settle := fs.String("settle", "100ms", "folder source settle interval (the default is 100ms)")
 	after := fs.String("after", "keep", "folder source after= (keep journals with an fsync per file)")
+	inplace := fs.Bool("inplace", false, "latency run: write files in place (open, write, close) instead of renaming them in")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -163,10 +166,9 @@ func benchDaemon(args []string) error {
 	paceArrived := map[string]time.Time{}
 	every := time.Duration(float64(time.Second) / *rate)
 	for _, name := range names[*n+1:] {
-		if err := os.Rename(filepath.Join(stage, name), filepath.Join(watched, name)); err != nil {
+		if err := arrive(filepath.Join(stage, name), filepath.Join(watched, name), *inplace, paceArrived); err != nil {
 			return err
 		}
-		paceArrived[name] = time.Now()
 		time.Sleep(every)
 	}
 	if !sub.wait(total, time.Minute) {
@@ -182,9 +184,32 @@ func benchDaemon(args []string) error {
 	fmt.Printf("ratio daemon / detect alone:                  %8.3f (target ≥ 0.9; the daemon decodes the next files while the model runs)\n", fps/base)
 	fmt.Printf("ratio daemon / Judge only:                    %8.3f\n", fps/judgeOnly)
 	fmt.Printf("verdict latency, rename → subscriber (stands in for the broker's ack):\n")
-	fmt.Printf("  paced %d frames at %.0f/s:   p50 %7.1f ms  p99 %7.1f ms\n", *paced-1, *rate, pct(pacedLat, 50), pct(pacedLat, 99))
+	how := "renamed in"
+	if *inplace {
+		how = "written in place"
+	}
+	fmt.Printf("  paced %d frames at %.0f/s, %s:   p50 %7.1f ms  p99 %7.1f ms (target p50 ≤ 30 ms)\n", *paced-1, *rate, how, pct(pacedLat, 50), pct(pacedLat, 99))
+	src, jdg, mq := sub.stages(paceArrived)
+	fmt.Printf("    p50 by stage: arrival → frame %.1f ms, frame → durable %.1f ms, durable → subscriber %.1f ms\n",
+		pct(src, 50), pct(jdg, 50), pct(mq, 50))
+	fmt.Printf("  for scale: the model alone takes %.1f ms a frame (Judge only, batches of %d)\n", 1000/judgeOnly, *batch)
 	fmt.Printf("  burst of %d (queueing):    p50 %7.1f ms  p99 %7.1f ms\n", *n, pct(burst, 50), pct(burst, 99))
 	return nil
+}
+
+// arrive puts a staged file into the watched folder, renamed in or written in place, and
+// notes when it became visible.
+func arrive(src, dst string, inplace bool, at map[string]time.Time) error {
+	if !inplace {
+		at[filepath.Base(dst)] = time.Now()
+		return os.Rename(src, dst)
+	}
+	b, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	at[filepath.Base(dst)] = time.Now()
+	return os.WriteFile(dst, b, 0o644)
 }
 
 // baselineDetect reads and judges the files in batches on one detector, one after the
@@ -251,12 +276,13 @@ func pct(v []float64, p float64) float64 {
 type benchSub struct {
 	pc   paho.Client
 	mu   sync.Mutex
-	at   map[string]time.Time // frameId -> first receipt
+	at   map[string]time.Time    // frameId -> first receipt
+	v    map[string]mqtt.Verdict // frameId -> its verdict (capture time, latency to durable)
 	last time.Time
 }
 
 func newBenchSub(url, topic string) (*benchSub, error) {
-	s := &benchSub{at: map[string]time.Time{}}
+	s := &benchSub{at: map[string]time.Time{}, v: map[string]mqtt.Verdict{}}
 	h := func(_ paho.Client, m paho.Message) {
 		now := time.Now()
 		var v mqtt.Verdict
@@ -265,7 +291,7 @@ func newBenchSub(url, topic string) (*benchSub, error) {
 		}
 		s.mu.Lock()
 		if _, ok := s.at[v.FrameID]; !ok {
-			s.at[v.FrameID] = now
+			s.at[v.FrameID], s.v[v.FrameID] = now, v
 			s.last = now
 		}
 		s.mu.Unlock()
@@ -315,6 +341,25 @@ func (s *benchSub) latencies(arrived map[string]time.Time) []float64 {
 		}
 	}
 	return out
+}
+
+// stages splits each file's latency (ms) into arrival → frame (the folder source: event,
+// header, read, decode), frame → durable (batching, the model, the outbox's fsync) and
+// durable → subscriber (MQTT); the verdict's @timestamp has millisecond resolution.
+func (s *benchSub) stages(arrived map[string]time.Time) (source, judge, mqttLeg []float64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for name, t := range arrived {
+		v, ok := s.v[name]
+		if !ok {
+			continue
+		}
+		captured := v.Timestamp.Time()
+		source = append(source, float64(captured.Sub(t).Microseconds())/1000)
+		judge = append(judge, v.LatencyMs)
+		mqttLeg = append(mqttLeg, float64(s.at[name].Sub(captured).Microseconds())/1000-v.LatencyMs)
+	}
+	return source, judge, mqttLeg
 }
 
 type mosquitto struct {
