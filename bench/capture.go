@@ -60,37 +60,45 @@ func benchCapture(args []string) error {
 	enc.Close()
 	fmt.Printf("capture bench: %d×%d JPEG of %d KiB\n", *w, *h, len(jpg)/1024)
 
-	// 1. Backlog.
-	src := filepath.Join(tmp, "base")
 	drop := filepath.Join(tmp, "drop")
-	for _, d := range []string{src, drop} {
+	cfg := capture.Config{Name: "bench", Kind: capture.KindFolder, Target: drop, After: capture.AfterDelete}
+	if err := captureBacklog(log, cfg, filepath.Join(tmp, "base"), jpg, *n, *rounds); err != nil {
+		return err
+	}
+	if err := captureLatency(log, cfg, jpg, *live); err != nil {
+		return err
+	}
+	if err := benchJPEGDecode(jpg, *rounds); err != nil {
+		return err
+	}
+	return captureVideo(log, filepath.Join(tmp, "clip.avi"), img, *frames, *rounds)
+}
+
+// captureBacklog: n files present at start, emitted by the source vs read and decoded
+// by a bare loop (from a copy in base).
+func captureBacklog(log *slog.Logger, cfg capture.Config, base string, jpg []byte, n, rounds int) error {
+	fill := func(d string) error {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return err
 		}
-		for i := range *n {
+		for i := range n {
 			if err := os.WriteFile(filepath.Join(d, fmt.Sprintf("img_%05d.jpg", i)), jpg, 0o644); err != nil {
 				return err
 			}
 		}
+		return nil
 	}
-	cfg := capture.Config{Name: "bench", Kind: capture.KindFolder, Target: drop, After: capture.AfterDelete}
+	if err := fill(base); err != nil {
+		return err
+	}
 	var bases, gots []time.Duration
-	for r := range *rounds {
-		if r > 0 { // the source deleted its files
-			for i := range *n {
-				if err := os.WriteFile(filepath.Join(drop, fmt.Sprintf("img_%05d.jpg", i)), jpg, 0o644); err != nil {
-					return err
-				}
-			}
+	for range rounds {
+		if err := fill(cfg.Target); err != nil { // the source deletes its files
+			return err
 		}
 		t0 := time.Now()
-		for i := range *n {
-			p := filepath.Join(src, fmt.Sprintf("img_%05d.jpg", i))
-			b, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			m, err := imageio.Decode(p, b)
+		for i := range n {
+			m, err := imageio.Read(filepath.Join(base, fmt.Sprintf("img_%05d.jpg", i)))
 			if err != nil {
 				return err
 			}
@@ -98,22 +106,26 @@ func benchCapture(args []string) error {
 		}
 		bases = append(bases, time.Since(t0))
 		t0 = time.Now()
-		if err := runFolder(log, cfg, *n, nil); err != nil {
+		if err := runFolder(log, cfg, n, nil); err != nil {
 			return err
 		}
 		gots = append(gots, time.Since(t0))
 	}
-	base, got := captureMedian(bases), captureMedian(gots)
+	b, got := captureMedian(bases), captureMedian(gots)
 	window := capture.DefaultSettle * capture.DefaultSettlePolls
 	fmt.Printf("folder backlog  %4d files: source %8.1f ms (%.1f files/s), read+decode loop %8.1f ms; ratio %.2f "+
 		"(incl. one settle window of %v: ratio without it %.2f) [median of %d rounds]\n",
-		*n, captureMS(got), float64(*n)/got.Seconds(), captureMS(base), got.Seconds()/base.Seconds(), window,
-		(got-window).Seconds()/base.Seconds(), *rounds)
+		n, captureMS(got), float64(n)/got.Seconds(), captureMS(b), got.Seconds()/b.Seconds(), window,
+		(got-window).Seconds()/b.Seconds(), rounds)
+	return nil
+}
 
-	// 2. Latency of single files renamed into place.
+// captureLatency: files renamed into place one at a time; rename → frame.
+func captureLatency(log *slog.Logger, cfg capture.Config, jpg []byte, live int) error {
 	var lat []time.Duration
-	when := make([]time.Time, *live)
-	err = runFolder(log, cfg, *live, func(i int) {
+	when := make([]time.Time, live)
+	drop := cfg.Target
+	err := runFolder(log, cfg, live, func(i int) {
 		tmpName := filepath.Join(drop, fmt.Sprintf(".part-%d", i))
 		_ = os.WriteFile(tmpName, jpg, 0o644)
 		when[i] = time.Now()
@@ -127,29 +139,27 @@ func benchCapture(args []string) error {
 		return err
 	}
 	slices.Sort(lat)
+	window := capture.DefaultSettle * capture.DefaultSettlePolls
 	fmt.Printf("folder latency  %4d files renamed in: median %6.1f ms, max %6.1f ms; settle window (files written in place) %v; median/window %.2f\n",
 		len(lat), captureMS(lat[len(lat)/2]), captureMS(lat[len(lat)-1]), window, lat[len(lat)/2].Seconds()/window.Seconds())
+	return nil
+}
 
-	// 3. JPEG decoding.
-	if err := benchJPEGDecode(jpg, *rounds); err != nil {
-		return err
-	}
-
-	// 4. Video.
-	vid := filepath.Join(tmp, "clip.avi")
-	vw, err := gocv.VideoWriterFile(vid, "MJPG", 25, *w, *h, true)
+// captureVideo: frames of an MJPG file emitted by a video source vs a bare Read loop.
+func captureVideo(log *slog.Logger, vid string, img gocv.Mat, frames, rounds int) error {
+	vw, err := gocv.VideoWriterFile(vid, "MJPG", 25, img.Cols(), img.Rows(), true)
 	if err != nil {
 		return err
 	}
-	for range *frames {
+	for range frames {
 		if err := vw.Write(img); err != nil {
 			return err
 		}
 	}
 	vw.Close()
-	bases, gots = nil, nil
+	var bases, gots []time.Duration
 	read := 0
-	for range *rounds {
+	for range rounds {
 		t0 := time.Now()
 		vc, err := gocv.OpenVideoCaptureWithAPI(vid, gocv.VideoCaptureFFmpeg)
 		if err != nil {
@@ -180,9 +190,9 @@ func benchCapture(args []string) error {
 		cancel()
 		<-done
 	}
-	base, got = captureMedian(bases), captureMedian(gots)
+	base, got := captureMedian(bases), captureMedian(gots)
 	fmt.Printf("video           %4d frames: source %8.1f ms (%.0f fps), bare Read loop %8.1f ms (%.0f fps); ratio %.2f [median of %d rounds]\n",
-		read, captureMS(got), float64(read)/got.Seconds(), captureMS(base), float64(read)/base.Seconds(), got.Seconds()/base.Seconds(), *rounds)
+		read, captureMS(got), float64(read)/got.Seconds(), captureMS(base), float64(read)/base.Seconds(), got.Seconds()/base.Seconds(), rounds)
 	return nil
 }
 

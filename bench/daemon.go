@@ -46,68 +46,92 @@ func init() { register("daemon", benchDaemon) }
 //     half-written file from being judged, applies only to files written in place.
 //     --inplace writes the paced files in place instead (open, write, close): inotify's
 //     close-after-write tells the source they are complete too.
+//
+// daemonBench holds the flags and the fixture of one run.
+type daemonBench struct {
+	n, paced, w, h, mw, mh, batch int
+	rate                          float64
+	settle, after                 string
+	inplace                       bool
+	tmp, modelDir, stage          string
+	names                         []string
+}
+
 func benchDaemon(args []string) error {
+	b := &daemonBench{}
 	fs := flag.NewFlagSet("daemon", flag.ContinueOnError)
-	n := fs.Int("n", 1000, "frames for the throughput run")
-	paced := fs.Int("paced", 100, "frames for the latency run")
-	rate := fs.Float64("rate", 20, "frames per second in the latency run")
-	w := fs.Int("width", 256, "frame width")
-	h := fs.Int("height", 704, "frame height")
-	mw := fs.Int("model-width", 256, "model input width (SmallResNet)")
-	mh := fs.Int("model-height", 704, "model input height")
-	batch := fs.Int("batch", 8, "DIAGD_BATCH_MAX, and detect's batch in the baseline")
-	settle := fs.String("settle", "100ms", "folder source settle interval (the default is 100ms)")
-	after := fs.String("after", "keep", "folder source after= (keep journals with an fsync per file)")
-	inplace := fs.Bool("inplace", false, "latency run: write files in place (open, write, close) instead of renaming them in")
+	fs.IntVar(&b.n, "n", 1000, "frames for the throughput run")
+	fs.IntVar(&b.paced, "paced", 100, "frames for the latency run")
+	fs.Float64Var(&b.rate, "rate", 20, "frames per second in the latency run")
+	fs.IntVar(&b.w, "width", 256, "frame width")
+	fs.IntVar(&b.h, "height", 704, "frame height")
+	fs.IntVar(&b.mw, "model-width", 256, "model input width (SmallResNet)")
+	fs.IntVar(&b.mh, "model-height", 704, "model input height")
+	fs.IntVar(&b.batch, "batch", 8, "DIAGD_BATCH_MAX, and detect's batch in the baseline")
+	fs.StringVar(&b.settle, "settle", "100ms", "folder source settle interval (the default is 100ms)")
+	fs.StringVar(&b.after, "after", "keep", "folder source after= (keep journals with an fsync per file)")
+	fs.BoolVar(&b.inplace, "inplace", false, "latency run: write files in place (open, write, close) instead of renaming them in")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if b.after != "keep" && b.after != "delete" {
+		return fmt.Errorf("--after=%q: want keep or delete", b.after)
 	}
 	log := quietLog()
 	if err := initORT(log); err != nil {
 		return err
 	}
-	tmp, err := os.MkdirTemp("", "diagd-bench-daemon-")
+	var err error
+	if b.tmp, err = os.MkdirTemp("", "diagd-bench-daemon-"); err != nil {
+		return err
+	}
+	defer os.RemoveAll(b.tmp)
+	if err := b.fixture(); err != nil {
+		return err
+	}
+	// Baseline: detect alone on the same files, same batch size, one model session.
+	base, judgeOnly, err := baselineDetect(log, b.modelDir, b.stage, b.names[:b.n], b.batch)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(tmp)
+	return b.runDaemon(log, base, judgeOnly)
+}
 
-	modelDir := filepath.Join(tmp, "model")
-	os.MkdirAll(modelDir, 0o755)
-	if err := zoo.WriteResNet(zoo.SmallResNet(*mh, *mw, 1), filepath.Join(modelDir, detect.ModelFile)); err != nil {
+// fixture writes the model and the frames.
+func (b *daemonBench) fixture() error {
+	b.modelDir = filepath.Join(b.tmp, "model")
+	os.MkdirAll(b.modelDir, 0o755)
+	if err := zoo.WriteResNet(zoo.SmallResNet(b.mh, b.mw, 1), filepath.Join(b.modelDir, detect.ModelFile)); err != nil {
 		return err
 	}
 	meta := detect.DefaultMetadata("bench")
 	meta.Architecture = "small-resnet"
-	meta.Input.Height, meta.Input.Width = *mh, *mw
-	if err := detect.WriteMetadata(modelDir, meta); err != nil {
+	meta.Input.Height, meta.Input.Width = b.mh, b.mw
+	if err := detect.WriteMetadata(b.modelDir, meta); err != nil {
 		return err
 	}
-	total := *n + *paced
-	stage := filepath.Join(tmp, "stage")
-	os.MkdirAll(stage, 0o755)
-	fmt.Printf("writing %d PNG frames %dx%d ...\n", total, *w, *h)
+	total := b.n + b.paced
+	b.stage = filepath.Join(b.tmp, "stage")
+	os.MkdirAll(b.stage, 0o755)
+	fmt.Printf("writing %d PNG frames %dx%d ...\n", total, b.w, b.h)
 	r := rand.New(rand.NewPCG(1, 2))
-	var names []string
 	for i := range total {
-		m := demo.Frame(*w, *h, r, i%4 == 3)
+		m := demo.Frame(b.w, b.h, r, i%4 == 3)
 		name := fmt.Sprintf("frame-%05d.png", i)
-		ok := gocv.IMWrite(filepath.Join(stage, name), m)
+		ok := gocv.IMWrite(filepath.Join(b.stage, name), m)
 		m.Close()
 		if !ok {
 			return fmt.Errorf("cannot write %s", name)
 		}
-		names = append(names, name)
+		b.names = append(b.names, name)
 	}
+	return nil
+}
 
-	// Baseline: detect alone on the same files, same batch size, one model session.
-	base, judgeOnly, err := baselineDetect(log, modelDir, stage, names[:*n], *batch)
-	if err != nil {
-		return err
-	}
-
-	// The daemon, with a real mosquitto and a subscriber.
-	broker, err := startMosquitto(tmp)
+// runDaemon runs the daemon with a real mosquitto and a subscriber: a warm-up frame,
+// the throughput run, then the latency run.
+func (b *daemonBench) runDaemon(log *slog.Logger, base, judgeOnly float64) error {
+	broker, err := startMosquitto(b.tmp)
 	if err != nil {
 		return err
 	}
@@ -117,16 +141,12 @@ func benchDaemon(args []string) error {
 		return err
 	}
 	defer sub.pc.Disconnect(100)
-
 	cfg := config.Defaults()
-	watched := filepath.Join(tmp, "drop")
+	watched := filepath.Join(b.tmp, "drop")
 	os.MkdirAll(watched, 0o755)
-	cfg.Station, cfg.DataDir, cfg.ModelDir, cfg.MQTTBroker, cfg.HTTPAddr = "bench", filepath.Join(tmp, "data"), modelDir, broker.url, ""
-	cfg.Provider, cfg.BatchMax = "cpu", *batch
-	cfg.Sources = fmt.Sprintf("cam=folder:%s,settle=%s,after=%s", watched, *settle, *after)
-	if *after != "keep" && *after != "delete" {
-		return fmt.Errorf("--after=%q: want keep or delete", *after)
-	}
+	cfg.Station, cfg.DataDir, cfg.ModelDir, cfg.MQTTBroker, cfg.HTTPAddr = "bench", filepath.Join(b.tmp, "data"), b.modelDir, broker.url, ""
+	cfg.Provider, cfg.BatchMax = "cpu", b.batch
+	cfg.Sources = fmt.Sprintf("cam=folder:%s,settle=%s,after=%s", watched, b.settle, b.after)
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
@@ -139,62 +159,76 @@ func benchDaemon(args []string) error {
 	go func() { runDone <- d.Run(ctx) }()
 	defer func() { cancel(); <-runDone }()
 	// Warm up: one frame through the whole path (connect, first inference).
-	if err := os.Rename(filepath.Join(stage, names[*n]), filepath.Join(watched, names[*n])); err != nil {
+	if err := os.Rename(filepath.Join(b.stage, b.names[b.n]), filepath.Join(watched, b.names[b.n])); err != nil {
 		return err
 	}
 	if !sub.wait(1, 30*time.Second) {
 		return fmt.Errorf("no verdict for the warm-up frame within 30 s")
 	}
+	fps, burst, err := b.throughput(sub, watched)
+	if err != nil {
+		return err
+	}
+	paceArrived, err := b.latency(sub, watched)
+	if err != nil {
+		return err
+	}
+	b.report(sub, base, judgeOnly, fps, burst, paceArrived)
+	return nil
+}
 
-	// Throughput: all files at once.
-	arrived := make(map[string]time.Time, total)
+// throughput renames all files in at once: frames/s to the last verdict, and latencies.
+func (b *daemonBench) throughput(sub *benchSub, watched string) (float64, []float64, error) {
+	arrived := make(map[string]time.Time, b.n)
 	start := time.Now()
-	for _, name := range names[:*n] {
-		if err := os.Rename(filepath.Join(stage, name), filepath.Join(watched, name)); err != nil {
-			return err
+	for _, name := range b.names[:b.n] {
+		if err := os.Rename(filepath.Join(b.stage, name), filepath.Join(watched, name)); err != nil {
+			return 0, nil, err
 		}
 		arrived[name] = time.Now()
 	}
-	if !sub.wait(1+*n, 5*time.Minute) {
-		return fmt.Errorf("only %d of %d verdicts arrived", sub.count()-1, *n)
+	if !sub.wait(1+b.n, 5*time.Minute) {
+		return 0, nil, fmt.Errorf("only %d of %d verdicts arrived", sub.count()-1, b.n)
 	}
-	lastAt := sub.lastAt()
-	fps := float64(*n) / lastAt.Sub(start).Seconds()
-	burst := sub.latencies(arrived)
+	return float64(b.n) / sub.lastAt().Sub(start).Seconds(), sub.latencies(arrived), nil
+}
 
-	// Latency: one file at a time at --rate.
+// latency puts one file at a time into the folder at --rate.
+func (b *daemonBench) latency(sub *benchSub, watched string) (map[string]time.Time, error) {
 	paceArrived := map[string]time.Time{}
-	every := time.Duration(float64(time.Second) / *rate)
-	for _, name := range names[*n+1:] {
-		if err := arrive(filepath.Join(stage, name), filepath.Join(watched, name), *inplace, paceArrived); err != nil {
-			return err
+	every := time.Duration(float64(time.Second) / b.rate)
+	for _, name := range b.names[b.n+1:] {
+		if err := arrive(filepath.Join(b.stage, name), filepath.Join(watched, name), b.inplace, paceArrived); err != nil {
+			return nil, err
 		}
 		time.Sleep(every)
 	}
-	if !sub.wait(total, time.Minute) {
-		return fmt.Errorf("paced run: only %d of %d verdicts arrived", sub.count(), total)
+	if !sub.wait(b.n+b.paced, time.Minute) {
+		return nil, fmt.Errorf("paced run: only %d of %d verdicts arrived", sub.count(), b.n+b.paced)
 	}
-	pacedLat := sub.latencies(paceArrived)
+	return paceArrived, nil
+}
 
+func (b *daemonBench) report(sub *benchSub, base, judgeOnly, fps float64, burst []float64, paceArrived map[string]time.Time) {
+	pacedLat := sub.latencies(paceArrived)
 	fmt.Printf("\nmodel SmallResNet %dx%d (HxW), frames %dx%d PNG, batch %d, folder settle %s × 2 polls, after=%s, CPU\n",
-		*mh, *mw, *h, *w, *batch, *settle, *after)
+		b.mh, b.mw, b.h, b.w, b.batch, b.settle, b.after)
 	fmt.Printf("detect alone, decoded frames (Judge only):   %8.1f frames/s (the model's ceiling)\n", judgeOnly)
 	fmt.Printf("detect alone (ReadImage + Judge):            %8.1f frames/s\n", base)
 	fmt.Printf("whole daemon (folder→detect→outbox→MQTT→sub): %8.1f frames/s\n", fps)
 	fmt.Printf("ratio daemon / detect alone:                  %8.3f (target ≥ 0.9; the daemon decodes the next files while the model runs)\n", fps/base)
 	fmt.Printf("ratio daemon / Judge only:                    %8.3f\n", fps/judgeOnly)
-	fmt.Printf("verdict latency, rename → subscriber (stands in for the broker's ack):\n")
+	fmt.Printf("verdict latency, arrival → subscriber (stands in for the broker's ack):\n")
 	how := "renamed in"
-	if *inplace {
+	if b.inplace {
 		how = "written in place"
 	}
-	fmt.Printf("  paced %d frames at %.0f/s, %s:   p50 %7.1f ms  p99 %7.1f ms (target p50 ≤ 30 ms)\n", *paced-1, *rate, how, pct(pacedLat, 50), pct(pacedLat, 99))
+	fmt.Printf("  paced %d frames at %.0f/s, %s:   p50 %7.1f ms  p99 %7.1f ms (target p50 ≤ 30 ms)\n", b.paced-1, b.rate, how, pct(pacedLat, 50), pct(pacedLat, 99))
 	src, jdg, mq := sub.stages(paceArrived)
 	fmt.Printf("    p50 by stage: arrival → frame %.1f ms, frame → durable %.1f ms, durable → subscriber %.1f ms\n",
 		pct(src, 50), pct(jdg, 50), pct(mq, 50))
-	fmt.Printf("  for scale: the model alone takes %.1f ms a frame (Judge only, batches of %d)\n", 1000/judgeOnly, *batch)
-	fmt.Printf("  burst of %d (queueing):    p50 %7.1f ms  p99 %7.1f ms\n", *n, pct(burst, 50), pct(burst, 99))
-	return nil
+	fmt.Printf("  for scale: the model alone takes %.1f ms a frame (Judge only, batches of %d)\n", 1000/judgeOnly, b.batch)
+	fmt.Printf("  burst of %d (queueing):    p50 %7.1f ms  p99 %7.1f ms\n", b.n, pct(burst, 50), pct(burst, 99))
 }
 
 // arrive puts a staged file into the watched folder, renamed in or written in place, and

@@ -39,6 +39,13 @@ const (
 	DefaultMaxPixels = 100_000_000
 )
 
+// Ceilings no Limits can lift: gocv hands OpenCV the byte count as a C int (2 GiB and
+// more aborts the process), and OpenCV refuses more than 2^30 pixels itself.
+const (
+	ceilingBytes  = 1 << 30
+	ceilingPixels = 1 << 30
+)
+
 func (l Limits) orDefaults() Limits {
 	if l.MaxBytes <= 0 {
 		l.MaxBytes = DefaultMaxBytes
@@ -46,6 +53,7 @@ func (l Limits) orDefaults() Limits {
 	if l.MaxPixels <= 0 {
 		l.MaxPixels = DefaultMaxPixels
 	}
+	l.MaxBytes, l.MaxPixels = min(l.MaxBytes, ceilingBytes), min(l.MaxPixels, ceilingPixels)
 	return l
 }
 

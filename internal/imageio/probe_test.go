@@ -223,6 +223,10 @@ func TestByteLimitBeforeReading(t *testing.T) {
 	if !reflect.ValueOf(m).IsZero() {
 		t.Fatal("a Mat came back with the error")
 	}
+	// No limit lifts the ceiling below gocv's C int.
+	if _, err := (Limits{MaxBytes: 8 << 30}).Read(p); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("2 GiB file under a limit of 8 GiB: %v, want ErrTooLarge", err)
+	}
 	small := encodings(t)["opencv.jpg"]
 	if _, err := (Limits{MaxBytes: int64(len(small)) - 1}).Decode("x.jpg", small); !errors.Is(err, ErrTooLarge) {
 		t.Errorf("bytes over a small limit: %v", err)
