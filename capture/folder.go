@@ -304,8 +304,8 @@ func (r *folderRun) scan() error {
 			continue
 		}
 		fi, err := os.Lstat(filepath.Join(r.f.dir, name))
-		if err != nil || !(fi.Mode().IsRegular() || fi.Mode()&os.ModeSymlink != 0) {
-			continue // subfolders (rejected/, done/) and the like are not files to judge
+		if err != nil || fi.IsDir() {
+			continue // subfolders (rejected/, done/) are not files to judge
 		}
 		if fi.Mode().IsRegular() && r.f.known(statID(name, fi)) {
 			continue

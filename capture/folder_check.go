@@ -39,7 +39,7 @@ func (r *folderRun) examine(e *entry, now time.Time) {
 	p := filepath.Join(r.f.dir, e.name)
 	fi, err := r.f.lstat(p)
 	switch {
-	case os.IsNotExist(err):
+	case os.IsNotExist(err), errors.Is(err, errFolderEntry):
 		delete(r.files, e.name)
 		return
 	case err != nil: // a refused link or special file
@@ -114,11 +114,18 @@ func (f *folder) lstat(p string) (os.FileInfo, error) {
 			return nil, err
 		}
 	}
-	if !fi.Mode().IsRegular() {
+	switch {
+	case fi.IsDir():
+		return nil, errFolderEntry
+	case !fi.Mode().IsRegular():
 		return nil, fmt.Errorf("%w: not a regular file (%v)", errRefused, fi.Mode().Type())
 	}
 	return fi, nil
 }
+
+// errFolderEntry: a subfolder (rejected/, done/, anything a user makes) is not a file to
+// judge or to reject; it is left alone.
+var errFolderEntry = errors.New("a folder")
 
 // open opens a file for reading without following a link (unless symlinks=true) and
 // without blocking on a FIFO swapped in since it was looked at.

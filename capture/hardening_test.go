@@ -282,12 +282,21 @@ func TestFolderRefusesSpecialFiles(t *testing.T) {
 	}
 	src, out, _ := startSource(t, folderConfig(t, dir))
 	writeFile(t, filepath.Join(dir, "good.png"), encodeImage(t, gocv.PNGFileExt, 10))
+	// A subfolder made while the source runs is neither judged nor rejected.
+	if err := os.Mkdir(filepath.Join(dir, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	f := recv(t, out, 3*time.Second)
 	f.Mat.Close()
 	f.Done(true)
 	none(t, out, 300*time.Millisecond)
-	if src.Status().State != StateOnline {
-		t.Errorf("status %+v", src.Status())
+	waitFor(t, "the FIFO rejected", 2*time.Second, func() bool { return src.Status().BadFiles == 1 })
+	time.Sleep(200 * time.Millisecond)
+	if s := src.Status(); s.State != StateOnline || s.BadFiles != 1 {
+		t.Errorf("status %+v; want online, only the FIFO rejected", s)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "sub")); err != nil {
+		t.Errorf("the subfolder was moved: %v", err)
 	}
 }
 
