@@ -307,7 +307,10 @@ func TestFolderJudgesCompleteFilesAtOnce(t *testing.T) {
 	dir := t.TempDir()
 	c := folderConfig(t, dir)
 	c.Settle = 1500 * time.Millisecond
-	_, out, _ := startSource(t, c)
+	src, out, _ := startSource(t, c)
+	// Files there before the folder is watched wait out the window (no event says how
+	// they were written).
+	waitFor(t, "online", 2*time.Second, func() bool { return src.Status().State == StateOnline })
 	png := encodeImage(t, gocv.PNGFileExt, 40)
 	writeFile(t, filepath.Join(dir, ".x.tmp"), png)
 	if err := os.Rename(filepath.Join(dir, ".x.tmp"), filepath.Join(dir, "renamed.png")); err != nil {
