@@ -34,13 +34,13 @@ func (h Header) Pixels() int64 { return int64(h.Width) * int64(h.Height) }
 // badKind is a reason a file cannot be judged; every one is also an ErrBadFrame.
 type badKind string
 
-func (k badKind) Error() string        { return string(k) }
+func (k badKind) Error() string        { return ErrBadFrame.Error() + ": " + string(k) }
 func (k badKind) Is(target error) bool { return target == ErrBadFrame }
 
 var (
 	// ErrIncomplete: the file is shorter than its own format says (truncated, still being
 	// written, or preallocated and not yet filled).
-	ErrIncomplete error = badKind("incomplete image file")
+	ErrIncomplete error = badKind("not a decodable image: incomplete file")
 	// ErrTooLarge: more bytes or pixels than the limits allow (see Limits).
 	ErrTooLarge error = badKind("image too large")
 	// ErrUnsupported: not one of the formats in Format.
