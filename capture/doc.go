@@ -31,30 +31,37 @@
 //
 // # Folder semantics
 //
-// Only regular files directly in the folder are considered. A file is judged once,
-// after it is completely written: its size and mtime must stay unchanged over `polls`
-// polls `settle` apart, and JPEG/PNG/BMP/WebP files must also be complete by their
-// format (OpenCV decodes a truncated JPEG into a partly grey image without an error,
-// which would produce a wrong verdict). Files renamed into place are picked up (the
-// rename raises a create event for the final name); temporary names are ignored.
-// Files present at start are judged first, oldest mtime first (then by name).
-// The frame's Key (hash of source name, file name, size and mtime) is stable, so a
-// file judged again after a crash yields the same message id and is deduplicated
-// downstream. After the daemon has made the verdict durable it calls Frame.Done,
-// which moves, deletes or journals the file.
+// Only files directly in the folder are considered; subfolders are left alone, and
+// symbolic links and special files are rejected unopened (symlinks=true follows links).
+// A file is judged once, after it is completely written: renamed into the folder or
+// closed after writing (inotify's IN_MOVED_TO, IN_CLOSE_WRITE), or otherwise unchanged
+// in size and mtime over `polls` polls `settle` apart; and complete by its own format
+// (imageio.Probe: OpenCV decodes a truncated JPEG into a partly grey image without an
+// error, which would produce a wrong verdict). A truncated file gets the `incomplete`
+// grace; a corrupt, oversized (maxbytes, maxpixels) or unsupported one is rejected at
+// once. Files present at start are judged first, oldest mtime first (then by name).
+// The frame's Key (a hash of source name, file name, size, mtime and content) is
+// stable, so a file judged again after a crash yields the same message id and is
+// deduplicated downstream, while a new image under an old name, size and mtime gets its
+// own. After the daemon has made the verdict durable it calls Frame.Done, which moves,
+// deletes or journals the file.
 //
 // A folder that vanishes makes the source offline; it comes back online when the
-// folder returns. Bad files are counted (Status.BadFiles, Hooks.OnBadFile), logged
-// with their name and moved to the rejected folder (journaled if they cannot be
-// moved), so they are not retried forever.
+// folder returns. Bad files are moved to the rejected folder (journaled if they cannot
+// be moved), so they are not retried forever, counted (Status.BadFiles), logged once
+// and reported (Hooks.OnBadFile).
 //
 // # Trigger mode
 //
-// Live sources keep reading (so the stream stays fresh) and emit only the first frame
-// whose read began after a pending trigger, with the trigger's part id. Folder sources
-// pair complete files and triggers first-in first-out, whichever arrives first (the
-// camera's file may land before or after the PLC's message); files wait on disk for
-// their trigger. Triggers beyond the queue length are refused (ErrTriggerQueueFull).
+// Every accepted trigger yields exactly one frame with its part id. Live sources keep
+// reading (so the stream stays fresh) and emit the first frame whose read began after
+// a pending trigger. Folder sources pair complete files and triggers first-in
+// first-out, whichever arrives first, in the order the files were written; a bad file
+// takes its trigger too, as a frame with Err and an empty Mat. A trigger that finds no
+// frame within triggerttl becomes such a frame as well (ErrTriggerExpired); a file that
+// waited longer than triggerttl for a trigger is rejected. TriggerAt refuses a trigger
+// sent longer ago than triggerttl, and triggers beyond the queue length are refused
+// (ErrTriggerQueueFull).
 //
 // # Frame flow
 //
