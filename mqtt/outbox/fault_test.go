@@ -375,4 +375,3 @@ func TestDeadLetter(t *testing.T) {
 		t.Fatalf("%d records pending after reopen, want 0", n)
 	}
 }
-
