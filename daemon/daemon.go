@@ -108,6 +108,7 @@ func New(log *slog.Logger, cfg config.Config) (*Daemon, error) {
 		Broker: cfg.MQTTBroker, Station: cfg.Station, TopicPrefix: cfg.MQTTPrefix,
 		Username: cfg.MQTTUsername, Password: cfg.MQTTPassword,
 		CAFile: cfg.MQTTCAFile, CertFile: cfg.MQTTCertFile, KeyFile: cfg.MQTTKeyFile,
+		MaxPacket: cfg.MQTTMaxPacket, Commands: cfg.CommandList(),
 	}, d.ob, d.reg)
 	if err != nil {
 		d.ob.Close()
@@ -279,10 +280,14 @@ func (d *Daemon) Ready() (bool, []string) {
 	if !streaming {
 		why = append(why, "no camera online")
 	}
+	st := d.client.Status()
+	if st.Outbox.Fault != "" {
+		why = append(why, "outbox cannot store verdicts: "+st.Outbox.Fault)
+	}
 	if d.outboxFull.Load() {
 		why = append(why, "outbox full")
-	} else if !d.client.Connected() && d.ob.Stats().NearFull {
-		why = append(why, "MQTT down and the outbox is near its limit")
+	} else if !st.Connected && st.Outbox.NearFull {
+		why = append(why, strings.TrimSuffix("MQTT down: "+st.LastError, ": ")+"; the outbox is near its limit")
 	}
 	if d.stopping.Load() {
 		why = append(why, "stopping")
@@ -293,15 +298,15 @@ func (d *Daemon) Ready() (bool, []string) {
 // registerCommands wires the MQTT commands the daemon answers.
 func (d *Daemon) registerCommands() {
 	d.registerJobCommands() // augment, retrain, cycle
-	d.client.HandleCommand("trigger", d.cmdTrigger)
-	d.client.HandleCommand("reload", func(context.Context, []byte) (any, error) {
+	d.client.HandleCommand("trigger", mqtt.ScopeOperate, d.cmdTrigger)
+	d.client.HandleCommand("reload", mqtt.ScopeModel, func(context.Context, []byte) (any, error) {
 		if err := d.loadModel(false); err != nil {
 			return nil, err
 		}
 		md, _ := d.det.Metadata()
 		return map[string]any{"model_version": md.ModelVersion}, nil
 	})
-	d.client.HandleCommand("status", func(context.Context, []byte) (any, error) {
+	d.client.HandleCommand("status", mqtt.ScopeRead, func(context.Context, []byte) (any, error) {
 		ready, why := d.Ready()
 		cams := []capture.Status{}
 		for _, s := range d.sources {

@@ -29,6 +29,7 @@ import (
 	"github.com/diagd/diagd/augment"
 	"github.com/diagd/diagd/augment/catalogue"
 	"github.com/diagd/diagd/internal/ortenv"
+	"github.com/diagd/diagd/mqtt"
 	"github.com/diagd/diagd/retrain/dataset"
 )
 
@@ -114,7 +115,11 @@ func newJobs(d *Daemon) *jobs {
 // once (started, or why not); progress and the outcome come as events.
 func (d *Daemon) registerJobCommands() {
 	for _, name := range []string{jobAugment, jobRetrain, jobCycle} {
-		d.client.HandleCommand(name, func(_ context.Context, payload []byte) (any, error) {
+		scope := mqtt.ScopeModel // retrain and cycle may promote a new model
+		if name == jobAugment {
+			scope = mqtt.ScopeJob
+		}
+		d.client.HandleCommand(name, scope, func(_ context.Context, payload []byte) (any, error) {
 			var req struct {
 				jobOptions
 				ID json.RawMessage `json:"id"`

@@ -172,8 +172,9 @@ func (d *Daemon) deliver(batch []capture.Frame, vs []mqtt.Verdict) {
 			done(true)
 			return
 		}
-		if !errors.Is(err, outbox.ErrOutboxFull) {
-			// Only a closed or failed outbox ends here; folder files stay for the next start.
+		full, disk := errors.Is(err, outbox.ErrOutboxFull), errors.Is(err, outbox.ErrStorage)
+		if !full && !disk {
+			// Only a closed outbox or a bad verdict ends here; folder files stay for the next start.
 			d.log.Error("verdicts not stored", "frames", len(batch), "err", err)
 			done(false)
 			return
@@ -186,7 +187,10 @@ func (d *Daemon) deliver(batch []capture.Frame, vs []mqtt.Verdict) {
 			done(false)
 			return
 		}
-		if !d.outboxFull.Swap(true) {
+		// A full outbox waits for the broker, a failing disk for space (the outbox logs
+		// the fault, /readyz reports it): either way the verdicts are held, each retry
+		// tries the disk again, and no frame is taken meanwhile.
+		if full && !d.outboxFull.Swap(true) {
 			d.log.Error("outbox full: holding verdicts until the broker takes some")
 		}
 		time.Sleep(backoff)

@@ -391,14 +391,14 @@ func TestAvailabilityStateAndCommands(t *testing.T) {
 	if err := f.c.SetState("threshold", "0.5"); err != nil {
 		t.Fatal(err)
 	}
-	f.c.HandleCommand("echo", func(ctx context.Context, p []byte) (any, error) {
+	f.c.HandleCommand("echo", ScopeRead, func(ctx context.Context, p []byte) (any, error) {
 		var v map[string]any
 		if err := json.Unmarshal(p, &v); err != nil {
 			return nil, err
 		}
 		return v, nil
 	})
-	f.c.HandleCommand("fail", func(ctx context.Context, p []byte) (any, error) { return nil, errors.New("no model to retrain") })
+	f.c.HandleCommand("fail", ScopeModel, func(ctx context.Context, p []byte) (any, error) { return nil, errors.New("no model to retrain") })
 	f.c.Start()
 
 	// online comes after the retained state, on every connect.

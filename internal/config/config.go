@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -49,6 +50,9 @@ type Config struct {
 	MQTTCAFile   string `envconfig:"DIAGD_MQTT_CA_FILE" desc:"CA certificate for TLS"`
 	MQTTCertFile string `envconfig:"DIAGD_MQTT_CERT_FILE" desc:"client certificate for mutual TLS"`
 	MQTTKeyFile  string `envconfig:"DIAGD_MQTT_KEY_FILE" desc:"client key for mutual TLS"`
+
+	MQTTMaxPacket int    `envconfig:"DIAGD_MQTT_MAX_PACKET" default:"0" desc:"the broker's max_packet_size in bytes, if it sets one (larger verdicts go to the outbox's dead-letter file); 0: unknown"`
+	Commands      string `envconfig:"DIAGD_COMMANDS" desc:"comma-separated MQTT commands to answer, e.g. trigger,status (default: all)"`
 
 	OutboxMaxBytes   int64 `envconfig:"DIAGD_OUTBOX_MAX_BYTES" default:"268435456" desc:"outbox size limit; when full, frames are not taken (verdicts are never dropped)"`
 	OutboxMaxRecords int   `envconfig:"DIAGD_OUTBOX_MAX_RECORDS" default:"1000000" desc:"outbox record limit"`
@@ -164,6 +168,7 @@ func (c *Config) Validate() error {
 	if c.ShutdownTimeout <= 0 {
 		bad("SHUTDOWN_TIMEOUT", "%v must be positive", c.ShutdownTimeout)
 	}
+	c.validateMQTT(bad)
 	c.validateJobs(bad)
 	return errors.Join(errs...)
 }
@@ -231,5 +236,34 @@ func (c *Config) validateJobs(bad func(v string, format string, a ...any)) {
 	}
 	if c.JobThreads < 0 {
 		bad("JOB_THREADS", "%d is negative", c.JobThreads)
+	}
+}
+
+// CommandNames are the MQTT commands the daemon answers (DIAGD_COMMANDS picks from them).
+var CommandNames = []string{"status", "trigger", "reload", "augment", "retrain", "cycle"}
+
+// CommandList is DIAGD_COMMANDS as a list; nil when unset (every command).
+func (c *Config) CommandList() []string {
+	var out []string
+	for _, n := range strings.Split(c.Commands, ",") {
+		if n = strings.TrimSpace(n); n != "" {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// validateMQTT checks the MQTT settings beyond the broker's address.
+func (c *Config) validateMQTT(bad func(v string, format string, a ...any)) {
+	if c.MQTTMaxPacket != 0 && (c.MQTTMaxPacket < 512 || c.MQTTMaxPacket > 268435455) {
+		bad("MQTT_MAX_PACKET", "%d: want 0 (unknown) or 512..268435455 bytes", c.MQTTMaxPacket)
+	}
+	if strings.TrimSpace(c.Commands) != "" && len(c.CommandList()) == 0 {
+		bad("COMMANDS", "%q names no command (leave it unset to answer every command)", c.Commands)
+	}
+	for _, n := range c.CommandList() {
+		if !slices.Contains(CommandNames, n) {
+			bad("COMMANDS", "unknown command %q (commands: %s)", n, strings.Join(CommandNames, ", "))
+		}
 	}
 }

@@ -68,3 +68,31 @@ func TestErrorsNameTheVariable(t *testing.T) {
 		}
 	}
 }
+
+func TestCommandsAndMaxPacket(t *testing.T) {
+	c := Defaults()
+	c.Demo, c.Station = true, "s1"
+	c.Commands = " trigger, status "
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.CommandList(); !reflect.DeepEqual(got, []string{"trigger", "status"}) {
+		t.Fatalf("CommandList %q", got)
+	}
+	for _, tc := range []struct {
+		commands string
+		packet   int
+		want     string
+	}{
+		{"trigger,retrian", 0, `DIAGD_COMMANDS: unknown command "retrian"`},
+		{" , ", 0, "DIAGD_COMMANDS: \" , \" names no command"},
+		{"", 100, "DIAGD_MQTT_MAX_PACKET: 100"},
+		{"", -1, "DIAGD_MQTT_MAX_PACKET: -1"},
+	} {
+		c := Defaults()
+		c.Demo, c.Station, c.Commands, c.MQTTMaxPacket = true, "s1", tc.commands, tc.packet
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("commands %q, max packet %d: %v, want an error containing %q", tc.commands, tc.packet, err, tc.want)
+		}
+	}
+}

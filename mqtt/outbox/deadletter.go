@@ -38,7 +38,7 @@ func (o *Outbox) DeadLetter(seq uint64, reason string) error {
 	_, acked := o.acked[seq]
 	if i < 0 || acked || seq > o.durable {
 		o.mu.Unlock()
-		return fmt.Errorf("outbox: dead letter: seq %d is not a stored, unacknowledged record", seq)
+		return fmt.Errorf("%w: seq %d", ErrNotPending, seq)
 	}
 	e := o.queue[i]
 	o.mu.Unlock()

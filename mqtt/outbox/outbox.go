@@ -57,6 +57,8 @@ var (
 	ErrTooLarge = errors.New("outbox record too large")
 	// ErrClosed: the outbox was closed.
 	ErrClosed = errors.New("outbox closed")
+	// ErrNotPending: DeadLetter of a record that is not stored or already acknowledged.
+	ErrNotPending = errors.New("outbox: no such unacknowledged record")
 )
 
 // Options tune an outbox. Zero values take the defaults shown.
