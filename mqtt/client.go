@@ -42,6 +42,7 @@ type Client struct {
 	ob    *outbox.Outbox
 	pc    paho.Client
 	store *sessionStore
+	tls   bool // the connection is TLS
 	m     metrics
 
 	mu         sync.Mutex
@@ -127,6 +128,7 @@ func New(log *slog.Logger, cfg Config, ob *outbox.Outbox, reg prometheus.Registe
 		SetDefaultPublishHandler(c.onMessage)
 	if tlsCfg != nil {
 		o.SetTLSConfig(tlsCfg)
+		c.tls = true
 	}
 	c.pc = paho.NewClient(o)
 	return c, nil

@@ -35,7 +35,7 @@ type connLog struct {
 	lastErr    string
 	lastErrAt  time.Time
 	failures   uint64
-	loggedErr  string
+	loggedKind string // the kind (see classify) last logged
 	loggedAt   time.Time
 	suppressed int
 }
@@ -52,17 +52,17 @@ func (c *Client) onConnNotification(_ paho.Client, n paho.ConnectionNotification
 // connectFailed records, counts and logs (once per reason and minute) why a connection
 // attempt failed.
 func (c *Client) connectFailed(err error) {
-	reason := connectReason(err)
+	kind, reason := connectReason(err, c.tls)
 	c.m.connectFailures.Inc()
 	now := time.Now()
 	c.mu.Lock()
 	cl := &c.conn
 	cl.failures++
 	cl.lastErr, cl.lastErrAt = reason, now
-	logIt := reason != cl.loggedErr || now.Sub(cl.loggedAt) >= relogEvery
+	logIt := kind != cl.loggedKind || now.Sub(cl.loggedAt) >= relogEvery
 	suppressed := cl.suppressed
 	if logIt {
-		cl.loggedErr, cl.loggedAt, cl.suppressed = reason, now, 0
+		cl.loggedKind, cl.loggedAt, cl.suppressed = kind, now, 0
 	} else {
 		cl.suppressed++
 	}
@@ -97,7 +97,12 @@ func (c *Client) connectionStateLocked(now time.Time) connectionState {
 
 // connectReason turns a connection error into what an operator can act on: the
 // broker's CONNACK refusal, or the TLS or network failure with its likely cause.
-func connectReason(err error) string {
+//
+// kind is a stable name for the cause: repeats of one kind are logged once a minute.
+// overTLS says whether the connection was TLS, which tells a broker that hangs up on a
+// TLS client (a client certificate missing or refused, in TLS 1.3 only seen after the
+// handshake) from one that hangs up on plain TCP (a TLS port).
+func connectReason(err error, overTLS bool) (kind, reason string) {
 	var (
 		unknownCA x509.UnknownAuthorityError
 		hostname  x509.HostnameError
@@ -108,31 +113,39 @@ func connectReason(err error) string {
 	msg := err.Error()
 	switch {
 	case errors.Is(err, packets.ErrorRefusedNotAuthorised):
-		return "the broker refused the connection: not authorised (CONNACK 5): check the username and password, the client certificate, and the broker's ACL"
+		return "not_authorised", "the broker refused the connection: not authorised (CONNACK 5): check the username and password, the client certificate, and the broker's ACL"
 	case errors.Is(err, packets.ErrorRefusedBadUsernameOrPassword):
-		return "the broker refused the connection: bad user name or password (CONNACK 4)"
+		return "bad_credentials", "the broker refused the connection: bad user name or password (CONNACK 4)"
 	case errors.Is(err, packets.ErrorRefusedIDRejected):
-		return "the broker refused the connection: client id rejected (CONNACK 2)"
+		return "id_rejected", "the broker refused the connection: client id rejected (CONNACK 2)"
 	case errors.Is(err, packets.ErrorRefusedServerUnavailable):
-		return "the broker refused the connection: server unavailable (CONNACK 3)"
+		return "unavailable", "the broker refused the connection: server unavailable (CONNACK 3)"
 	case errors.Is(err, packets.ErrorRefusedBadProtocolVersion):
-		return "the broker refused the connection: it does not speak MQTT 3.1.1 (CONNACK 1)"
+		return "protocol", "the broker refused the connection: it does not speak MQTT 3.1.1 (CONNACK 1)"
 	case errors.As(err, &unknownCA):
-		return "TLS: the broker's certificate is not signed by a trusted CA (check the CA file): " + msg
+		return "tls_unknown_ca", "TLS: the broker's certificate is not signed by a trusted CA (check the CA file): " + msg
 	case errors.As(err, &hostname):
-		return "TLS: the broker's certificate does not name this host: " + msg
+		return "tls_hostname", "TLS: the broker's certificate does not name this host: " + msg
 	case errors.As(err, &invalid):
-		return "TLS: the broker's certificate is not valid (expired?): " + msg
+		return "tls_invalid_certificate", "TLS: the broker's certificate is not valid (expired?): " + msg
 	case errors.As(err, &plainText):
-		return "TLS: the broker answered in plain text: this port does not speak TLS (use tcp:// or the TLS port): " + msg
+		return "tls_plaintext", "TLS: the broker answered in plain text: this port does not speak TLS (use tcp:// or the TLS port): " + msg
 	case errors.As(err, &alert) || strings.Contains(msg, "remote error: tls:"):
-		return "TLS: the broker rejected the handshake (a client certificate missing or not trusted?): " + msg
+		return "tls_rejected", "TLS: the broker rejected the handshake (does it want a client certificate, or refuse the one given?): " + msg
 	case errors.Is(err, syscall.ECONNREFUSED):
-		return "nothing accepts connections at the broker's address: " + msg
-	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET):
-		return "the broker closed the connection without answering (a TLS port spoken to in plain TCP? use ssl://): " + msg
+		return "refused", "nothing accepts connections at the broker's address: " + msg
+	case closed(err) && overTLS:
+		// The same cause as an alert: which one the client sees first is a race.
+		return "tls_rejected", "TLS: the broker closed the connection without answering (does it want a client certificate, or refuse the one given?): " + msg
+	case closed(err):
+		return "closed", "the broker closed the connection without answering (a TLS port spoken to in plain TCP? use ssl://): " + msg
 	}
-	return msg
+	return "other", msg
+}
+
+func closed(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, syscall.EPIPE)
 }
 
 // redact removes a password from a broker URL for logs and state.

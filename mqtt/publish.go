@@ -189,12 +189,12 @@ func (c *Client) setAside(seq uint64, reason string) {
 		return // already set aside (the pump and the session store may both find it)
 	}
 	c.m.tooLarge.Inc()
-	c.log.Error("mqtt: verdict set aside, never to be published", "seq", seq, "reason", reason,
-		"file", outbox.DeadLetterFile, "err", err)
 	ev := deadLetterEvent{Seq: seq, Reason: reason, File: outbox.DeadLetterFile}
 	if err != nil {
 		ev.Error = err.Error()
 	}
+	c.log.Error("mqtt: verdict set aside, never to be published", "seq", seq, "reason", reason,
+		"file", outbox.DeadLetterFile, "save_error", ev.Error)
 	_ = c.Event("dead_letter", ev)
 	c.checkOutboxHealth()
 }

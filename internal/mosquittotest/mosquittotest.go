@@ -2,12 +2,13 @@
 // port, with a temporary config and persistence folder, anonymous access, and a large
 // queue for offline persistent sessions. The broker can be SIGKILLed and restarted on
 // the same port with its persistence, to test what survives a broker crash. StartWith
-// adds TLS and passwords; NewProxy puts a cuttable TCP link in front of the broker, to
-// make a client vanish without DISCONNECT (last will) while the broker keeps running.
+// adds TLS, passwords and a packet size limit; NewProxy puts a cuttable TCP link in
+// front of the broker, to make a client vanish without DISCONNECT (last will) while the
+// broker keeps running, or to swallow the broker's PUBACKs.
 //
 //	b := mosquittotest.Start(t)          // b.URL() = tcp://127.0.0.1:<port>
 //	b.Kill(); b.Restart()                // crash and come back with its persistence
-//	p := mosquittotest.NewProxy(t, b)    // p.URL(); p.Sever(); p.SetDown(true)
+//	p := mosquittotest.NewProxy(t, b)    // p.URL(); p.Sever(); p.SetDown(true); p.DropPubacks(true)
 package mosquittotest
 
 import (
@@ -52,6 +53,9 @@ type Options struct {
 	// Users, when not empty, turns anonymous access off and accepts these
 	// user → password pairs (hashed with mosquitto_passwd).
 	Users map[string]string
+	// MaxPacketSize, when > 0, is mosquitto's max_packet_size: it drops a client that
+	// sends a larger packet.
+	MaxPacketSize int
 }
 
 // Start starts mosquitto and returns once it accepts connections. The broker is
@@ -88,6 +92,9 @@ log_type notice
 log_type information
 connection_messages true
 `, b.Port, b.Dir, autosave, filepath.Join(b.Dir, "mosquitto.log"))
+	if opts.MaxPacketSize > 0 {
+		conf += fmt.Sprintf("max_packet_size %d\n", opts.MaxPacketSize)
+	}
 	if len(opts.Users) == 0 {
 		conf += "allow_anonymous true\n"
 	} else {

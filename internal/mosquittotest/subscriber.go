@@ -82,6 +82,15 @@ func (s *Subscriber) Publish(t testing.TB, topic, payload string) {
 	}
 }
 
+// PublishRetained sends a retained QoS 1 message, as a careless operator's
+// `mosquitto_pub -r` would.
+func (s *Subscriber) PublishRetained(t testing.TB, topic, payload string) {
+	t.Helper()
+	if tok := s.pc.Publish(topic, 1, true, payload); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("publish %s: %v", topic, tok.Error())
+	}
+}
+
 // Sync returns once the subscription is active at the broker: it publishes a probe on
 // topic (which its filter must cover) and waits to receive it. After a broker restart
 // the session may come back without its subscription (a SIGKILL can beat mosquitto's
