@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/diagd/diagd/internal/mosquittotest"
+	"github.com/diagd/diagd/internal/testenv"
 	"github.com/diagd/diagd/mqtt/outbox"
 )
 
@@ -457,3 +458,60 @@ func counter(t *testing.T, reg *prometheus.Registry, name string) float64 {
 }
 
 func slogTo(w io.Writer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }
+
+// Issue 8 item 14: the ACL README recommends (testdata/mosquitto.acl, quoted there) lets
+// diagd do its job, lets a PLC read verdicts and send only trigger and status, and
+// lets an HMI send every command.
+func TestRecommendedACL(t *testing.T) {
+	acl, err := os.ReadFile("testdata/mosquitto.acl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme, err := os.ReadFile(filepath.Join(testenv.ModuleRoot(t), "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(readme), string(acl)) {
+		t.Fatal("README.md does not quote mqtt/testdata/mosquitto.acl as it is")
+	}
+	b := mosquittotest.StartWith(t, mosquittotest.Options{SaveOnShutdownOnly: true, ACL: string(acl),
+		Users: map[string]string{"diagd-line3": "d", "plc-line3": "p", "hmi": "h"}})
+	plc := mosquittotest.SubscribeAs(t, b.URL(), "plc-1", "plc-line3", "p", "diagd/line3/#")
+	hmi := mosquittotest.SubscribeAs(t, b.URL(), "hmi-1", "hmi", "h", "diagd/#")
+	f := newClient(t, b.URL(), "line3", t.TempDir(), outbox.Options{}, func(c *Config) { c.Username, c.Password = "diagd-line3", "d" })
+	defer f.close(t, context.Background())
+	var mu sync.Mutex
+	ran := map[string]int{}
+	for name, scope := range map[string]Scope{"status": ScopeRead, "trigger": ScopeOperate, "retrain": ScopeModel} {
+		f.c.HandleCommand(name, scope, func(context.Context, []byte) (any, error) {
+			mu.Lock()
+			ran[name]++
+			mu.Unlock()
+			return "ok", nil
+		})
+	}
+	f.c.Start()
+	if _, _, err := f.c.PublishVerdict(sample(0)); err != nil {
+		t.Fatal(err)
+	}
+	plc.WaitFor(t, 10*time.Second, "the verdict and online at the PLC", func(ms []msg) bool {
+		return countTopic(ms, "diagd/line3/verdict") == 1 && count(ms, "diagd/line3/available", "online") == 1
+	})
+	plc.Publish(t, "diagd/line3/cmd/retrain", `{}`) // denied: the broker drops it
+	plc.Publish(t, "diagd/line3/cmd/trigger", `{}`)
+	plc.WaitFor(t, 10*time.Second, "the trigger's result at the PLC", func(ms []msg) bool {
+		return countTopic(ms, "diagd/line3/cmd/trigger/result") == 1
+	})
+	hmi.Publish(t, "diagd/line3/cmd/retrain", `{}`)
+	hmi.WaitFor(t, 10*time.Second, "the HMI's retrain result", func(ms []msg) bool {
+		return countTopic(ms, "diagd/line3/cmd/retrain/result") == 1
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if ran["trigger"] != 1 || ran["retrain"] != 1 {
+		t.Fatalf("commands run %v: want the PLC's trigger and the HMI's retrain, not the PLC's retrain", ran)
+	}
+	if countTopic(plc.Snapshot(), "diagd/line3/cmd/retrain/result") != 0 {
+		t.Fatal("the PLC sees results of commands it may not send")
+	}
+}

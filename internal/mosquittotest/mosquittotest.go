@@ -56,6 +56,8 @@ type Options struct {
 	// MaxPacketSize, when > 0, is mosquitto's max_packet_size: it drops a client that
 	// sends a larger packet.
 	MaxPacketSize int
+	// ACL, when not empty, is the content of mosquitto's acl_file (use with Users).
+	ACL string
 }
 
 // Start starts mosquitto and returns once it accepts connections. The broker is
@@ -94,6 +96,13 @@ connection_messages true
 `, b.Port, b.Dir, autosave, filepath.Join(b.Dir, "mosquitto.log"))
 	if opts.MaxPacketSize > 0 {
 		conf += fmt.Sprintf("max_packet_size %d\n", opts.MaxPacketSize)
+	}
+	if opts.ACL != "" {
+		acl := filepath.Join(b.Dir, "acl")
+		if err := os.WriteFile(acl, []byte(opts.ACL), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		conf += "acl_file " + acl + "\n"
 	}
 	if len(opts.Users) == 0 {
 		conf += "allow_anonymous true\n"
