@@ -57,6 +57,8 @@ type Client struct {
 	dirty      map[string]bool // states changed since last published
 	events     []event
 	outboxSeen *outboxState // last outbox state published
+	// refuseLogged is when a refused command was last logged, by reason.
+	refuseLogged map[string]time.Time
 
 	stateMu   sync.Mutex // serialises state publication so the newest value wins
 	stateKick chan struct{}
@@ -88,14 +90,15 @@ func New(log *slog.Logger, cfg Config, ob *outbox.Outbox, reg prometheus.Registe
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &Client{
 		cfg: cfg, log: log.With("client_id", cfg.ClientID), ob: ob,
-		upChanged: make(chan struct{}),
-		handlers:  map[string]command{},
-		states:    map[string][]byte{},
-		dirty:     map[string]bool{},
-		stateKick: make(chan struct{}, 1),
-		eventKick: make(chan struct{}, 1),
-		cmdSlots:  make(chan struct{}, cfg.MaxCommandsInFlight),
-		ctx:       ctx, cancel: cancel,
+		upChanged:    make(chan struct{}),
+		handlers:     map[string]command{},
+		refuseLogged: map[string]time.Time{},
+		states:       map[string][]byte{},
+		dirty:        map[string]bool{},
+		stateKick:    make(chan struct{}, 1),
+		eventKick:    make(chan struct{}, 1),
+		cmdSlots:     make(chan struct{}, cfg.MaxCommandsInFlight),
+		ctx:          ctx, cancel: cancel,
 	}
 	c.store = newSessionStore(c.onPoison)
 	if err := c.registerMetrics(reg); err != nil {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 )
@@ -149,34 +150,50 @@ func (c *Client) onMessage(_ paho.Client, m paho.Message) {
 	}()
 }
 
+// refuseLogEvery is how often refusals of one reason are logged: a flood of commands
+// from outside must not flood the log (the counter counts them all).
+const refuseLogEvery = 10 * time.Second
+
 // refuse counts and logs a command that gets no answer.
 func (c *Client) refuse(reason, msg string, args ...any) {
 	c.m.cmdRefused.WithLabelValues(reason).Inc()
-	c.log.Warn(msg, args...)
+	now := time.Now()
+	c.mu.Lock()
+	last := c.refuseLogged[reason]
+	logIt := now.Sub(last) >= refuseLogEvery
+	if logIt {
+		c.refuseLogged[reason] = now
+	}
+	c.mu.Unlock()
+	if logIt {
+		c.log.Warn(msg, args...)
+	}
 }
 
-// runCommand checks and runs one command and returns its result.
+// runCommand checks and runs one command and returns its result. Refusals are counted
+// and logged at most every refuseLogEvery per reason.
 func (c *Client) runCommand(name string, payload []byte, size int) commandResult {
 	c.mu.Lock()
 	cmd, known := c.handlers[name]
 	c.mu.Unlock()
+	refused := func(reason, format string, a ...any) commandResult {
+		res := commandResult{Error: fmt.Sprintf(format, a...)}
+		c.refuse(reason, "mqtt: command refused", "command", name, "err", res.Error)
+		return res
+	}
 	if size > c.cfg.MaxCommandBytes {
-		c.m.cmdRefused.WithLabelValues("too_large").Inc()
-		return commandResult{Error: fmt.Sprintf("command %s: payload is %d bytes, limit %d", name, size, c.cfg.MaxCommandBytes)}
+		return refused("too_large", "command %s: payload is %d bytes, limit %d", name, size, c.cfg.MaxCommandBytes)
 	}
 	id, body, err := parseCommand(payload)
 	if err != nil {
-		c.m.cmdRefused.WithLabelValues("bad_payload").Inc()
-		return commandResult{Error: fmt.Sprintf("command %s: %v", name, err)}
+		return refused("bad_payload", "command %s: %v", name, err)
 	}
-	res := commandResult{ID: id}
+	var res commandResult
 	switch {
 	case !known:
-		c.m.cmdRefused.WithLabelValues("unknown").Inc()
-		res.Error = fmt.Sprintf("unknown command %q", name)
+		res = refused("unknown", "unknown command %q", name)
 	case !c.allowed(name):
-		c.m.cmdRefused.WithLabelValues("not_allowed").Inc()
-		res.Error = fmt.Sprintf("command %q (scope %s) is not allowed on this station", name, cmd.scope)
+		res = refused("not_allowed", "command %q (scope %s) is not allowed on this station", name, cmd.scope)
 	default:
 		c.log.Info("mqtt: command", "command", name, "scope", cmd.scope, "id", string(id))
 		ctx, cancel := context.WithTimeout(c.ctx, c.cfg.CommandTimeout)
@@ -184,10 +201,12 @@ func (c *Client) runCommand(name string, payload []byte, size int) commandResult
 		cancel()
 		if err != nil {
 			res.Error = err.Error()
+			c.log.Warn("mqtt: command failed", "command", name, "err", res.Error)
 		} else {
 			res.OK, res.Result = true, out
 		}
 	}
+	res.ID = id
 	return res
 }
 
@@ -200,9 +219,7 @@ func (c *Client) answer(name string, res commandResult) {
 	if err != nil {
 		res = commandResult{Error: fmt.Sprintf("command %s: %v", name, err), ID: res.ID}
 		b, _ = json.Marshal(res)
-	}
-	if !res.OK {
-		c.log.Warn("mqtt: command failed", "command", name, "err", res.Error)
+		c.log.Warn("mqtt: command result not sendable", "command", name, "err", err)
 	}
 	if err := c.wait(c.pc.Publish(c.topic("cmd", name, "result"), 1, false, b)); err != nil {
 		c.log.Warn("mqtt: publish command result", "command", name, "err", err)
