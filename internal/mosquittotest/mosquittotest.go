@@ -2,7 +2,7 @@
 // port, with a temporary config and persistence folder, anonymous access, and a large
 // queue for offline persistent sessions. The broker can be SIGKILLed and restarted on
 // the same port with its persistence, to test what survives a broker crash. StartWith
-// adds TLS, passwords and a packet size limit; NewProxy puts a cuttable TCP link in
+// adds TLS, passwords, an ACL and a packet size limit; NewProxy puts a cuttable TCP link in
 // front of the broker, to make a client vanish without DISCONNECT (last will) while the
 // broker keeps running, or to swallow the broker's PUBACKs.
 //
