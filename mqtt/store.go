@@ -18,7 +18,9 @@ const poisonStrikes = 3
 // Get returns a copy of a stored PUBLISH. On reconnect paho's resume sets the DUP flag on
 // what Get returns while the old connection's writer may still be encoding the same
 // packet: a data race in paho itself (eclipse-paho/paho.mqtt.golang#703, seen here under
-// -race). A copy keeps the writer's packet untouched.
+// -race). A copy keeps the writer's packet untouched; it is made without reading the
+// length field the writer sets (a publish made while resume runs is in the store and
+// on the wire at once).
 //
 // It also finds a message the broker refuses by size. MQTT 3.1.1 has no way to say so:
 // mosquitto just closes the connection when a packet exceeds its max_packet_size, and
@@ -89,8 +91,11 @@ func (s *sessionStore) Put(key string, p packets.ControlPacket) {
 func (s *sessionStore) Get(key string) packets.ControlPacket {
 	p := s.Store.Get(key)
 	if pub, ok := p.(*packets.PublishPacket); ok {
-		cp := *pub // the header is a value; the payload is never written after Put
-		return &cp
+		// Field by field: the writer may be setting RemainingLength (which Write
+		// recomputes) at this moment. The payload is never written after Put.
+		cp := &packets.PublishPacket{TopicName: pub.TopicName, MessageID: pub.MessageID, Payload: pub.Payload}
+		cp.MessageType, cp.Dup, cp.Qos, cp.Retain = pub.MessageType, pub.Dup, pub.Qos, pub.Retain
+		return cp
 	}
 	return p
 }

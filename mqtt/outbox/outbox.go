@@ -49,8 +49,9 @@ var (
 	// Nothing was stored; the caller should stop taking frames and report not-ready.
 	ErrOutboxFull = errors.New("outbox full")
 	// ErrStorage: the disk refused the write or the fsync (full, I/O error). Nothing of
-	// the append was stored; the next append tries again. The caller should hold its
-	// verdicts and stop taking frames, as for ErrOutboxFull.
+	// the append is kept (only a crash before the next append or Close can leave part of
+	// it, to be delivered at least once); the next append tries again. The caller should
+	// hold its verdicts and stop taking frames, as for ErrOutboxFull.
 	ErrStorage = errors.New("outbox storage failed")
 	// ErrTooLarge: a record (or a batch) that can never be stored: over MaxRecordBytes,
 	// or bigger than the whole outbox. Retrying cannot help.
@@ -625,6 +626,17 @@ func (o *Outbox) Close() error {
 		idle := o.flushIdle
 		o.mu.Unlock()
 		<-idle
+	}
+	o.mu.Lock()
+	repair := o.repair
+	o.mu.Unlock()
+	if repair {
+		// The last write failed: cut off what it left, so the next Open does not find
+		// records whose appenders were told they were not stored. (A crash before this
+		// may leave them: delivery is at least once, consumers dedupe.)
+		if _, err := o.repairActive(); err != nil {
+			o.log.Warn("outbox: cannot cut off the failed write at close; the next open may replay it", "err", err)
+		}
 	}
 	close(o.stop)
 	<-o.maintDone
