@@ -22,6 +22,9 @@ type Fill struct {
 	Texture shapes.Range `json:"texture"`
 	// Grain is the standard deviation of noise added inside the defect, grey levels.
 	Grain shapes.Range `json:"grain"`
+	// Smooth is the share of a blurred surface replacing the surface: worn, coated or
+	// frayed areas lose the fine texture around them.
+	Smooth shapes.Range `json:"smooth"`
 }
 
 // Place narrows where a kind's shapes may appear, on top of its regions.
@@ -169,7 +172,7 @@ func (p *parser) quantity(n *yaml.Node, key string, pr shapes.Param) (float64, b
 
 var (
 	contrastParam = shapes.Param{Name: "contrast", Lo: -255, Hi: 255}
-	textureParam  = shapes.Param{Name: "texture", Lo: 0, Hi: 1}
+	textureParam  = shapes.Param{Name: "texture", Lo: 0, Hi: 1} // also smooth
 	grainParam    = shapes.Param{Name: "grain", Lo: 0, Hi: 64}
 	edgeParam     = shapes.Param{Name: "edge", Lo: 1, Hi: 10000, Percent: true}
 	fracParam     = shapes.Param{Name: "box", Lo: 0, Hi: 1}
@@ -188,11 +191,13 @@ func (p *parser) fill(v *yaml.Node) Fill {
 			f.Texture = p.rangeOf(val, "fill.texture", textureParam)
 		case "grain":
 			f.Grain = p.rangeOf(val, "fill.grain", grainParam)
+		case "smooth":
+			f.Smooth = p.rangeOf(val, "fill.smooth", textureParam)
 		default:
 			return false
 		}
 		return true
-	}, "contrast", "texture", "grain")
+	}, "contrast", "texture", "grain", "smooth")
 	return f
 }
 
