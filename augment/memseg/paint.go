@@ -56,11 +56,11 @@ func Paint(img *image.RGBA, sh *shapes.Shape, texture *image.RGBA, look Look, gr
 	for y := range h {
 		copy(out.Pix[y*out.Stride:y*out.Stride+4*w], src.Pix[y*src.Stride:])
 	}
+	p := painter{src: src, out: out, tex: tex, blurred: blurred, ms: ms, mt: mt, look: look, grey: grey}
 	for i, a := range sh.Alpha {
 		if a == 0 {
 			continue
 		}
-		x, y := i%w, i/w
 		shift := look.Contrast
 		if sh.Profile != nil {
 			shift *= float64(sh.Profile[i])
@@ -71,41 +71,46 @@ func Paint(img *image.RGBA, sh *shapes.Shape, texture *image.RGBA, look Look, gr
 		if look.Grain > 0 {
 			shift += look.Grain * rng.NormFloat64()
 		}
-		so := y*src.Stride + 4*x
-		oo := y*out.Stride + 4*x
-		chans := 3
-		if grey {
-			chans = 1
-		}
-		var v [3]float64
-		for c := range chans {
-			s := float64(src.Pix[so+c])
-			if grey {
-				s = luma(src.Pix[so : so+3])
-			}
-			base := s
-			if blurred != nil {
-				base = (1-look.Smooth)*s + look.Smooth*pixel(blurred, x, y, c, grey)
-			}
-			d := base + shift
-			if tex != nil {
-				t := float64(tex.Pix[y*tex.Stride+4*x+c])
-				if grey {
-					t = luma(tex.Pix[y*tex.Stride+4*x : y*tex.Stride+4*x+3])
-				}
-				d = (1-look.Texture)*base + look.Texture*(t-mt[c]+ms[c]) + shift
-			}
-			v[c] = s + float64(a)*(d-s)
-		}
-		if grey {
-			v[1], v[2] = v[0], v[0]
-		}
-		for c := range 3 {
-			out.Pix[oo+c] = uint8(math.Round(min(max(v[c], 0), 255)))
-		}
-		out.Pix[oo+3] = 255
+		p.pixel(i%w, i/w, float64(a), shift)
 	}
 	return out, nil
+}
+
+// painter holds what every painted pixel needs.
+type painter struct {
+	src, out, tex, blurred *image.RGBA
+	ms, mt                 [3]float64
+	look                   Look
+	grey                   bool
+}
+
+// pixel writes out = s + a·(d − s) with d the target: the surface (partly blurred, partly
+// replaced by re-centred texture) shifted by the contrast; grey pixels from the luma.
+func (p *painter) pixel(x, y int, a, shift float64) {
+	chans := 3
+	if p.grey {
+		chans = 1
+	}
+	var v [3]float64
+	for c := range chans {
+		s := pixel(p.src, x, y, c, p.grey)
+		base := s
+		if p.blurred != nil {
+			base = (1-p.look.Smooth)*s + p.look.Smooth*pixel(p.blurred, x, y, c, p.grey)
+		}
+		if p.tex != nil {
+			base = (1-p.look.Texture)*base + p.look.Texture*(pixel(p.tex, x, y, c, p.grey)-p.mt[c]+p.ms[c])
+		}
+		v[c] = s + a*(base+shift-s)
+	}
+	if p.grey {
+		v[1], v[2] = v[0], v[0]
+	}
+	o := y*p.out.Stride + 4*x
+	for c := range 3 {
+		p.out.Pix[o+c] = uint8(math.Round(min(max(v[c], 0), 255)))
+	}
+	p.out.Pix[o+3] = 255
 }
 
 // means are the coverage-weighted means of the surface and the texture under the

@@ -82,3 +82,32 @@ func TestPaintColourShift(t *testing.T) {
 		t.Fatal("a texture share without a texture accepted")
 	}
 }
+
+// Smoothing replaces the surface's fine texture by its blur: the spread of the pixels
+// under the shape drops well below the surface's, the mean shift stays the contrast.
+func TestPaintSmooth(t *testing.T) {
+	const w, h = 80, 60
+	img := noisyGrey(w, h, 120, 20, 4)
+	r := image.Rect(20, 15, 60, 45)
+	out, err := Paint(img, rectShape(w, h, r), nil, Look{Contrast: -20, Smooth: 1}, true, rand.New(rand.NewPCG(1, 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	inner := r.Inset(SmoothRadius)
+	sd := func(m *image.RGBA) (mean, sd float64) {
+		var s, ss, n float64
+		for y := inner.Min.Y; y < inner.Max.Y; y++ {
+			for x := inner.Min.X; x < inner.Max.X; x++ {
+				v := float64(m.RGBAAt(x, y).R)
+				s, ss, n = s+v, ss+v*v, n+1
+			}
+		}
+		return s / n, math.Sqrt(ss/n - s*s/n/n)
+	}
+	m0, s0 := sd(img)
+	m1, s1 := sd(out)
+	// Uniform ±20 noise has sd 11.8; two passes of a 9-wide box average over ~17×17.
+	if s1 > s0/4 || math.Abs(m1-m0+20) > 1.5 {
+		t.Fatalf("sd %.1f → %.1f, mean %.1f → %.1f; want the sd cut and the mean 20 lower", s0, s1, m0, m1)
+	}
+}
