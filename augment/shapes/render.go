@@ -43,8 +43,19 @@ const placeTries = 10
 // Render draws one shape of spec inside region (a mask of the image's size; > 0 where
 // the defect may be). Unset parameters take Defaults. Same rng state, same shape.
 func Render(spec Spec, region *image.Gray, rng *rand.Rand) (*Shape, error) {
+	return RenderAt(spec, region, nil, rng)
+}
+
+// RenderAt is Render with the shape's centre drawn from anchors (> 0 where a centre
+// may be; nil: anywhere in the region): a chip placed near the border reaches into
+// the image instead of being cut to a strip along it. The shape is still clipped to
+// the region.
+func RenderAt(spec Spec, region, anchors *image.Gray, rng *rand.Rand) (*Shape, error) {
 	region = ZeroOrigin(region)
-	pts := newSampler(region)
+	if anchors == nil {
+		anchors = region
+	}
+	pts := newSampler(ZeroOrigin(anchors))
 	if pts.n == 0 {
 		return nil, ErrEmptyRegion
 	}
