@@ -341,3 +341,16 @@ kinds:
 		t.Errorf("%d problems, want %d:\n%v", len(probs), len(want), err)
 	}
 }
+
+// The example catalogues shipped with diagd stay valid.
+func TestExamplesLoad(t *testing.T) {
+	files, _ := filepath.Glob(filepath.Join("..", "examples", "*.yaml"))
+	if len(files) == 0 {
+		t.Fatal("no example catalogue in augment/examples")
+	}
+	for _, f := range files {
+		if _, err := Load(f); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+}
