@@ -185,7 +185,7 @@ func (j *jobs) start(name string, o jobOptions) (any, error) {
 	j.wg.Add(1)
 	go func() {
 		defer j.wg.Done()
-		if err := lowerJobPriority(); err != nil {
+		if err := LowerJobPriority(); err != nil {
 			j.d.log.Warn("job runs at normal priority", "job", name, "err", err)
 		}
 		j.run(ctx, name, o)

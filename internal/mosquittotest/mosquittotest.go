@@ -22,6 +22,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/diagd/diagd/internal/testenv"
 )
 
 // Binary is where Debian installs mosquitto; DIAGD_MOSQUITTO overrides it.
@@ -56,7 +58,7 @@ type Options struct {
 
 // Start starts mosquitto and returns once it accepts connections. The broker is
 // killed when the test ends; its log is printed if the test failed. Without the binary
-// the test is skipped with a clear message.
+// the test fails under CI and is skipped elsewhere, with a clear message (testenv.Missing).
 func Start(t testing.TB) *Broker { t.Helper(); return StartWith(t, Options{}) }
 
 // StartWith is Start with TLS and/or passwords.
@@ -67,7 +69,7 @@ func StartWith(t testing.TB, opts Options) *Broker {
 		bin = Binary
 	}
 	if _, err := os.Stat(bin); err != nil {
-		t.Skipf("mosquittotest: mosquitto binary %s is absent (%v): apt-get install mosquitto", bin, err)
+		testenv.Missing(t, "mosquittotest: mosquitto binary %s is absent (%v): apt-get install mosquitto", bin, err)
 	}
 	b := &Broker{Port: freePort(t), Dir: t.TempDir(), t: t}
 	// Save after every change, so a SIGKILL loses (almost) nothing: tests kill the broker.
