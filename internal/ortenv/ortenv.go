@@ -24,7 +24,8 @@ const LibName = "libonnxruntime.so"
 
 // Candidates lists, in order, where the library is looked for: an explicit
 // DIAGD_ORT_LIB (so a user can point at a GPU build even when the CPU build sits next to
-// the binary), then next to the executable, then ../lib beside it (a /usr/local or /opt
+// the binary; when it does not exist Init fails rather than fall back), then next to
+// the executable, then ../lib beside it (a /usr/local or /opt
 // install), then the dynamic loader's own search path.
 func Candidates() []string {
 	var c []string
@@ -55,6 +56,13 @@ func Init(log *slog.Logger) (string, error) {
 }
 
 func initialise(log *slog.Logger) (string, error) {
+	if p := os.Getenv(LibEnv); p != "" {
+		// An explicit library that is not there is a mistake to report, not a reason to
+		// run silently on another build (a CPU library instead of the GPU one).
+		if _, err := os.Stat(p); err != nil {
+			return "", fmt.Errorf("%s=%s: %w", LibEnv, p, err)
+		}
+	}
 	var tried []string
 	for _, p := range Candidates() {
 		// A bare name goes to the loader's search path; a path must exist to be worth a dlopen.
