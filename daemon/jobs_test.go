@@ -29,9 +29,9 @@ import (
 // mosquitto with a PLC-like subscriber that sends the commands.
 
 const (
-	cmdTopic    = "diagd/line1/cmd/"
-	eventsTopic = "diagd/line1/events/"
-	modelState  = "diagd/line1/state/model"
+	cmdTopic        = "diagd/line1/cmd/"
+	eventsTopic     = "diagd/line1/events/"
+	modelStateTopic = "diagd/line1/state/model"
 )
 
 // writeSurface writes a 64×64 grey surface with mild noise: a good part, on which a
@@ -217,7 +217,7 @@ func TestJobCycleEndToEnd(t *testing.T) {
 	// promoted whatever random weights give: this test is about the swap, not the score.
 	s.cfg.PromoteTolerance = 1
 	r := start(t, s.cfg)
-	sub.WaitFor(t, 20*time.Second, "model v1 served", func(ms []msg) bool { return strings.Contains(last(ms, modelState), `"version":"v1"`) })
+	sub.WaitFor(t, 20*time.Second, "model v1 served", func(ms []msg) bool { return strings.Contains(last(ms, modelStateTopic), `"version":"v1"`) })
 	sub.WaitFor(t, 10*time.Second, "catalogue loaded", catalogueApplied(t))
 
 	// Frames keep arriving during the whole job.
@@ -311,7 +311,7 @@ func TestJobCycleEndToEnd(t *testing.T) {
 		t.Fatalf("registry current: %v %v, want v2", cur.Name, err)
 	}
 	// The model watcher swaps v2 in; frames judged after that carry v2.
-	sub.WaitFor(t, 20*time.Second, "model v2 served", func(ms []msg) bool { return strings.Contains(last(ms, modelState), `"version":"v2"`) })
+	sub.WaitFor(t, 20*time.Second, "model v2 served", func(ms []msg) bool { return strings.Contains(last(ms, modelStateTopic), `"version":"v2"`) })
 	time.Sleep(300 * time.Millisecond)
 	close(stopDrops)
 	<-dropsDone
@@ -500,7 +500,7 @@ func TestJobAugmentThenRetrainFromEmptyRegistry(t *testing.T) {
 	}
 	s.cfg.ModelDir = s.base
 	start(t, s.cfg)
-	sub.WaitFor(t, 20*time.Second, "model m1 served", func(ms []msg) bool { return strings.Contains(last(ms, modelState), `"version":"m1"`) })
+	sub.WaitFor(t, 20*time.Second, "model m1 served", func(ms []msg) bool { return strings.Contains(last(ms, modelStateTopic), `"version":"m1"`) })
 
 	sub.Publish(t, cmdTopic+"augment", `{"n":20}`)
 	ms := sub.WaitFor(t, 30*time.Second, "augment finished", finished(t, "augment"))
@@ -534,7 +534,7 @@ func TestJobAugmentThenRetrainFromEmptyRegistry(t *testing.T) {
 	}
 	// MODEL_DIR is not the registry's link: what serves does not change either way.
 	time.Sleep(3 * s.cfg.ModelPoll)
-	if got := last(sub.Snapshot(), modelState); !strings.Contains(got, `"version":"m1"`) {
+	if got := last(sub.Snapshot(), modelStateTopic); !strings.Contains(got, `"version":"m1"`) {
 		t.Fatalf("serving model changed: %s", got)
 	}
 	t.Logf("candidate AP %.3f vs serving AP %.3f: %v", cand, serv, rf["outcome"])
