@@ -40,7 +40,7 @@ func runValidate(ctx context.Context, env *cliEnv, args []string) int {
 	var o validateOptions
 	fs.StringVar(&o.catalogue, "catalogue", envOr("DIAGD_CATALOGUE", ""), "defect catalogue to check (default $DIAGD_CATALOGUE)")
 	if err := fs.Parse(args); err != nil {
-		return 2
+		return exitUsage
 	}
 	bad := 0
 	for _, c := range validateChecks {
