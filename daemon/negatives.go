@@ -24,6 +24,7 @@ const negativesMax = 5000
 type negativePool struct {
 	dir   string
 	every int
+	max   int // per camera (negativesMax)
 
 	mu    sync.Mutex
 	count map[string]int
@@ -31,7 +32,7 @@ type negativePool struct {
 }
 
 func newNegativePool(dir string, every int) *negativePool {
-	return &negativePool{dir: dir, every: every, count: map[string]int{}, files: map[string][]string{}}
+	return &negativePool{dir: dir, every: every, max: negativesMax, count: map[string]int{}, files: map[string][]string{}}
 }
 
 // offer saves the frame if it is the Nth of its camera; it reports whether it did.
@@ -68,7 +69,7 @@ func (p *negativePool) offer(f capture.Frame, r detect.Result) (bool, error) {
 		return false, err
 	}
 	files := append(p.files[f.Source], name)
-	for len(files) > negativesMax {
+	for len(files) > p.max {
 		os.Remove(filepath.Join(dir, files[0]))
 		files = files[1:]
 	}

@@ -200,6 +200,24 @@ func (b *Broker) Kill() { b.signal(syscall.SIGKILL) }
 // Stop ends the broker with SIGTERM (it saves its persistence) and waits.
 func (b *Broker) Stop() { b.signal(syscall.SIGTERM) }
 
+// Pause SIGSTOPs the broker: its connections stay open and nothing is answered, as
+// with a hung broker or a half-open connection. Resume continues it; Kill and Restart
+// work on a paused broker.
+func (b *Broker) Pause() { b.raise(syscall.SIGSTOP) }
+
+// Resume SIGCONTs a paused broker.
+func (b *Broker) Resume() { b.raise(syscall.SIGCONT) }
+
+// raise sends sig without waiting for the broker to exit.
+func (b *Broker) raise(sig syscall.Signal) {
+	b.mu.Lock()
+	cmd := b.cmd
+	b.mu.Unlock()
+	if cmd != nil {
+		_ = cmd.Process.Signal(sig)
+	}
+}
+
 func (b *Broker) signal(sig syscall.Signal) {
 	b.mu.Lock()
 	cmd, done := b.cmd, b.done
