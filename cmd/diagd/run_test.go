@@ -309,6 +309,21 @@ func TestRunKilledAndRestarted(t *testing.T) {
 		t.Logf("%d files judged again (their verdicts were durable, their journal entries not yet)", again)
 	}
 
+	// SIGHUP reloads the model (and the catalogue) instead of killing the daemon.
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	waitUntil(t, 10*time.Second, "the SIGHUP reload", func() bool {
+		log, _ := os.ReadFile(logPath)
+		return strings.Contains(string(log), "SIGHUP: reloading the model and the defect catalogue") &&
+			strings.Count(string(log), "detector model installed") >= 3 // two starts and the reload
+	})
+	select {
+	case err := <-p.done:
+		t.Fatalf("diagd exited on SIGHUP: %v", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	if metricsValue(t, httpAddr, "diagd_model_load_failures_total") != 0 {
+		t.Fatal("the SIGHUP reload failed")
+	}
 	// Graceful stop of the process: exit 0 and "stopped" retained.
 	p.cmd.Process.Signal(syscall.SIGTERM)
 	if code := p.wait(t, 30*time.Second); code != 0 {
