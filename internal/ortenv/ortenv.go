@@ -4,6 +4,7 @@
 package ortenv
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -128,6 +129,39 @@ type Session struct {
 	*ort.DynamicAdvancedSession
 	Provider Provider
 	Path     string
+}
+
+// RunContext is Run that ends early when ctx does: ONNX Runtime's RunOptions terminate
+// flag makes the run in flight fail at its next operator, so a stop or a cancelled job
+// does not wait for a long call (an SDXL UNet step takes seconds on a CPU). The error
+// then wraps ctx.Err().
+func (s *Session) RunContext(ctx context.Context, inputs, outputs []ort.Value) error {
+	if ctx.Done() == nil {
+		return s.Run(inputs, outputs)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("%s: not run: %w", s.Path, err)
+	}
+	ro, err := ort.NewRunOptions()
+	if err != nil {
+		return err
+	}
+	terminated := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		defer close(terminated)
+		ro.Terminate()
+	})
+	defer func() {
+		if !stop() {
+			<-terminated // Terminate is running or ran: let it finish before Destroy
+		}
+		ro.Destroy()
+	}()
+	err = s.RunWithOptions(inputs, outputs, ro)
+	if err != nil && ctx.Err() != nil {
+		return fmt.Errorf("%s: run terminated: %w", s.Path, ctx.Err())
+	}
+	return err
 }
 
 // OpenSession creates a session from a model path (so external weight files resolve)
