@@ -367,7 +367,14 @@ func TestNoModelThenHotSwap(t *testing.T) {
 	if code != 200 || !strings.Contains(body, `"ready":true`) {
 		t.Fatalf("/readyz with model, camera and broker: %d %s", code, body)
 	}
-	_, body = httpGet(t, "http://"+addr+"/metrics")
+	checkHotSwapMetrics(t, addr, len(names)-judged)
+}
+
+// checkHotSwapMetrics: every series is there, the unknown verdicts are counted, the
+// camera is up and MQTT connected.
+func checkHotSwapMetrics(t *testing.T, addr string, unknown int) {
+	t.Helper()
+	_, body := httpGet(t, "http://"+addr+"/metrics")
 	for _, series := range []string{
 		`diagd_verdicts_total{verdict="unknown"}`, `diagd_inference_seconds_count`, `diagd_verdict_latency_seconds_count`,
 		`diagd_camera_up{camera="cam"}`, `diagd_camera_fps{camera="cam"}`, `diagd_model_info{version="m2"}`,
@@ -379,8 +386,8 @@ func TestNoModelThenHotSwap(t *testing.T) {
 			t.Errorf("/metrics lacks %s", series)
 		}
 	}
-	if got := metric(t, body, `diagd_verdicts_total{verdict="unknown"}`); int(got) != len(names)-judged {
-		t.Errorf("diagd_verdicts_total{unknown} = %v, want %d", got, len(names)-judged)
+	if got := metric(t, body, `diagd_verdicts_total{verdict="unknown"}`); int(got) != unknown {
+		t.Errorf("diagd_verdicts_total{unknown} = %v, want %d", got, unknown)
 	}
 	if got := metric(t, body, `diagd_camera_up{camera="cam"}`); got != 1 {
 		t.Errorf("diagd_camera_up = %v", got)

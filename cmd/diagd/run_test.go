@@ -277,6 +277,20 @@ func TestRunKilledAndRestarted(t *testing.T) {
 	if delivered >= 100 {
 		t.Fatalf("all 100 verdicts made before the kill were delivered with the broker down?")
 	}
+	checkOneVerdictPerFile(t, vs, names, logPath)
+	checkSIGHUPReloads(t, p, logPath, httpAddr)
+	// Graceful stop of the process: exit 0 and "stopped" retained.
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	if code := p.wait(t, 30*time.Second); code != 0 {
+		t.Fatalf("diagd exit code %d after SIGTERM, want 0", code)
+	}
+	waitUntil(t, 10*time.Second, "available=stopped", func() bool { return sub.last("diagd/t1/available") == "stopped" })
+}
+
+// checkOneVerdictPerFile: one messageid per file, seqs 1..N without gaps or extras, and
+// at most one batch judged again after the restart.
+func checkOneVerdictPerFile(t *testing.T, vs []mqtt.Verdict, names []string, logPath string) {
+	t.Helper()
 	byFile := map[string]bool{}
 	seqs := map[uint64]bool{}
 	for _, v := range vs {
@@ -308,8 +322,12 @@ func TestRunKilledAndRestarted(t *testing.T) {
 	} else {
 		t.Logf("%d files judged again (their verdicts were durable, their journal entries not yet)", again)
 	}
+}
 
-	// SIGHUP reloads the model (and the catalogue) instead of killing the daemon.
+// checkSIGHUPReloads: SIGHUP reloads the model (and the catalogue) instead of killing
+// the daemon.
+func checkSIGHUPReloads(t *testing.T, p *daemonProc, logPath, httpAddr string) {
+	t.Helper()
 	p.cmd.Process.Signal(syscall.SIGHUP)
 	waitUntil(t, 10*time.Second, "the SIGHUP reload", func() bool {
 		log, _ := os.ReadFile(logPath)
@@ -324,12 +342,6 @@ func TestRunKilledAndRestarted(t *testing.T) {
 	if metricsValue(t, httpAddr, "diagd_model_load_failures_total") != 0 {
 		t.Fatal("the SIGHUP reload failed")
 	}
-	// Graceful stop of the process: exit 0 and "stopped" retained.
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	if code := p.wait(t, 30*time.Second); code != 0 {
-		t.Fatalf("diagd exit code %d after SIGTERM, want 0", code)
-	}
-	waitUntil(t, 10*time.Second, "available=stopped", func() bool { return sub.last("diagd/t1/available") == "stopped" })
 }
 
 // Bad DIAGD_* values make `diagd validate` exit non-zero and `diagd run` exit 78 (the
