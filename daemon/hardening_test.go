@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -556,5 +558,65 @@ func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 			t.Fatalf("timed out after %v waiting for %s", timeout, what)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// syncBuffer is a log sink safe for the daemon's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// A password in the broker URL reaches the broker (the daemon connects with it) and
+// nothing else: not the log, not the retained state/config every subscriber reads.
+func TestBrokerPasswordNeverLoggedOrPublished(t *testing.T) {
+	testenv.ORT(t)
+	b := mosquittotest.StartWith(t, mosquittotest.Options{Users: map[string]string{"plc": "s3cr3t-pw"}})
+	withUser := strings.Replace(b.URL(), "tcp://", "tcp://plc:s3cr3t-pw@", 1)
+	sub := subscribe(t, withUser, "plc-1", "diagd/line1/#")
+	watched := filepath.Join(t.TempDir(), "drop")
+	os.MkdirAll(watched, 0o755)
+	cfg := testConfig(t, withUser, folderSource("cam", watched)) // validated: the credentials leave the URL
+	writeModel(t, cfg.ModelDir, "m1", 1)
+	var logs syncBuffer
+	d, err := New(slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	names := newDropper(t, watched).dropN(2, 0)
+	ms := sub.WaitFor(t, 20*time.Second, "verdicts and state/config", func(ms []msg) bool {
+		return countVerdicts(t, verdictTopic, 2)(ms) && last(ms, "diagd/line1/state/config") != ""
+	})
+	checkOnePerFile(t, dedupe(verdictsOf(t, ms, verdictTopic)), names, 1)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	conf := last(ms, "diagd/line1/state/config")
+	if !strings.Contains(conf, `"mqttAuth":true`) || !strings.Contains(conf, `"mqttBroker":"tcp://127.0.0.1:`) {
+		t.Fatalf("state/config %s", conf)
+	}
+	for _, m := range ms {
+		if strings.Contains(m.Payload, "s3cr3t") {
+			t.Fatalf("the password was published on %s: %s", m.Topic, m.Payload)
+		}
+	}
+	if l := logs.String(); strings.Contains(l, "s3cr3t") || !strings.Contains(l, "diagd starting") {
+		t.Fatalf("the password is in the log (or the log is empty):\n%s", l)
 	}
 }
