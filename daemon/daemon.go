@@ -155,6 +155,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if d.cfg.HTTPAddr != "" {
 		var err error
 		if stopHTTP, err = d.serveHTTP(httpErr); err != nil {
+			d.after.close()
 			d.ob.Close()
 			d.det.Close()
 			return err
@@ -259,8 +260,8 @@ func (d *Daemon) shutdown(stopSources func(), judgeDone <-chan struct{}, stopBG 
 			d.log.Error("outbox close", "err", err)
 		}
 	}
-	if bgStopped {
-		d.det.Close() // the watchdog's probe no longer runs
+	if bgStopped && !d.health.probing.Load() {
+		d.det.Close() // nothing judges any more (a hung probe would make Close wait for it)
 	}
 	d.log.Info("diagd stopped")
 }

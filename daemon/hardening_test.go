@@ -94,10 +94,17 @@ func TestNonFiniteScoreGivesUnknownVerdict(t *testing.T) {
 			t.Fatalf("bright frame: %+v, want pass", v)
 		}
 	}
-	_, body := httpGet(t, "http://"+r.httpAddr(t)+"/metrics")
+	// Frames are kept after their verdicts are stored, off the judge's path: wait for it.
+	var body string
+	waitFor(t, 10*time.Second, "the passes kept", func() bool {
+		_, body = httpGet(t, "http://"+r.httpAddr(t)+"/metrics")
+		return metric(t, body, "diagd_negatives_kept_total") >= 8
+	})
 	if got := metric(t, body, "diagd_verdicts_not_stored_total"); got != 0 {
 		t.Fatalf("diagd_verdicts_not_stored_total = %v", got)
 	}
+	time.Sleep(200 * time.Millisecond) // a ninth (wrong) frame would be kept by now
+	_, body = httpGet(t, "http://"+r.httpAddr(t)+"/metrics")
 	if got := metric(t, body, "diagd_negatives_kept_total"); got != 8 {
 		t.Fatalf("diagd_negatives_kept_total = %v, want the 8 passes", got)
 	}
