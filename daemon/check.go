@@ -1,12 +1,16 @@
 package daemon
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/diagd/diagd/capture"
 	"github.com/diagd/diagd/internal/config"
@@ -14,15 +18,25 @@ import (
 	"github.com/diagd/diagd/mqtt"
 )
 
+// CheckOptions tune Check.
+type CheckOptions struct {
+	// RunningDiagdOK accepts an HTTP port held by a diagd that answers /readyz there (a
+	// warning, not an error): `diagd validate` on a station whose daemon runs, before it
+	// is restarted with the new settings.
+	RunningDiagdOK bool
+}
+
 // Check verifies, without starting anything, what Run will need beyond what
 // config.Validate can see in the values alone: the data folder is writable, the HTTP
 // port is free, the sources can be built, the MQTT client accepts its settings, and
 // ONNX Runtime loads. `diagd validate` runs it, and `diagd run` runs it first, so a
 // configuration that cannot work is refused as such (exit status 78: systemd does not
 // restart it) instead of failing later and restarting forever. Every error names its
-// variable. cfg must have passed config.Validate.
-func Check(log *slog.Logger, cfg config.Config) error {
+// variable. cfg must have passed config.Validate. It returns warnings (things that
+// are fine now) and the problems.
+func Check(log *slog.Logger, cfg config.Config, o CheckOptions) ([]string, error) {
 	var errs []error
+	var warnings []string
 	bad := func(v string, err error) {
 		errs = append(errs, fmt.Errorf("%s_%s: %s", config.Prefix, v, config.Redact(err.Error())))
 	}
@@ -30,10 +44,13 @@ func Check(log *slog.Logger, cfg config.Config) error {
 		bad("DATA_DIR", err)
 	}
 	if cfg.HTTPAddr != "" {
-		if ln, err := net.Listen("tcp", cfg.HTTPAddr); err != nil {
-			bad("HTTP_ADDR", err)
-		} else {
+		if ln, err := net.Listen("tcp", cfg.HTTPAddr); err == nil {
 			ln.Close()
+		} else if o.RunningDiagdOK && diagdAt(cfg.HTTPAddr) {
+			warnings = append(warnings, fmt.Sprintf("%s_HTTP_ADDR %s is held by a running diagd: restart it to apply these settings",
+				config.Prefix, cfg.HTTPAddr))
+		} else {
+			bad("HTTP_ADDR", err)
 		}
 	}
 	if err := checkSources(cfg.Sources); err != nil {
@@ -45,7 +62,21 @@ func Check(log *slog.Logger, cfg config.Config) error {
 	if _, err := ortenv.Init(log); err != nil {
 		bad("ORT_LIB", err)
 	}
-	return errors.Join(errs...)
+	return warnings, errors.Join(errs...)
+}
+
+// diagdAt reports whether a diagd answers /readyz at addr.
+func diagdAt(addr string) bool {
+	c := http.Client{Timeout: 2 * time.Second}
+	resp, err := c.Get("http://" + addr + "/readyz")
+	if err != nil {
+		return false
+	}
+	defer resp.Body.Close()
+	var r readyz
+	dec := json.NewDecoder(io.LimitReader(resp.Body, 1<<16))
+	dec.DisallowUnknownFields()
+	return dec.Decode(&r) == nil && r.Reasons != nil
 }
 
 // checkWritable creates dir if needed and writes, syncs and removes a probe file in it.

@@ -36,7 +36,7 @@ func runDaemon(ctx context.Context, env *cliEnv, args []string) int {
 	for _, w := range config.Warnings() {
 		env.log.Warn("configuration: " + w)
 	}
-	if err := daemon.Check(env.log, cfg); err != nil {
+	if _, err := daemon.Check(env.log, cfg, daemon.CheckOptions{}); err != nil {
 		fmt.Fprintf(env.stderr, "diagd run: %v\n", err)
 		return exitConfig
 	}
@@ -68,7 +68,11 @@ func checkDaemonConfig(_ context.Context, env *cliEnv, _ validateOptions) bool {
 		fmt.Fprintf(env.stderr, "validate: environment: %v\n", err)
 		return false
 	}
-	if err := daemon.Check(env.log, cfg); err != nil {
+	warnings, err := daemon.Check(env.log, cfg, daemon.CheckOptions{RunningDiagdOK: true})
+	for _, w := range warnings {
+		fmt.Fprintf(env.stderr, "validate: warning: %s\n", w)
+	}
+	if err != nil {
 		fmt.Fprintf(env.stderr, "validate: environment: %v\n", err)
 		return false
 	}
