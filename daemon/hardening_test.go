@@ -206,14 +206,9 @@ func TestWatchdogWithholdsPetsWhenTheModelHangs(t *testing.T) {
 // for the job, and returns within the shutdown timeout (before, it waited for the job
 // first, past systemd's TimeoutStopSec).
 func TestStopDoesNotWaitForAJobThatDoesNotStop(t *testing.T) {
-	testenv.ORT(t)
-	b := mosquittotest.Start(t)
-	sub := subscribe(t, b.URL(), "plc-1", "diagd/line1/#")
-	watched := filepath.Join(t.TempDir(), "drop")
-	os.MkdirAll(watched, 0o755)
-	cfg := testConfig(t, b.URL(), folderSource("cam", watched))
+	st := newStation(t, "diagd/line1/#")
+	sub, watched, cfg := st.sub, st.watched, st.cfg
 	cfg.ShutdownTimeout = 2 * time.Second
-	writeModel(t, cfg.ModelDir, "m1", 1)
 	release := make(chan struct{})
 	defer close(release)
 	var entered atomic.Bool
@@ -248,14 +243,9 @@ func TestStopDoesNotWaitForAJobThatDoesNotStop(t *testing.T) {
 // the shutdown timeout, leaving the unacknowledged verdicts in the outbox (before, it
 // took the timeout plus 10 s or more, waiting on the broker).
 func TestStopWithAHungBrokerIsBounded(t *testing.T) {
-	testenv.ORT(t)
-	b := mosquittotest.Start(t)
-	sub := subscribe(t, b.URL(), "plc-1", verdictTopic)
-	watched := filepath.Join(t.TempDir(), "drop")
-	os.MkdirAll(watched, 0o755)
-	cfg := testConfig(t, b.URL(), folderSource("cam", watched))
+	st := newStation(t, verdictTopic)
+	b, sub, watched, cfg := st.b, st.sub, st.watched, st.cfg
 	cfg.ShutdownTimeout = 2 * time.Second
-	writeModel(t, cfg.ModelDir, "m1", 1)
 	r := start(t, cfg)
 	dr := newDropper(t, watched)
 	dr.dropN(5, 0)
@@ -393,14 +383,9 @@ func TestModelLoadFailuresReported(t *testing.T) {
 // A panic in the detector gives its batch unknown verdicts naming it, is counted, and
 // the station goes on judging.
 func TestPanicInTheDetectorGivesUnknownVerdicts(t *testing.T) {
-	testenv.ORT(t)
-	b := mosquittotest.Start(t)
-	sub := subscribe(t, b.URL(), "plc-1", verdictTopic)
-	watched := filepath.Join(t.TempDir(), "drop")
-	os.MkdirAll(watched, 0o755)
-	cfg := testConfig(t, b.URL(), folderSource("cam", watched))
+	st := newStation(t, verdictTopic)
+	sub, watched, cfg := st.sub, st.watched, st.cfg
 	cfg.BatchMax = 1
-	writeModel(t, cfg.ModelDir, "m1", 1)
 	var calls atomic.Int32
 	r := startWith(t, cfg, func(d *Daemon) {
 		real := d.judgeFn

@@ -385,3 +385,27 @@ func (r *notifyRecorder) String() string {
 	defer r.mu.Unlock()
 	return fmt.Sprintf("%q", r.got)
 }
+
+// station is the common setup of a daemon test: ONNX Runtime, a broker, a PLC-like
+// subscriber on filter, a watched folder "cam" and the configuration for it, with the
+// small test model m1 in MODEL_DIR.
+type station struct {
+	b       *mosquittotest.Broker
+	sub     *subscriber
+	watched string
+	cfg     config.Config
+}
+
+func newStation(t testing.TB, filter string) station {
+	t.Helper()
+	testenv.ORT(t)
+	b := mosquittotest.Start(t)
+	sub := subscribe(t, b.URL(), "plc-1", filter)
+	watched := filepath.Join(t.TempDir(), "drop")
+	if err := os.MkdirAll(watched, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(t, b.URL(), folderSource("cam", watched))
+	writeModel(t, cfg.ModelDir, "m1", 1)
+	return station{b: b, sub: sub, watched: watched, cfg: cfg}
+}
