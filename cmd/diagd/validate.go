@@ -40,7 +40,7 @@ func runValidate(ctx context.Context, env *cliEnv, args []string) int {
 	var o validateOptions
 	fs.StringVar(&o.catalogue, "catalogue", envOr("DIAGD_CATALOGUE", ""), "defect catalogue to check (default $DIAGD_CATALOGUE)")
 	if err := fs.Parse(args); err != nil {
-		return 2
+		return exitUsage
 	}
 	// --catalogue FILE checks that file alone: a technician editing the catalogue need
 	// not have the daemon's settings (DIAGD_SOURCES, ...) at hand.

@@ -23,6 +23,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/diagd/diagd/internal/testenv"
 )
 
 // Binary is where Debian installs mosquitto; DIAGD_MOSQUITTO overrides it.
@@ -62,7 +64,7 @@ type Options struct {
 
 // Start starts mosquitto and returns once it accepts connections. The broker is
 // killed when the test ends; its log is printed if the test failed. Without the binary
-// the test is skipped with a clear message.
+// the test fails under CI and is skipped elsewhere, with a clear message (testenv.Missing).
 func Start(t testing.TB) *Broker { t.Helper(); return StartWith(t, Options{}) }
 
 // StartWith is Start with TLS and/or passwords.
@@ -73,7 +75,7 @@ func StartWith(t testing.TB, opts Options) *Broker {
 		bin = Binary
 	}
 	if _, err := os.Stat(bin); err != nil {
-		t.Skipf("mosquittotest: mosquitto binary %s is absent (%v): apt-get install mosquitto", bin, err)
+		testenv.Missing(t, "mosquittotest: mosquitto binary %s is absent (%v): apt-get install mosquitto", bin, err)
 	}
 	b := &Broker{Port: freePort(t), Dir: t.TempDir(), t: t}
 	// Save after every change, so a SIGKILL loses (almost) nothing: tests kill the broker.
@@ -213,6 +215,24 @@ func (b *Broker) Kill() { b.signal(syscall.SIGKILL) }
 
 // Stop ends the broker with SIGTERM (it saves its persistence) and waits.
 func (b *Broker) Stop() { b.signal(syscall.SIGTERM) }
+
+// Pause SIGSTOPs the broker: its connections stay open and nothing is answered, as
+// with a hung broker or a half-open connection. Resume continues it; Kill and Restart
+// work on a paused broker.
+func (b *Broker) Pause() { b.raise(syscall.SIGSTOP) }
+
+// Resume SIGCONTs a paused broker.
+func (b *Broker) Resume() { b.raise(syscall.SIGCONT) }
+
+// raise sends sig without waiting for the broker to exit.
+func (b *Broker) raise(sig syscall.Signal) {
+	b.mu.Lock()
+	cmd := b.cmd
+	b.mu.Unlock()
+	if cmd != nil {
+		_ = cmd.Process.Signal(sig)
+	}
+}
 
 func (b *Broker) signal(sig syscall.Signal) {
 	b.mu.Lock()
