@@ -227,8 +227,7 @@ func TestMissingFile(t *testing.T) {
 	}
 }
 
-// Shapes with parameters, fills, places and checks: read, and every bad value named by
-// line and column.
+// Shapes with parameters, fills, places and checks are read as written.
 func TestShapeFillPlaceChecks(t *testing.T) {
 	dir := t.TempDir()
 	src := `checks:
@@ -279,7 +278,11 @@ kinds:
 	if err != nil || d.Checks.MinContrast != nil || d.Checks.LabelRule != "any-pixel" || d.Checks.Retries != 8 {
 		t.Fatalf("defaults %+v %v", d, err)
 	}
+}
 
+// Every bad shape, fill, place or check value is named by line and column.
+func TestShapeFillPlaceErrors(t *testing.T) {
+	dir := t.TempDir()
 	bad := `checks:
   min_contrast: -1
   label_rule: strict
@@ -304,7 +307,7 @@ kinds:
   - name: c
     shape: {type: scratch, length: [10, 20%], width: nan}
 `
-	_, err = Parse(filepath.Join(dir, "bad.yaml"), []byte(bad))
+	_, err := Parse(filepath.Join(dir, "bad.yaml"), []byte(bad))
 	want := []struct {
 		line, col int
 		text      string
