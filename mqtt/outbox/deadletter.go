@@ -33,6 +33,10 @@ const maxReasonLen = 1024
 // When the file cannot take it (DeadLetterMaxBytes reached, or a write error) the record
 // is still acknowledged and the error says it is lost.
 func (o *Outbox) DeadLetter(seq uint64, reason string) error {
+	// One at a time from check to Ack: the size limit and the broker's refusals can name
+	// the same record at once, and it must be set aside (and counted) once.
+	o.dlMu.Lock()
+	defer o.dlMu.Unlock()
 	o.mu.Lock()
 	i := o.find(seq)
 	_, acked := o.acked[seq]
@@ -65,14 +69,13 @@ func (o *Outbox) DeadLetter(seq uint64, reason string) error {
 	return nil
 }
 
+// appendDeadLetter appends one line; the caller holds dlMu.
 func (o *Outbox) appendDeadLetter(dl deadLetter) error {
 	line, err := json.Marshal(dl)
 	if err != nil {
 		return err
 	}
 	line = append(line, '\n')
-	o.dlMu.Lock()
-	defer o.dlMu.Unlock()
 	path := filepath.Join(o.dir, DeadLetterFile)
 	if fi, err := os.Stat(path); err == nil && fi.Size()+int64(len(line)) > o.opts.DeadLetterMaxBytes {
 		return fmt.Errorf("%s holds %d bytes, limit %d", path, fi.Size(), o.opts.DeadLetterMaxBytes)

@@ -210,7 +210,7 @@ type Outbox struct {
 	// maintMu serialises maintenance (ack file, ids snapshot, segment deletion).
 	maintMu     sync.Mutex
 	persistedWM uint64
-	dlMu        sync.Mutex // serialises DeadLetterFile appends
+	dlMu        sync.Mutex // serialises DeadLetter calls (and so DeadLetterFile appends)
 }
 
 type idEntry struct {
