@@ -23,26 +23,25 @@ import (
 // least as good (within PROMOTE_TOLERANCE). Outcome: promoted, rejected, failed,
 // cancelled.
 func (j *jobs) retrain(ctx context.Context) (outcome, reason string) {
-	j.m.running.WithLabelValues(jobRetrain).Set(1)
-	defer j.m.running.WithLabelValues(jobRetrain).Set(0)
+	j.d.m.jobRunning.WithLabelValues(jobRetrain).Set(1)
+	defer j.d.m.jobRunning.WithLabelValues(jobRetrain).Set(0)
 	cfg, log := j.d.cfg, j.d.log
 	start := time.Now()
-	j.d.client.Event(jobRetrain, map[string]any{"job": jobRetrain, "phase": "start", "registry": cfg.Registry})
-	ev := map[string]any{"registry": cfg.Registry}
+	j.d.client.Event(jobRetrain, jobStart{Job: jobRetrain, Phase: "start", Registry: cfg.Registry})
+	ev := retrainFinish{Job: jobRetrain, Phase: "finish", Registry: cfg.Registry}
 	done := func(out string, err error) (string, string) {
-		ev["outcome"], ev["elapsed_s"] = out, time.Since(start).Seconds()
+		ev.Outcome, ev.ElapsedS = out, time.Since(start).Seconds()
 		if err != nil {
-			ev["error"] = err.Error()
+			ev.Error = err.Error()
 			log.Warn("retrain job "+out, "err", err)
 		} else {
-			log.Info("retrain job done", "outcome", out, "version", ev["version"], "reason", ev["reason"])
+			log.Info("retrain job done", "outcome", out, "version", ev.Version, "reason", ev.Reason)
 		}
-		j.finish(jobRetrain, ev)
+		j.finished(jobRetrain, out, ev)
 		if err != nil {
 			return out, err.Error()
 		}
-		r, _ := ev["reason"].(string)
-		return out, r
+		return out, ev.Reason
 	}
 	reg, err := registry.Open(log, cfg.Registry, registry.Options{})
 	if err != nil {
@@ -67,7 +66,7 @@ func (j *jobs) retrain(ctx context.Context) (outcome, reason string) {
 		if err != nil {
 			return done("failed", fmt.Errorf("importing the serving model %s into the registry: %w", cfg.ModelDir, err))
 		}
-		ev["imported_base"] = v
+		ev.ImportedBase = v
 		log.Info("registry was empty: imported the serving model", "model_dir", cfg.ModelDir, "version", v)
 	} else if err != nil {
 		return done("failed", err)
@@ -84,7 +83,7 @@ func (j *jobs) retrain(ctx context.Context) (outcome, reason string) {
 			mode = dataset.FullShot // real defects exist: train on them too
 		}
 	}
-	ev["mode"] = mode
+	ev.Mode = string(mode)
 	train, err := dataset.Compose(real, syn, mode, 0)
 	if err != nil {
 		return done("failed", err)
@@ -99,7 +98,7 @@ func (j *jobs) retrain(ctx context.Context) (outcome, reason string) {
 	} else {
 		train, val, valName = retrain.HoldoutValidation(train, real, mode, validationFraction, 0, cfg.DataDir)
 	}
-	ev["validation"] = valName
+	ev.Validation = valName
 	rep := &reporter{j: j, job: jobRetrain}
 	out, err := retrain.Run(ctx, retrain.Config{
 		Log: log, Registry: reg, Train: train, Val: val, ValName: valName,
@@ -114,14 +113,11 @@ func (j *jobs) retrain(ctx context.Context) (outcome, reason string) {
 			case p.Stage == "done":
 				frac = 1
 			}
-			extra := map[string]any{}
-			if p.Message != "" {
-				extra["message"] = p.Message
-			}
+			jp := jobProgress{Phase: p.Stage, Done: p.Done, Total: p.Total, Fraction: frac, Message: p.Message}
 			if p.Stage == "train" {
-				extra["loss"] = p.Loss
+				jp.Loss = &p.Loss
 			}
-			rep.progress(p.Stage, p.Done, p.Total, frac, extra)
+			rep.progress(jp)
 		},
 	})
 	if err != nil {
@@ -130,21 +126,21 @@ func (j *jobs) retrain(ctx context.Context) (outcome, reason string) {
 		}
 		return done("failed", err)
 	}
-	ev["version"], ev["promoted"], ev["reason"] = out.Version, out.Promoted, out.Decision.Reason
-	ev["candidate_ap"] = out.Candidate.AP
+	ev.Version, ev.Promoted, ev.Reason = out.Version, out.Promoted, out.Decision.Reason
+	ev.CandidateAP = &out.Candidate.AP
 	if out.Serving != nil {
-		ev["serving_ap"], ev["serving_version"] = out.Serving.AP, out.Decision.Serving
+		ev.ServingAP, ev.ServingVersion = &out.Serving.AP, out.Decision.Serving
 	}
-	ev["threshold"] = out.Decision.Threshold
-	ev["pr_curve"] = filepath.Join(out.Dir, retrain.PRCurveFile)
-	ev["train_images"], ev["validation_images"] = len(train.Items), out.Candidate.N
+	ev.Threshold = &out.Decision.Threshold
+	ev.PRCurve = filepath.Join(out.Dir, retrain.PRCurveFile)
+	ev.TrainImages, ev.ValidationImages = len(train.Items), out.Candidate.N
 	if !out.Promoted {
 		return done("rejected", nil)
 	}
 	if servedByLink {
-		ev["served"] = "the model watcher swaps it in within DIAGD_MODEL_POLL"
+		ev.Served = "the model watcher swaps it in within DIAGD_MODEL_POLL"
 	} else {
-		ev["served"] = "not served: DIAGD_MODEL_DIR is not the registry's current link " + filepath.Join(reg.Dir, registry.CurrentLink)
+		ev.Served = "not served: DIAGD_MODEL_DIR is not the registry's current link " + filepath.Join(reg.Dir, registry.CurrentLink)
 		log.Warn("a promoted model is not served: point DIAGD_MODEL_DIR at the registry's current link",
 			"model_dir", cfg.ModelDir, "current", filepath.Join(reg.Dir, registry.CurrentLink))
 	}

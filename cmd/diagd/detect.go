@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 
 	"gocv.io/x/gocv"
@@ -41,89 +42,108 @@ func runDetect(_ context.Context, env *cliEnv, args []string) int {
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
-		return 2
+		return exitUsage
 	}
 	if fs.NArg() == 0 {
 		fs.Usage()
-		return 2
+		return exitUsage
 	}
 	p, err := ortenv.ParseProvider(*provider)
 	if err != nil {
 		fmt.Fprintf(env.stderr, "diagd detect: --provider: %v\n", err)
-		return 2
+		return exitUsage
 	}
 	m, err := detect.LoadModel(env.log, *modelDir, detect.Options{Session: ortenv.Options{Provider: p}, MaxBatch: *batch, Workers: 1})
 	if err != nil {
 		fmt.Fprintf(env.stderr, "diagd detect: %v\n", err)
-		return 1
+		return exitFailure
 	}
 	defer m.Close()
 
-	enc := json.NewEncoder(env.stdout)
-	failed := 0
-	emit := func(l detectLine) {
-		if *asJSON {
-			enc.Encode(l)
-			return
-		}
-		if l.Error != "" {
-			fmt.Fprintf(env.stdout, "%s\terror\t%s\n", l.Image, l.Error)
-			return
-		}
-		fmt.Fprintf(env.stdout, "%s\t%s\tscore=%.6f\tthreshold=%.4f\tmodel=%s\n", l.Image, l.Verdict, l.Score, l.Threshold, l.ModelVersion)
-	}
+	out := detectPrinter{w: env.stdout, json: *asJSON}
 	paths := fs.Args()
-	// Decode a batch, judge it, print in input order; a bad image is reported and the rest go on.
+	failed := 0
 	for start := 0; start < len(paths); start += m.MaxBatch() {
-		chunk := paths[start:min(start+m.MaxBatch(), len(paths))]
-		lines := make([]detectLine, len(chunk))
-		var mats []gocv.Mat
-		var idx []int
-		for i, path := range chunk {
-			lines[i] = detectLine{Image: path}
-			mat, err := imageio.Read(path)
-			if err != nil {
-				var pe *os.PathError
-				if errors.As(err, &pe) {
-					err = fmt.Errorf("cannot read: %w", pe.Err)
-				}
-				lines[i].Error = err.Error()
-				continue
-			}
-			mats = append(mats, mat)
-			idx = append(idx, i)
-		}
-		logits := make([]float32, len(mats))
-		errs := make([]error, len(mats))
-		if err := m.Logits(mats, logits, errs); err != nil {
-			for _, i := range idx {
-				lines[i].Error = err.Error()
-			}
-		} else {
-			for j, i := range idx {
-				if errs[j] != nil {
-					lines[i].Error = errs[j].Error()
-					continue
-				}
-				r := m.Result(logits[j])
-				lines[i].Score, lines[i].Threshold, lines[i].ModelVersion, lines[i].Verdict = r.Score, r.Threshold, r.ModelVersion, string(r.Verdict)
-			}
-		}
-		for _, mat := range mats {
-			mat.Close()
-		}
-		for _, l := range lines {
+		for _, l := range judgeFiles(m, paths[start:min(start+m.MaxBatch(), len(paths))]) {
 			if l.Error != "" {
 				failed++
 			}
-			emit(l)
+			out.print(l)
 		}
 	}
 	if failed > 0 {
 		fmt.Fprintf(env.stderr, "diagd detect: %d of %d images could not be judged\n", failed, len(paths))
-		return 1
+		return exitFailure
 	}
 	return 0
+}
+
+// judgeFiles decodes a batch, judges it and returns one line per path, in order. An
+// image that cannot be read, preprocessed or trusted (a non-finite score) gets its
+// reason; the others are still judged.
+func judgeFiles(m *detect.Model, paths []string) []detectLine {
+	lines := make([]detectLine, len(paths))
+	var mats []gocv.Mat
+	var idx []int
+	for i, path := range paths {
+		lines[i] = detectLine{Image: path}
+		mat, err := imageio.Read(path)
+		if err != nil {
+			var pe *os.PathError
+			if errors.As(err, &pe) {
+				err = fmt.Errorf("cannot read: %w", pe.Err)
+			}
+			lines[i].Error = err.Error()
+			continue
+		}
+		mats = append(mats, mat)
+		idx = append(idx, i)
+	}
+	defer func() {
+		for _, mat := range mats {
+			mat.Close()
+		}
+	}()
+	logits := make([]float32, len(mats))
+	errs := make([]error, len(mats))
+	if err := m.Logits(mats, logits, errs); err != nil {
+		for _, i := range idx {
+			lines[i].Error = err.Error()
+		}
+		return lines
+	}
+	for j, i := range idx {
+		if errs[j] != nil {
+			lines[i].Error = errs[j].Error()
+			continue
+		}
+		r := m.Result(logits[j])
+		lines[i].Threshold, lines[i].ModelVersion = r.Threshold, r.ModelVersion
+		if r.Err != nil {
+			lines[i].Error = r.Err.Error()
+			continue
+		}
+		lines[i].Score, lines[i].Verdict = r.Score, string(r.Verdict)
+	}
+	return lines
+}
+
+// detectPrinter prints result lines as text or JSON lines.
+type detectPrinter struct {
+	w    io.Writer
+	json bool
+}
+
+func (p detectPrinter) print(l detectLine) {
+	if p.json {
+		json.NewEncoder(p.w).Encode(l)
+		return
+	}
+	if l.Error != "" {
+		fmt.Fprintf(p.w, "%s\terror\t%s\n", l.Image, l.Error)
+		return
+	}
+	fmt.Fprintf(p.w, "%s\t%s\tscore=%.6f\tthreshold=%.4f\tmodel=%s\n", l.Image, l.Verdict, l.Score, l.Threshold, l.ModelVersion)
 }
 
 func envOr(k, def string) string {
