@@ -84,6 +84,9 @@ type jobs struct {
 	ctx     context.Context // the runner's; nil until runJobs starts
 	running string          // the job running, "" when idle
 	since   time.Time
+	cancel  context.CancelFunc // cancels the running job (console's cancel button)
+	last    string             // the job that ran last, and when it finished
+	lastEnd time.Time
 	wg      sync.WaitGroup
 }
 
@@ -181,16 +184,18 @@ func (j *jobs) start(name string, o jobOptions) (any, error) {
 	}
 	j.running, j.since = name, time.Now()
 	j.d.client.SetState("job", map[string]any{"running": name, "since": j.since.UTC(), "options": o})
-	ctx := j.ctx
+	ctx, cancel := context.WithCancel(j.ctx)
+	j.cancel = cancel
 	j.wg.Add(1)
 	go func() {
 		defer j.wg.Done()
+		defer cancel()
 		if err := lowerJobPriority(); err != nil {
 			j.d.log.Warn("job runs at normal priority", "job", name, "err", err)
 		}
 		j.run(ctx, name, o)
 		j.mu.Lock()
-		j.running = ""
+		j.running, j.last, j.lastEnd = "", name, time.Now()
 		j.d.client.SetState("job", map[string]any{"running": nil, "last": name, "finished": time.Now().UTC()})
 		j.mu.Unlock()
 	}()

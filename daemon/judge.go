@@ -106,6 +106,7 @@ func (d *Daemon) judge(batch []capture.Frame, mats []gocv.Mat, res []detect.Resu
 	}
 	d.deliver(batch, vs)
 	for i, f := range batch {
+		d.console.offer(f, vs[i])
 		if d.negatives != nil && res[i].Verdict == detect.Pass && d.negatives.offer(d.log, f, res[i]) {
 			d.m.negativesKept.Inc()
 		}

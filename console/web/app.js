@@ -58,10 +58,12 @@ export function el(tag, attrs = {}, ...children) {
   return e;
 }
 
+// fmtTime shows today's times as 17:28:55 and older ones with their date.
 export function fmtTime(t) {
   if (!t) return '';
   const d = new Date(t);
-  return d.toLocaleString(undefined, { hour12: false });
+  const time = d.toLocaleTimeString(undefined, { hour12: false });
+  return d.toDateString() === new Date().toDateString() ? time : `${d.toLocaleDateString()} ${time}`;
 }
 
 export function fmtScore(x) { return (typeof x === 'number') ? x.toFixed(3) : '–'; }

@@ -67,8 +67,8 @@ function kindCard(k, i, may) {
     oninput: (e) => { k.weight = e.target.value === '' ? NaN : Number(e.target.value); } });
   const masks = el('ul', { class: 'masks', 'aria-label': `Masks of kind ${i + 1}` }, ...k.masks.map((m, j) => el('li', {},
     m.thumb ? el('img', { src: m.thumb, alt: `Mask ${m.path}` }) : null,
-    el('div', { class: 'path' }, m.path, m.files > 1 ? ` (${m.files} files)` : ''),
-    el('button', { type: 'button', disabled: !may, onclick: () => { k.masks.splice(j, 1); render(); } }, `Remove mask ${j + 1}`))));
+    el('div', { class: 'path', title: m.path }, m.path.split('/').slice(-2).join('/'), m.files > 1 ? ` (${m.files} files)` : ''),
+    el('button', { type: 'button', class: 'small', disabled: !may, onclick: () => { k.masks.splice(j, 1); render(); } }, `Remove mask ${j + 1}`))));
   const upload = el('input', { type: 'file', id: id('upload'), accept: 'image/png,image/jpeg', disabled: !may,
     onchange: async (e) => { const f = e.target.files[0]; if (f) await addMask(k, f, URL.createObjectURL(f)); } });
   return el('article', { class: 'kind' + (k.problems.length ? ' invalid' : ''), 'data-kind': i, 'aria-labelledby': id('h') },
@@ -87,7 +87,7 @@ function kindCard(k, i, may) {
     el('h3', {}, 'Masks (the defect’s shape)'), masks,
     el('div', { class: 'actions' },
       el('label', { for: id('upload') }, 'Upload a mask image'), upload,
-      el('button', { type: 'button', disabled: !may, onclick: () => paint(k) }, 'Paint a mask on a good frame…')));
+      el('button', { type: 'button', class: 'paint-mask', disabled: !may, onclick: () => paint(k) }, 'Paint a mask on a good frame…')));
 }
 
 const lines = (s) => s.split('\n').map((x) => x.trim()).filter((x) => x);
@@ -121,9 +121,9 @@ function showProblems(head, problems, conflict = false) {
   const box = document.getElementById('cat-problems');
   if (!problems.length && !head) { box.hidden = true; box.replaceChildren(); return; }
   box.hidden = false;
-  box.replaceChildren(el('strong', {}, head),
+  box.replaceChildren(...[el('strong', {}, head),
     el('ul', {}, ...problems.map((p) => el('li', {}, el('code', {}, p)))),
-    conflict ? el('button', { type: 'button', onclick: show }, 'Reload the file') : null);
+    conflict ? el('button', { type: 'button', onclick: show }, 'Reload the file') : null].filter((x) => x));
 }
 
 async function save() {

@@ -33,7 +33,7 @@ function card(f) {
     el('div', { class: 'row muted' },
       el('span', {}, `${f.camera} · ${fmtTime(f.time)}`),
       el('span', {}, `model ${f.modelVersion || '?'}`)),
-    (f.partId || f.frameId) ? el('div', { class: 'row muted' }, f.partId ? `part ${f.partId}` : '', f.frameId ? `frame ${f.frameId}` : '') : null,
+    (f.partId || f.frameId) ? el('div', { class: 'row muted' }, [f.partId ? `part ${f.partId}` : '', f.frameId ? `file ${f.frameId}` : ''].filter((x) => x).join(' · ')) : null,
     el('div', { class: 'actions' },
       el('button', { type: 'button', class: 'good', disabled: !mayLabel, onclick: () => label_(f, 'good') }, 'Actually good'),
       el('button', { type: 'button', class: 'bad', disabled: !mayLabel, onclick: () => confirmDefect(f, img) }, 'Confirmed defect…')));

@@ -25,14 +25,16 @@ function renderSummary() {
   const s = lastStatus;
   const box = document.getElementById('live-summary');
   const stat = (n, l, cls) => el('div', { class: 'stat' }, el('div', { class: 'n ' + (cls || '') }, n), el('div', { class: 'l' }, l));
-  const ready = s ? (s.ready ? el('span', { class: 'badge pass' }, 'Ready') : el('span', { class: 'badge fail', title: (s.notReady || []).join('; ') }, 'Not ready')) : '…';
+  const reconnecting = es && es.readyState === EventSource.CONNECTING;
+  let ready = stat('…', 'connecting');
+  if (reconnecting) ready = stat('Offline', 'the page lost diagd; reconnecting…', 'v-unknown');
+  else if (s) ready = s.ready ? stat('Ready', 'station ' + session.station, 'v-pass') : stat('Not ready', (s.notReady || []).join('; '), 'v-fail');
   box.replaceChildren(
+    ready,
     stat(counts.pass, 'passed since opened', 'v-pass'),
     stat(counts.fail, 'failed since opened', 'v-fail'),
     stat(s && s.model ? s.model : 'none', 'model serving'),
-    stat(ready, s && !s.ready ? (s.notReady || []).join('; ') : 'station ' + session.station),
   );
-  if (es && es.readyState === EventSource.CONNECTING) box.append(el('div', { class: 'stat' }, el('div', { class: 'n v-unknown' }, '…'), el('div', { class: 'l' }, 'reconnecting')));
 }
 
 function camCard(name) {
@@ -44,7 +46,7 @@ function camCard(name) {
   const svg = document.createElementNS('http://www.w3.org/2000/svg', 'svg');
   svg.setAttribute('aria-hidden', 'true');
   const empty = el('div', { class: 'empty' }, 'Waiting for a frame…');
-  const bar = el('div', { class: 'verdict-bar none' }, el('span', { class: 'word' }, '—'), el('span', { class: 'score' }, ''));
+  const bar = el('div', { class: 'verdict-bar none' }, el('span', { class: 'word' }, '—'), el('span', { class: 'score' }, ''), el('span', { class: 'meta' }, 'no verdict yet'));
   const reason = el('div', { class: 'reason', hidden: true });
   const card = el('article', { class: 'camera', 'aria-label': `Camera ${name}`, 'data-camera': name },
     el('header', {}, el('h2', {}, name), el('div', {}, badge, ' ', fps)),
@@ -75,8 +77,8 @@ function setBar(c, v) {
   c.bar.className = 'verdict-bar ' + cls;
   c.bar.replaceChildren(
     el('span', { class: 'word' }, v.verdict.toUpperCase()),
-    el('span', { class: 'meta' }, [v.partId ? `part ${v.partId} · ` : '', fmtTime(v.time), v.error ? ' · ' + v.error : ''].join('')),
-    el('span', { class: 'score', title: `threshold ${fmtScore(v.threshold)}` }, fmtScore(v.score)),
+    el('span', { class: 'score' }, el('small', {}, 'score '), fmtScore(v.score)),
+    el('span', { class: 'meta' }, [v.partId ? `part ${v.partId}` : '', fmtTime(v.time), `fails at ≥ ${fmtScore(v.threshold)}`, v.error || ''].filter((x) => x).join(' · ')),
   );
   c.bar.dataset.verdict = v.verdict;
 }

@@ -29,7 +29,7 @@ async function renderModels() {
   table.replaceChildren(table.querySelector('caption') || el('caption', { class: 'sr' }, 'Model versions'),
     el('thead', {}, el('tr', {}, ...['Version', 'Status', 'Created', 'AP', 'AUROC', 'F1', 'Threshold', 'Details', 'Action'].map((h) => el('th', { scope: 'col' }, h)))),
     el('tbody', {}, ...m.versions.map((v) => el('tr', { class: v.current ? 'current' : '', 'data-version': v.version },
-      el('th', { scope: 'row' }, v.version, el('div', { class: 'muted' }, v.modelVersion || '')),
+      el('th', { scope: 'row' }, v.version, v.modelVersion && v.modelVersion !== v.version ? el('div', { class: 'muted' }, v.modelVersion) : null),
       el('td', {}, v.current ? el('span', { class: 'badge pass' }, 'serving') : v.previous ? el('span', { class: 'badge unknown' }, 'previous') : '',
         v.problem ? el('div', { class: 'v-fail' }, v.problem) : null),
       el('td', {}, fmtTime(v.created)),
@@ -76,7 +76,7 @@ function renderJobs() {
   box.replaceChildren(
     el('h2', {}, 'Jobs'),
     el('div', { id: 'job-now', class: 'job-now', 'aria-live': 'polite' }, '…'),
-    el('label', { for: 'job-progress' }, 'Progress of the current step'),
+    el('label', { for: 'job-progress' }, 'Progress of the current step ', el('span', { id: 'job-pct', class: 'muted' })),
     el('progress', { id: 'job-progress', max: 1, value: 0 }),
     el('div', { class: 'inline' },
       el('div', {}, el('label', { for: 'job-kind' }, 'Job'),
@@ -106,6 +106,7 @@ async function refreshJob() {
     now.textContent = 'Idle.';
   }
   document.getElementById('job-progress').value = j.running ? j.fraction : 0;
+  document.getElementById('job-pct').textContent = j.running ? `${(100 * j.fraction).toFixed(j.fraction < 0.1 ? 2 : 0)} %` : '';
   document.getElementById('job-cancel').disabled = !may || !j.running;
   document.getElementById('job-start').disabled = !may || !!j.running;
 }

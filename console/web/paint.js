@@ -25,6 +25,10 @@ export function paintMask({ src, frames = null, title = 'Paint the defect', skip
     img.onload = () => {
       cv.width = img.naturalWidth;
       cv.height = img.naturalHeight;
+      // Shown as large as the screen allows (small frames scaled up), painted at full size.
+      const s = Math.min((window.innerWidth * 0.9 - 40) / cv.width, (window.innerHeight * 0.65) / cv.height);
+      img.style.width = `${Math.round(cv.width * s)}px`;
+      img.style.height = `${Math.round(cv.height * s)}px`;
       ctx.clearRect(0, 0, cv.width, cv.height);
       painted = false;
       kb.x = cv.width / 2; kb.y = cv.height / 2;
@@ -46,12 +50,11 @@ export function paintMask({ src, frames = null, title = 'Paint the defect', skip
     if (!erase) painted = true;
   }
   function showCursor() {
-    const r = cv.getBoundingClientRect(), s = scale(), d = Number($('brush').value);
+    const s = scale(), d = Number($('brush').value);
     cursor.hidden = false;
     cursor.style.left = `${kb.x / s}px`;
     cursor.style.top = `${kb.y / s}px`;
     cursor.style.width = cursor.style.height = `${d}px`;
-    void r;
   }
   cv.onpointerdown = (e) => { if (e.button !== 0) return; drawing = true; cv.setPointerCapture(e.pointerId); last = at(e); stroke(last, last); };
   cv.onpointermove = (e) => { if (!drawing) return; const p = at(e); stroke(last, p); last = p; };

@@ -30,15 +30,15 @@ function batch(b) {
         el('button', { type: 'button', class: 'bad', disabled: !may, onclick: () => decide(b.id, [], false) }, 'Reject all'))),
     ...b.images.map((im) => el('div', { class: 'rimage', 'data-image': im.id },
       el('div', { class: 'row' },
-        el('strong', {}, `#${im.id}`, im.kind ? ` · ${im.kind}` : ''),
-        im.prompt ? el('span', { class: 'muted' }, ` “${im.prompt}”`) : null),
-      el('div', { class: 'triple' },
+        el('div', {}, el('strong', {}, `#${im.id}`, im.kind ? ` · ${im.kind}` : ''),
+          im.prompt ? el('span', { class: 'muted' }, ` “${im.prompt}”`) : null),
+        el('div', { class: 'actions' },
+          el('button', { type: 'button', class: 'good', disabled: !may, onclick: () => decide(b.id, [im.id], true) }, `Accept #${im.id}`),
+          el('button', { type: 'button', class: 'bad', disabled: !may, onclick: () => decide(b.id, [im.id], false) }, `Reject #${im.id}`))),
+      el('div', { class: 'triple', tabindex: 0, role: 'group', 'aria-label': `Image ${im.id}, its mask and its source (scrolls sideways)` },
         el('figure', {}, el('img', { src: url(im, 'image'), alt: `Synthetic image ${im.id}` }), el('figcaption', {}, 'generated')),
         im.hasMask ? el('figure', {}, el('img', { src: url(im, 'mask'), alt: `Mask of image ${im.id}` }), el('figcaption', {}, 'mask')) : null,
-        im.hasSource ? el('figure', {}, el('img', { src: url(im, 'source'), alt: `Good frame image ${im.id} was painted on` }), el('figcaption', {}, 'painted on: ' + im.sourceName)) : null),
-      el('div', { class: 'actions' },
-        el('button', { type: 'button', class: 'good', disabled: !may, onclick: () => decide(b.id, [im.id], true) }, `Accept #${im.id}`),
-        el('button', { type: 'button', class: 'bad', disabled: !may, onclick: () => decide(b.id, [im.id], false) }, `Reject #${im.id}`)))));
+        im.hasSource ? el('figure', {}, el('img', { src: url(im, 'source'), alt: `Good frame image ${im.id} was painted on` }), el('figcaption', {}, 'painted on: ' + im.sourceName)) : null))));
 }
 
 async function decide(batchId, images, accept) {
