@@ -427,14 +427,17 @@ func TestEveryMutationNeedsRightsAndCSRF(t *testing.T) {
 			}
 		}
 		// A form posted from another site, with the victim's cookie and even a token.
-		resp := tech.do("POST", r.path, r.ctype, bytes.NewReader(r.body), map[string]string{csrfHeader: tech.csrf, "Origin": "http://evil.example"})
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusForbidden {
-			t.Errorf("POST %s cross-site: %d, want 403", r.path, resp.StatusCode)
+		for _, h := range []map[string]string{{"Origin": "http://evil.example"}, {"Sec-Fetch-Site": "cross-site"}, {"Origin": "null"}} {
+			h[csrfHeader] = tech.csrf
+			resp := tech.do("POST", r.path, r.ctype, bytes.NewReader(r.body), h)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusForbidden {
+				t.Errorf("POST %s cross-site %v: %d, want 403", r.path, h, resp.StatusCode)
+			}
 		}
 		// A state change never rides a GET.
 		if !st.hasGET(r.path) {
-			resp = tech.do("GET", r.path, "", nil, nil)
+			resp := tech.do("GET", r.path, "", nil, nil)
 			resp.Body.Close()
 			if resp.StatusCode != http.StatusMethodNotAllowed {
 				t.Errorf("GET %s: %d, want 405", r.path, resp.StatusCode)

@@ -178,12 +178,20 @@ func loopbackHost(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// sameOrigin reports whether a request's Origin (when the browser sent one) is the
-// host it was sent to: a form or script on another site cannot post here.
+// sameOrigin reports whether a request comes from the console's own pages: a form or
+// script on another site cannot post here. Browsers say so in Sec-Fetch-Site; older
+// ones in Origin; a client that sends neither is not a browser, so it carries no
+// ambient cookie it did not mean to (and still needs the CSRF token).
 func sameOrigin(r *http.Request) bool {
+	switch r.Header.Get("Sec-Fetch-Site") {
+	case "same-origin", "none":
+		return true
+	case "cross-site", "same-site":
+		return false
+	}
 	o := r.Header.Get("Origin")
 	if o == "" {
-		return r.Header.Get("Sec-Fetch-Site") != "cross-site"
+		return true
 	}
 	_, rest, ok := strings.Cut(o, "://")
 	return ok && strings.EqualFold(rest, r.Host)

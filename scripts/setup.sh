@@ -19,7 +19,7 @@ log() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 sudo_() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # 1. Debian packages
-pkgs=(libopencv-dev mosquitto mosquitto-clients pkg-config gcc g++ ca-certificates git)
+pkgs=(libopencv-dev mosquitto mosquitto-clients pkg-config gcc g++ ca-certificates git chromium)
 missing=()
 for p in "${pkgs[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p"); done
 # npm only fetches the ONNX Runtime package; any npm will do (Debian's, or a NodeSource install).

@@ -190,6 +190,14 @@ func (tb *tab) click(sel string) {
 	tb.do(chromedp.Click(chromedp.CSS(sel), chromedp.NodeVisible))
 }
 
+// submit clicks a control that loads a new page, and waits for that page.
+func (tb *tab) submit(sel string) {
+	tb.t.Helper()
+	if _, err := chromedp.RunResponse(tb.ctx, chromedp.Click(chromedp.CSS(sel), chromedp.NodeVisible)); err != nil {
+		tb.t.Fatal(err)
+	}
+}
+
 // setValue types into an input as a person would: focus, select all, type.
 func (tb *tab) setValue(sel, value string) {
 	tb.t.Helper()

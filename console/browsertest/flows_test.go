@@ -2,6 +2,7 @@ package browsertest
 
 import (
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -10,8 +11,10 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/diagd/diagd/augment/catalogue"
+	"github.com/diagd/diagd/internal/config"
 	"github.com/diagd/diagd/internal/imageio"
 )
 
@@ -265,4 +268,46 @@ func (l *line) retained(topic string) string {
 		}
 	}
 	return ""
+}
+
+func TestSignInAndHealth(t *testing.T) {
+	users := filepath.Join(t.TempDir(), "users")
+	h, err := bcrypt.GenerateFromPassword([]byte("line3 secret"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(users, []byte("# console users\nvic:viewer:"+string(h)+"\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	l := startLine(t, lineOptions{mutate: func(c *config.Config) { c.HTTPUsers = users }})
+	// Prometheus and systemd need no session; the console does.
+	for path, want := range map[string]int{"/livez": 200, "/readyz": 200, "/metrics": 200, "/api/status": 401, "/api/fails": 401} {
+		resp, err := http.Get(l.base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want && !(path == "/readyz" && resp.StatusCode == 503) {
+			t.Errorf("GET %s without a session: %d, want %d", path, resp.StatusCode, want)
+		}
+	}
+	tb := newTab(t, l.base)
+	tb.do(chromedp.Navigate(l.base + "/"))
+	tb.waitJS(`location.pathname === '/login' && !!document.getElementById('password')`)
+	tb.checkAccessible("login")
+	tb.setValue("#user", "vic")
+	tb.setValue("#password", "wrong")
+	tb.submit("button[type=submit]")
+	tb.waitJS(`location.search.includes('failed') && !document.getElementById('login-msg').hidden`)
+	tb.screenshot("login-failed")
+	tb.setValue("#user", "vic")
+	tb.setValue("#password", "line3 secret")
+	tb.submit("button[type=submit]")
+	tb.waitJS(`location.pathname === '/' && document.getElementById('who').textContent === 'vic (viewer)'`)
+	// A viewer sees the pages with every changing control off.
+	tb.open("models")
+	tb.waitJS(`!!document.querySelector('tr[data-version="v2"] button.primary')`)
+	if n := js[int](tb, `[...document.querySelectorAll('#page-models button')].filter((b) => !b.disabled).length`); n != 0 {
+		t.Errorf("%d buttons enabled for a viewer on the models page", n)
+	}
 }
