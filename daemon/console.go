@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/diagd/diagd/capture"
@@ -65,6 +66,13 @@ func newConsole(d *Daemon) (*consoleBackend, error) {
 		return nil, err
 	}
 	b.handler = srv
+	d.reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "diagd_console_fails_dropped_total",
+			Help: "Failed frames not kept for the console because its writer was behind."},
+			func() float64 { return float64(b.FailRing.Dropped()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "diagd_console_watchers",
+			Help: "Live console pages open now."},
+			func() float64 { return float64(b.Hub.Watchers()) }))
 	return b, nil
 }
 
