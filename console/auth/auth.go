@@ -59,6 +59,14 @@ const (
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9_.@-]{1,64}$`)
 
+// CheckName says what is wrong with a user or token name, if anything.
+func CheckName(name string) error {
+	if !nameRE.MatchString(name) {
+		return fmt.Errorf("name %q: use 1..64 letters, digits, '.', '_', '@', '-'", name)
+	}
+	return nil
+}
+
 // User is one line of the users file.
 type User struct {
 	Name string
@@ -119,8 +127,8 @@ func lines(path string, private bool, each func(n int, name string, role Role, s
 			errs = append(errs, fmt.Errorf("%s: want NAME:ROLE:SECRET", where))
 			continue
 		}
-		if !nameRE.MatchString(name) {
-			errs = append(errs, fmt.Errorf("%s: name %q: use 1..64 letters, digits, '.', '_', '@', '-'", where, name))
+		if err := CheckName(name); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", where, err))
 			continue
 		}
 		if prev, dup := seen[name]; dup {
