@@ -48,121 +48,35 @@ func init() {
 // less than throughput.
 func benchConsole(args []string) error {
 	fs := flag.NewFlagSet("console", flag.ContinueOnError)
-	n := fs.Int("n", 300, "frames per round and condition")
+	o := rigOptions{}
+	fs.IntVar(&o.n, "n", 300, "frames per round and condition")
 	rounds := fs.Int("rounds", 3, "alternating rounds")
 	clients := fs.Int("clients", 5, "live pages watching")
-	w := fs.Int("width", 1280, "frame width")
-	h := fs.Int("height", 1024, "frame height")
-	mw := fs.Int("model-width", 256, "model input width (SmallResNet)")
-	mh := fs.Int("model-height", 704, "model input height")
+	fs.IntVar(&o.w, "width", 1280, "frame width")
+	fs.IntVar(&o.h, "height", 1024, "frame height")
+	fs.IntVar(&o.mw, "model-width", 256, "model input width (SmallResNet)")
+	fs.IntVar(&o.mh, "model-height", 704, "model input height")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	log := quietLog()
-	if err := initORT(log); err != nil {
-		return err
-	}
-	tmp, err := os.MkdirTemp("", "diagd-bench-console-")
+	o.frames = (2**rounds + 1) * o.n // +1: a warm-up round
+	rig, stop, err := newConsoleRig(o)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(tmp)
-	modelDir := filepath.Join(tmp, "model")
-	os.MkdirAll(modelDir, 0o755)
-	if err := zoo.WriteResNet(zoo.SmallResNet(*mh, *mw, 1), filepath.Join(modelDir, detect.ModelFile)); err != nil {
-		return err
-	}
-	meta := detect.DefaultMetadata("bench")
-	meta.Architecture, meta.Input.Height, meta.Input.Width = "small-resnet", *mh, *mw
-	if err := detect.WriteMetadata(modelDir, meta); err != nil {
-		return err
-	}
-	total := (2**rounds + 1) * *n // +1: a warm-up round
-	stage := filepath.Join(tmp, "stage")
-	os.MkdirAll(stage, 0o755)
-	fmt.Printf("writing %d PNG frames %dx%d (48 distinct) ...\n", total+1, *w, *h)
-	names, err := writeBenchFrames(stage, total+1, *w, *h)
-	if err != nil {
-		return err
-	}
-	broker, err := startMosquitto(tmp)
-	if err != nil {
-		return err
-	}
-	defer broker.stop()
-	sub, err := newBenchSub(broker.url, "diagd/bench/verdict")
-	if err != nil {
-		return err
-	}
-	defer sub.pc.Disconnect(100)
-
-	cfg := config.Defaults()
-	watched := filepath.Join(tmp, "drop")
-	os.MkdirAll(watched, 0o755)
-	cfg.Station, cfg.DataDir, cfg.ModelDir, cfg.MQTTBroker, cfg.HTTPAddr = "bench", filepath.Join(tmp, "data"), modelDir, broker.url, "127.0.0.1:0"
-	cfg.Provider = "cpu"
-	cfg.Sources = fmt.Sprintf("cam=folder:%s,settle=20ms,after=delete", watched)
-	if err := cfg.Validate(); err != nil {
-		return err
-	}
-	d, err := daemon.New(log, cfg)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	runDone := make(chan error, 1)
-	go func() { runDone <- d.Run(ctx) }()
-	defer func() { cancel(); <-runDone }()
-	if err := os.Rename(filepath.Join(stage, names[0]), filepath.Join(watched, names[0])); err != nil {
-		return err
-	}
-	if !sub.wait(1, 30*time.Second) {
-		return fmt.Errorf("no verdict for the warm-up frame within 30 s")
-	}
-	base := "http://" + d.HTTPAddr()
-
-	next, received := 1, 1
-	round := func(watchers int) (fps, cpuPerFrame float64, st pageStats, err error) {
-		var pages *pagesProc
-		if watchers > 0 {
-			if pages, err = startPages(base, watchers); err != nil {
-				return 0, 0, st, err
-			}
-		}
-		cpu0 := cpuTime()
-		start := time.Now()
-		for _, name := range names[next : next+*n] {
-			if err := os.Rename(filepath.Join(stage, name), filepath.Join(watched, name)); err != nil {
-				return 0, 0, st, err
-			}
-		}
-		next += *n
-		received += *n
-		if !sub.wait(received, 5*time.Minute) {
-			return 0, 0, st, fmt.Errorf("only %d of %d verdicts arrived", sub.count(), received)
-		}
-		fps = float64(*n) / sub.lastAt().Sub(start).Seconds()
-		cpuPerFrame = (cpuTime() - cpu0).Seconds() / float64(*n)
-		if pages != nil {
-			time.Sleep(500 * time.Millisecond) // the pages' last batch of verdicts (sent every 250 ms)
-			if st, err = pages.stop(); err != nil {
-				return 0, 0, st, err
-			}
-		}
-		return fps, cpuPerFrame, st, nil
-	}
+	defer stop()
 	// Warm-up: ONNX Runtime's first batches of each size, the outbox, the broker.
-	if _, _, _, err := round(0); err != nil {
+	if _, _, _, err := rig.round(0); err != nil {
 		return err
 	}
 	var none, watchedFPS, cpuNone, cpuWatched, ratios []float64
 	var pages []pageStats
 	for r := range *rounds {
-		f0, c0, _, err := round(0)
+		f0, c0, _, err := rig.round(0)
 		if err != nil {
 			return err
 		}
-		f1, c1, st, err := round(*clients)
+		f1, c1, st, err := rig.round(*clients)
 		if err != nil {
 			return err
 		}
@@ -176,7 +90,7 @@ func benchConsole(args []string) error {
 		verdicts, frames, bytes = verdicts+p.Verdicts, frames+p.Frames, bytes+p.Bytes
 	}
 	mNone, mWatched := median(none), median(watchedFPS)
-	fmt.Printf("\nmodel SmallResNet %dx%d (HxW), frames %dx%d PNG, folder source, CPU, %d rounds of %d frames each\n", *mh, *mw, *h, *w, *rounds, *n)
+	fmt.Printf("\nmodel SmallResNet %dx%d (HxW), frames %dx%d PNG, folder source, CPU, %d rounds of %d frames each\n", o.mh, o.mw, o.h, o.w, *rounds, o.n)
 	fmt.Printf("nobody watching (median):       %8.1f frames/s  %6.1f ms CPU per frame\n", mNone, 1000*median(cpuNone))
 	fmt.Printf("%d live pages watching (median): %8.1f frames/s  %6.1f ms CPU per frame\n", *clients, mWatched, 1000*median(cpuWatched))
 	fmt.Printf("throughput ratio watched / none, median of the rounds' ratios: %6.3f (target ≥ 0.95; of the medians: %.3f)\n",
@@ -184,8 +98,122 @@ func benchConsole(args []string) error {
 	fmt.Printf("CPU per frame ratio none / watched (medians):               %6.3f\n", median(cpuNone)/median(cpuWatched))
 	pageRounds := float64(len(pages) * *clients)
 	fmt.Printf("each page got on average %.0f of %d verdicts per round and %.1f latest frames (%.0f KiB each)\n",
-		float64(verdicts)/pageRounds, *n, float64(frames)/pageRounds, float64(bytes)/max(1, float64(frames))/1024)
+		float64(verdicts)/pageRounds, o.n, float64(frames)/pageRounds, float64(bytes)/max(1, float64(frames))/1024)
 	return nil
+}
+
+type rigOptions struct{ n, frames, w, h, mw, mh int }
+
+// consoleRig is a running daemon with a folder source, a broker and a subscriber, and
+// the frames to feed it.
+type consoleRig struct {
+	o                    rigOptions
+	stage, watched, base string
+	names                []string
+	sub                  *benchSub
+	next, received       int
+}
+
+// newConsoleRig writes the model and frames, starts mosquitto, the subscriber and the
+// daemon, and judges one frame to warm up.
+func newConsoleRig(o rigOptions) (*consoleRig, func(), error) {
+	log := quietLog()
+	if err := initORT(log); err != nil {
+		return nil, nil, err
+	}
+	tmp, err := os.MkdirTemp("", "diagd-bench-console-")
+	if err != nil {
+		return nil, nil, err
+	}
+	var cleanups []func()
+	stop := func() {
+		for i := len(cleanups) - 1; i >= 0; i-- {
+			cleanups[i]()
+		}
+	}
+	cleanups = append(cleanups, func() { os.RemoveAll(tmp) })
+	fail := func(err error) (*consoleRig, func(), error) { stop(); return nil, nil, err }
+	modelDir := filepath.Join(tmp, "model")
+	os.MkdirAll(modelDir, 0o755)
+	if err := zoo.WriteResNet(zoo.SmallResNet(o.mh, o.mw, 1), filepath.Join(modelDir, detect.ModelFile)); err != nil {
+		return fail(err)
+	}
+	meta := detect.DefaultMetadata("bench")
+	meta.Architecture, meta.Input.Height, meta.Input.Width = "small-resnet", o.mh, o.mw
+	if err := detect.WriteMetadata(modelDir, meta); err != nil {
+		return fail(err)
+	}
+	r := &consoleRig{o: o, stage: filepath.Join(tmp, "stage"), watched: filepath.Join(tmp, "drop"), next: 1, received: 1}
+	os.MkdirAll(r.stage, 0o755)
+	os.MkdirAll(r.watched, 0o755)
+	fmt.Printf("writing %d PNG frames %dx%d (48 distinct) ...\n", o.frames+1, o.w, o.h)
+	if r.names, err = writeBenchFrames(r.stage, o.frames+1, o.w, o.h); err != nil {
+		return fail(err)
+	}
+	broker, err := startMosquitto(tmp)
+	if err != nil {
+		return fail(err)
+	}
+	cleanups = append(cleanups, broker.stop)
+	if r.sub, err = newBenchSub(broker.url, "diagd/bench/verdict"); err != nil {
+		return fail(err)
+	}
+	cleanups = append(cleanups, func() { r.sub.pc.Disconnect(100) })
+	cfg := config.Defaults()
+	cfg.Station, cfg.DataDir, cfg.ModelDir, cfg.MQTTBroker, cfg.HTTPAddr = "bench", filepath.Join(tmp, "data"), modelDir, broker.url, "127.0.0.1:0"
+	cfg.Provider = "cpu"
+	cfg.Sources = fmt.Sprintf("cam=folder:%s,settle=20ms,after=delete", r.watched)
+	if err := cfg.Validate(); err != nil {
+		return fail(err)
+	}
+	d, err := daemon.New(log, cfg)
+	if err != nil {
+		return fail(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	runDone := make(chan error, 1)
+	go func() { runDone <- d.Run(ctx) }()
+	cleanups = append(cleanups, func() { cancel(); <-runDone })
+	if err := os.Rename(filepath.Join(r.stage, r.names[0]), filepath.Join(r.watched, r.names[0])); err != nil {
+		return fail(err)
+	}
+	if !r.sub.wait(1, 30*time.Second) {
+		return fail(fmt.Errorf("no verdict for the warm-up frame within 30 s"))
+	}
+	r.base = "http://" + d.HTTPAddr()
+	return r, stop, nil
+}
+
+// round renames the next n frames in at once with watchers pages open, and returns
+// frames/s, this process's CPU seconds per frame, and what the pages received.
+func (r *consoleRig) round(watchers int) (fps, cpuPerFrame float64, st pageStats, err error) {
+	var pages *pagesProc
+	if watchers > 0 {
+		if pages, err = startPages(r.base, watchers); err != nil {
+			return 0, 0, st, err
+		}
+	}
+	cpu0 := cpuTime()
+	start := time.Now()
+	for _, name := range r.names[r.next : r.next+r.o.n] {
+		if err := os.Rename(filepath.Join(r.stage, name), filepath.Join(r.watched, name)); err != nil {
+			return 0, 0, st, err
+		}
+	}
+	r.next += r.o.n
+	r.received += r.o.n
+	if !r.sub.wait(r.received, 5*time.Minute) {
+		return 0, 0, st, fmt.Errorf("only %d of %d verdicts arrived", r.sub.count(), r.received)
+	}
+	fps = float64(r.o.n) / r.sub.lastAt().Sub(start).Seconds()
+	cpuPerFrame = (cpuTime() - cpu0).Seconds() / float64(r.o.n)
+	if pages != nil {
+		time.Sleep(500 * time.Millisecond) // the pages' last batch of verdicts (sent every 250 ms)
+		if st, err = pages.stop(); err != nil {
+			return 0, 0, st, err
+		}
+	}
+	return fps, cpuPerFrame, st, nil
 }
 
 func cpuTime() time.Duration {

@@ -26,7 +26,10 @@ func pendingBatch(t *testing.T, data, batch string, n int, source string) {
 	writeFile(t, filepath.Join(dir, "summary_00000-00002.json"), []byte("{}\n"))
 }
 
-func TestReviewMovesFilesWhereHandsWould(t *testing.T) {
+// reviewSetup is a data folder with two pending batches: b1 (3 images painted on a
+// pooled frame) and b2 (1 image whose source lies outside DATA_DIR).
+func reviewSetup(t *testing.T) (string, *Review) {
+	t.Helper()
 	data := t.TempDir()
 	src := filepath.Join(data, "negatives", "cam", "good.png")
 	writeFile(t, src, maskPNG(t, 8, 8, rect(0, 0, 1, 1)))
@@ -38,7 +41,12 @@ func TestReviewMovesFilesWhereHandsWould(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer r.Close()
+	t.Cleanup(func() { r.Close() })
+	return data, r
+}
+
+func TestReviewListsAndServesOnlyInsideDataDir(t *testing.T) {
+	_, r := reviewSetup(t)
 	bs, err := r.PendingBatches()
 	if err != nil {
 		t.Fatal(err)
@@ -57,7 +65,18 @@ func TestReviewMovesFilesWhereHandsWould(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.Content.Close()
+	for _, c := range [][3]string{{"../x", "00000", "image"}, {"b1", "../../etc", "image"}, {"b1", "00000", "../x"}, {".hidden", "00000", "image"}} {
+		if _, err := r.ReviewFile(c[0], c[1], c[2]); !errors.Is(err, ErrBadID) {
+			t.Errorf("ReviewFile%v: %v, want ErrBadID", c, err)
+		}
+	}
+	if _, err := r.Decide("../pending", nil, true); !errors.Is(err, ErrBadID) {
+		t.Errorf("Decide(../pending): %v", err)
+	}
+}
 
+func TestReviewMovesFilesWhereHandsWould(t *testing.T) {
+	data, r := reviewSetup(t)
 	d, err := r.Decide("b1", []string{"00000"}, true)
 	if err != nil || len(d.Accepted) != 1 {
 		t.Fatalf("accept: %+v %v", d, err)
@@ -68,11 +87,8 @@ func TestReviewMovesFilesWhereHandsWould(t *testing.T) {
 	acc := filepath.Join(data, "synthetic", "accepted", "b1")
 	rej := filepath.Join(data, "synthetic", "rejected", "b1")
 	for _, p := range []string{"00000.png", "00000_mask.png", "00000.json"} {
-		if !exists(filepath.Join(acc, p)) {
-			t.Errorf("accepted: %s missing", p)
-		}
-		if exists(filepath.Join(data, PendingDir, "b1", p)) {
-			t.Errorf("accepted: %s still pending", p)
+		if !exists(filepath.Join(acc, p)) || exists(filepath.Join(data, PendingDir, "b1", p)) {
+			t.Errorf("accepted: %s not moved to accepted/b1", p)
 		}
 	}
 	for _, p := range []string{"00001.png", "00001_mask.png", "00001.json"} {
@@ -107,14 +123,6 @@ func TestReviewMovesFilesWhereHandsWould(t *testing.T) {
 	}
 	if exists(filepath.Join(data, "synthetic", "accepted", "b2")) || !exists(filepath.Join(data, "synthetic", "rejected", "b2", "00000.png")) {
 		t.Error("a rejected batch went to the wrong place")
-	}
-	for _, c := range [][3]string{{"../x", "00000", "image"}, {"b1", "../../etc", "image"}, {"b1", "00000", "../x"}, {".hidden", "00000", "image"}} {
-		if _, err := r.ReviewFile(c[0], c[1], c[2]); !errors.Is(err, ErrBadID) {
-			t.Errorf("ReviewFile%v: %v, want ErrBadID", c, err)
-		}
-	}
-	if _, err := r.Decide("../pending", nil, true); !errors.Is(err, ErrBadID) {
-		t.Errorf("Decide(../pending): %v", err)
 	}
 }
 
