@@ -28,7 +28,9 @@ func (b outlineBackend) SubscribeVerdicts(ctx context.Context) <-chan console.Ev
 	return b.hub.SubscribeVerdicts(ctx)
 }
 
-func (b outlineBackend) LatestFrame(camera string) (console.Frame, bool) { return b.hub.LatestFrame(camera) }
+func (b outlineBackend) LatestFrame(camera string) (console.Frame, bool) {
+	return b.hub.LatestFrame(camera)
+}
 
 func (outlineBackend) Status() console.Status {
 	return console.Status{Station: "seg", Ready: true, NotReady: []string{}, Model: "seg-1",
