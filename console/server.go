@@ -162,6 +162,10 @@ func (s *Server) handle(pattern string, role auth.Role, h handler) {
 			return
 		}
 		if post && !p.Bearer {
+			if p.sess == nil {
+				httpError(w, http.StatusForbidden, "no session: load the page first")
+				return
+			}
 			if !sameOrigin(r) {
 				httpError(w, http.StatusForbidden, "cross-site request refused")
 				return
@@ -197,10 +201,12 @@ func (s *Server) identify(w http.ResponseWriter, r *http.Request) (principal, in
 	if s.signIn {
 		return principal{}, http.StatusUnauthorized, "sign in first"
 	}
-	x := s.sess.create("local", auth.Technician)
-	setCookie(w, r, x)
-	return principal{Name: x.user, Role: x.role, sess: x}, 0, ""
+	// Whoever is on the box; a session (for the CSRF token) is issued by /api/session,
+	// so requests without a cookie do not fill the session table.
+	return principal{Name: localUser, Role: auth.Technician}, 0, ""
 }
+
+const localUser = "local"
 
 // page serves an HTML page; the app page sends people who are not signed in to the
 // sign-in page.
@@ -275,7 +281,11 @@ type sessionInfo struct {
 	Station string `json:"station"`
 }
 
-func (s *Server) getSession(w http.ResponseWriter, _ *http.Request, p principal) {
+func (s *Server) getSession(w http.ResponseWriter, r *http.Request, p principal) {
+	if p.sess == nil && !p.Bearer && !s.signIn {
+		p.sess = s.sess.create(localUser, auth.Technician)
+		setCookie(w, r, p.sess)
+	}
 	info := sessionInfo{User: p.Name, Role: p.Role.String(), SignIn: s.signIn, Station: s.b.Status().Station}
 	if p.sess != nil {
 		info.CSRF = p.sess.csrf

@@ -521,6 +521,15 @@ func TestLoopbackWithoutSignIn(t *testing.T) {
 	if code, body := c.post("/api/jobs/cancel", nil, ""); code != 200 {
 		t.Errorf("local technician: %d %s", code, body)
 	}
+	// Requests without a cookie (scripts, curl) are served but fill no session table.
+	for range 20 {
+		if code := (&client{t: t, base: st.srv.URL, hc: http.DefaultClient}).getJSON("/api/status", nil); code != 200 {
+			t.Fatalf("status without a cookie: %d", code)
+		}
+	}
+	if n := len(st.s.sess.m); n != 1 {
+		t.Errorf("%d sessions after one page and 20 cookie-less requests, want 1", n)
+	}
 	noToken := &client{t: t, base: st.srv.URL, hc: c.hc}
 	if code, _ := noToken.post("/api/jobs/cancel", nil, ""); code != http.StatusForbidden {
 		t.Errorf("local session without the CSRF token: %d", code)
