@@ -203,7 +203,8 @@ type Fail struct {
 // Batch is one pending synthetic batch.
 type Batch struct {
 	ID     string        `json:"id"`
-	Images []ReviewImage `json:"images"`
+	Total  int           `json:"total"`  // images in the batch
+	Images []ReviewImage `json:"images"` // the first of them (200 at most)
 }
 
 // ReviewImage is one generated image waiting for review.

@@ -47,41 +47,44 @@ func (e *InvalidCatalogue) Error() string {
 // catalogue configured) answers ErrNotConfigured.
 type CatalogueFile struct {
 	path string   // absolute
-	dir  *os.Root // the catalogue's folder: only path's own name is ever written there
 	data *os.Root // DATA_DIR: masks the console stores, good frames to paint on
 	mu   sync.Mutex
 }
 
 // OpenCatalogueFile prepares editing the catalogue at path, storing new masks under
-// DATA_DIR/masks.
+// DATA_DIR/masks. The catalogue's folder need not exist yet (the daemon starts without
+// a catalogue too); it is opened for each read and save.
 func OpenCatalogueFile(path, dataDir string) (*CatalogueFile, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.OpenRoot(filepath.Dir(abs))
-	if err != nil {
-		return nil, fmt.Errorf("catalogue folder: %w", err)
-	}
 	if err := os.MkdirAll(dataDir, 0o750); err != nil {
-		dir.Close()
 		return nil, err
 	}
 	data, err := os.OpenRoot(dataDir)
 	if err != nil {
-		dir.Close()
 		return nil, err
 	}
-	return &CatalogueFile{path: abs, dir: dir, data: data}, nil
+	return &CatalogueFile{path: abs, data: data}, nil
 }
 
-// Close releases the folders.
+// Close releases DATA_DIR.
 func (c *CatalogueFile) Close() error {
 	if c == nil {
 		return nil
 	}
-	c.data.Close()
-	return c.dir.Close()
+	return c.data.Close()
+}
+
+// dir opens the catalogue's folder: only the catalogue's own name is ever read or
+// written through it.
+func (c *CatalogueFile) dir() (*os.Root, error) {
+	r, err := os.OpenRoot(filepath.Dir(c.path))
+	if err != nil {
+		return nil, fmt.Errorf("the catalogue's folder: %w", err)
+	}
+	return r, nil
 }
 
 func hashOf(b []byte) string {
@@ -91,8 +94,16 @@ func hashOf(b []byte) string {
 
 // read returns the file's bytes; a missing file reads as empty (hash of nothing).
 func (c *CatalogueFile) read() ([]byte, error) {
+	dir, err := c.dir()
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer dir.Close()
 	name := filepath.Base(c.path)
-	st, err := c.dir.Stat(name)
+	st, err := dir.Stat(name)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
@@ -102,7 +113,7 @@ func (c *CatalogueFile) read() ([]byte, error) {
 	if st.Size() > maxCatalogueBytes {
 		return nil, fmt.Errorf("%s is %d bytes (the console edits files up to %d)", c.path, st.Size(), maxCatalogueBytes)
 	}
-	return c.dir.ReadFile(name)
+	return dir.ReadFile(name)
 }
 
 // Catalogue reads the file for the editor, with its problems if it does not validate.

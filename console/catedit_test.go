@@ -244,3 +244,24 @@ func TestCatalogueMaskBesideTheCatalogueIsRelative(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestCatalogueInAFolderNotThereYet(t *testing.T) {
+	root := t.TempDir()
+	path := filepath.Join(root, "etc", "diagd", "catalogue.yaml")
+	c, err := OpenCatalogueFile(path, filepath.Join(root, "data"))
+	if err != nil {
+		t.Fatalf("the daemon starts without a catalogue folder; the console must too: %v", err)
+	}
+	defer c.Close()
+	d, err := c.Catalogue()
+	if err != nil || len(d.Problems) == 0 || d.Hash != hashOf(nil) {
+		t.Fatalf("doc %+v err %v", d, err)
+	}
+	writeFile(t, filepath.Join(root, "etc", "diagd", "m.png"), maskPNG(t, 8, 8, rect(0, 0, 4, 4)))
+	if _, err := c.SaveCatalogue(CatalogueEdit{Hash: d.Hash, Kinds: []KindEdit{{Index: -1, Name: "k", Prompts: []string{"p"}, Weight: 1, Masks: []string{"m.png"}}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := catalogue.Load(path); err != nil {
+		t.Fatal(err)
+	}
+}

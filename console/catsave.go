@@ -57,11 +57,16 @@ func (c *CatalogueFile) SaveCatalogue(e CatalogueEdit) (CatalogueDoc, error) {
 	if now, err := c.read(); err != nil || hashOf(now) != e.Hash {
 		return CatalogueDoc{}, fmt.Errorf("%w: it changed while saving (your edit was not saved)", ErrConflict)
 	}
+	dir, err := c.dir()
+	if err != nil {
+		return CatalogueDoc{}, err
+	}
+	defer dir.Close()
 	perm := fs.FileMode(0o644)
-	if st, err := c.dir.Stat(filepath.Base(c.path)); err == nil {
+	if st, err := dir.Stat(filepath.Base(c.path)); err == nil {
 		perm = st.Mode().Perm()
 	}
-	if err := writeAtomic(c.dir, filepath.Base(c.path), out, perm); err != nil {
+	if err := writeAtomic(dir, filepath.Base(c.path), out, perm); err != nil {
 		return CatalogueDoc{}, err
 	}
 	return c.doc(out), nil

@@ -65,7 +65,12 @@ type sidecar struct {
 	SourceNegative string `json:"source_negative"`
 }
 
-// PendingBatches lists the pending batches and their images, oldest batch first.
+// maxListed is how many images of a batch the page gets at once (a batch may hold
+// 100000); Total says how many there are, and accepting or rejecting a whole batch
+// covers them all.
+const maxListed = 200
+
+// PendingBatches lists the pending batches and their first images, oldest batch first.
 func (r *Review) PendingBatches() ([]Batch, error) {
 	ents, err := fs.ReadDir(r.root.FS(), PendingDir)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -79,41 +84,50 @@ func (r *Review) PendingBatches() ([]Batch, error) {
 		if !e.IsDir() || !batchRE.MatchString(e.Name()) {
 			continue
 		}
-		imgs, err := r.images(e.Name())
+		ids, masks, err := r.imageIDs(e.Name())
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, Batch{ID: e.Name(), Images: imgs})
+		b := Batch{ID: e.Name(), Total: len(ids), Images: []ReviewImage{}}
+		for _, id := range ids[:min(len(ids), maxListed)] {
+			b.Images = append(b.Images, r.image(e.Name(), id, masks[id]))
+		}
+		out = append(out, b)
 	}
 	return out, nil
 }
 
-func (r *Review) images(batch string) ([]ReviewImage, error) {
-	dir := path.Join(PendingDir, batch)
-	ents, err := fs.ReadDir(r.root.FS(), dir)
+// imageIDs lists a pending batch's numbered images (sorted) and which have masks.
+func (r *Review) imageIDs(batch string) ([]string, map[string]bool, error) {
+	ents, err := fs.ReadDir(r.root.FS(), path.Join(PendingDir, batch))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	names := map[string]bool{}
 	for _, e := range ents {
 		names[e.Name()] = true
 	}
-	imgs := []ReviewImage{}
+	var ids []string
+	masks := map[string]bool{}
 	for _, e := range ents {
-		m := numberedPNG.FindStringSubmatch(e.Name())
-		if m == nil || !e.Type().IsRegular() {
-			continue
+		if m := numberedPNG.FindStringSubmatch(e.Name()); m != nil && e.Type().IsRegular() {
+			ids = append(ids, m[1])
+			masks[m[1]] = names[m[1]+"_mask.png"]
 		}
-		im := ReviewImage{ID: m[1], HasMask: names[m[1]+"_mask.png"]}
-		if sc, err := r.sidecar(batch, m[1]); err == nil {
-			im.Kind, im.Prompt = sc.DefectKind, sc.Prompt
-			if rel, ok := r.inside(sc.SourceNegative); ok {
-				im.HasSource, im.SourceName = true, path.Base(rel)
-			}
-		}
-		imgs = append(imgs, im)
 	}
-	return imgs, nil
+	return ids, masks, nil
+}
+
+// image describes one pending image from its sidecar.
+func (r *Review) image(batch, id string, hasMask bool) ReviewImage {
+	im := ReviewImage{ID: id, HasMask: hasMask}
+	if sc, err := r.sidecar(batch, id); err == nil {
+		im.Kind, im.Prompt = sc.DefectKind, sc.Prompt
+		if rel, ok := r.inside(sc.SourceNegative); ok {
+			im.HasSource, im.SourceName = true, path.Base(rel)
+		}
+	}
+	return im
 }
 
 func (r *Review) sidecar(batch, image string) (sidecar, error) {
@@ -185,13 +199,11 @@ func (r *Review) Decide(batch string, images []string, accept bool) (Decision, e
 		return Decision{}, fmt.Errorf("%w: pending batch %s", ErrNotFound, batch)
 	}
 	if len(images) == 0 {
-		all, err := r.images(batch)
+		all, _, err := r.imageIDs(batch)
 		if err != nil {
 			return Decision{}, err
 		}
-		for _, im := range all {
-			images = append(images, im.ID)
-		}
+		images = all
 	}
 	destTop := RejectedDir
 	if accept {

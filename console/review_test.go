@@ -149,3 +149,32 @@ func TestReviewRefusesToOverwrite(t *testing.T) {
 		t.Error("the refused image left pending")
 	}
 }
+
+func TestReviewListsTheFirstImagesOfABigBatch(t *testing.T) {
+	data := t.TempDir()
+	dir := filepath.Join(data, PendingDir, "big")
+	png := maskPNG(t, 4, 4, rect(0, 0, 2, 2))
+	for i := range maxListed + 5 {
+		writeFile(t, filepath.Join(dir, fmtIndex(i)+".png"), png)
+	}
+	r, err := OpenReview(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	bs, err := r.PendingBatches()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(bs) != 1 || bs[0].Total != maxListed+5 || len(bs[0].Images) != maxListed || bs[0].Images[0].ID != "00000" {
+		t.Fatalf("batch: total %d, listed %d", bs[0].Total, len(bs[0].Images))
+	}
+	// Accepting the whole batch covers the images not listed too.
+	d, err := r.Decide("big", nil, true)
+	if err != nil || len(d.Accepted) != maxListed+5 {
+		t.Fatalf("accepted %d, err %v", len(d.Accepted), err)
+	}
+	if exists(dir) {
+		t.Error("the batch is still pending")
+	}
+}

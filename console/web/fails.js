@@ -3,6 +3,9 @@
 import { api, can, el, fmtScore, fmtTime, toast } from './app.js';
 import { paintMask } from './paint.js';
 
+const STEP = 30; // frames shown at first, and per "show more"
+let shown = STEP;
+
 export async function show() {
   const box = document.getElementById('fails');
   let list;
@@ -16,7 +19,9 @@ export async function show() {
     box.replaceChildren(el('div', { class: 'empty-state' }, 'No failed frames kept yet.'));
     return;
   }
-  box.replaceChildren(...list.map(card));
+  const rest = list.length - shown;
+  box.replaceChildren(...list.slice(0, shown).map(card),
+    rest > 0 ? el('button', { type: 'button', class: 'more', onclick: () => { shown += STEP; show(); } }, `Show ${Math.min(rest, STEP)} more of ${rest}`) : '');
 }
 
 function card(f) {
