@@ -241,6 +241,14 @@ func TestPromoteAndRollback(t *testing.T) {
 		t.Errorf("v1 (threshold 0) judged %s", v.Verdict)
 	}
 	tb.screenshot("models-rolled-back")
+
+	// A live page's open stream does not hold up a stop: the daemon ends it.
+	tb.open("live")
+	tb.waitJS(`document.getElementById('live-summary').textContent.includes('v1')`)
+	if took := l.stop(); took > 5*time.Second {
+		t.Errorf("stopping with a live page open took %v", took)
+	}
+	tb.waitJS(`document.getElementById('live-summary').textContent.includes('reconnecting')`)
 }
 
 // servingAfterSwap drops frames until one is judged by version (the watcher swaps

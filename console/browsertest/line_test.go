@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -42,6 +43,7 @@ type line struct {
 	catPath string
 	r       *rand.Rand
 	n       int
+	stop    func() time.Duration // stops the daemon (once) and says how long it took
 }
 
 const catalogueYAML = `# Defect catalogue of the test line
@@ -170,17 +172,23 @@ func startLine(t *testing.T, o lineOptions) *line {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- l.d.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("daemon: %v", err)
+	var once sync.Once
+	l.stop = func() time.Duration {
+		start := time.Now()
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("daemon: %v", err)
+				}
+			case <-time.After(30 * time.Second):
+				t.Error("the daemon did not stop within 30 s")
 			}
-		case <-time.After(30 * time.Second):
-			t.Error("the daemon did not stop within 30 s (a live page's stream holding it?)")
-		}
-	})
+		})
+		return time.Since(start)
+	}
+	t.Cleanup(func() { l.stop() })
 	deadline := time.Now().Add(10 * time.Second)
 	for l.d.HTTPAddr() == "" {
 		if time.Now().After(deadline) {
