@@ -1,6 +1,7 @@
 package console
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -237,11 +238,14 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, _ principal) {
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("X-Accel-Buffering", "no")
 	ch := s.b.SubscribeVerdicts(r.Context())
+	enc := json.NewEncoder(w)
 	send := func(event string, v any) bool {
 		if _, err := fmt.Fprintf(w, "event: %s\ndata: ", event); err != nil {
 			return false
 		}
-		writeJSON(w, v) // ends with a newline
+		if err := enc.Encode(v); err != nil { // one line: JSON escapes newlines
+			return false
+		}
 		_, err := fmt.Fprint(w, "\n")
 		fl.Flush()
 		return err == nil
