@@ -63,6 +63,12 @@ type Config struct {
 	HTTPAddr        string        `envconfig:"DIAGD_HTTP_ADDR" default:"127.0.0.1:9410" desc:"/livez, /readyz and /metrics; empty: off"`
 	ShutdownTimeout time.Duration `envconfig:"DIAGD_SHUTDOWN_TIMEOUT" default:"20s" desc:"how long a stop may take to flush the outbox"`
 
+	// The console (console/): a web page on HTTP_ADDR for operators and technicians.
+	Console       bool   `envconfig:"DIAGD_CONSOLE" default:"true" desc:"serve the console web page on HTTP_ADDR"`
+	HTTPUsers     string `envconfig:"DIAGD_HTTP_USERS" desc:"console users file (name:role:bcrypt-hash lines); a non-loopback HTTP_ADDR needs it or HTTP_TOKEN_FILE"`
+	HTTPTokenFile string `envconfig:"DIAGD_HTTP_TOKEN_FILE" desc:"console bearer tokens file (name:role:token lines, not readable by others)"`
+	KeepFails     int    `envconfig:"DIAGD_KEEP_FAILS" default:"100" desc:"failed frames kept on disk for the console (0: none)"`
+
 	Demo bool `envconfig:"DIAGD_DEMO" default:"false" desc:"with no sources and no model, run on a generated demo video and a demo model"`
 
 	// The periodic DIAG job: generate synthetic defects, retrain, promote when not worse.
@@ -127,6 +133,7 @@ func (c *Config) Validate() error {
 	c.validateMQTT(&p)
 	c.validateJobs(&p)
 	c.validateRuntime(&p)
+	c.validateConsole(&p)
 	return errors.Join(p...)
 }
 

@@ -46,12 +46,18 @@ var rules = []struct {
 	{"retrain/rtest", []string{"detect", "internal/onnx/zoo"}}, // test helpers for retrain's tests
 	{"retrain/...", []string{"retrain/...", "detect", "internal/atomicfile", "internal/imageio", "internal/imageops",
 		"internal/ortenv", "internal/onnx/build", "internal/onnx/onnxpb"}},
+	// The console shows the rooms' data to people (catalogue, data sets, registry); the
+	// daemon hands it everything live through an interface the console defines.
+	{"console/auth", nil},
+	{"console/browsertest", nil}, // its tests drive Chromium against a real daemon
+	{"console", []string{"console/auth", "augment/catalogue", "retrain", "retrain/dataset", "retrain/registry",
+		"internal/atomicfile", "internal/imageio"}},
 	// Settings and the demo: they read or build what the daemon wires.
-	{"internal/config", []string{"capture", "internal/ortenv"}},
+	{"internal/config", []string{"capture", "console/auth", "internal/ortenv"}},
 	{"internal/demo", []string{"detect", "retrain/...", "internal/onnx/zoo", "internal/ortenv"}},
 	// The top floor wires the rooms together; only it (and the binary, and the
 	// benchmarks) may.
-	{"daemon", []string{"capture", "detect", "mqtt/...", "augment/...", "retrain/...", "internal/atomicfile",
+	{"daemon", []string{"capture", "console/...", "detect", "mqtt/...", "augment/...", "retrain/...", "internal/atomicfile",
 		"internal/config", "internal/demo", "internal/ortenv"}},
 	{"cmd/...", []string{"*"}},
 	{"bench", []string{"*"}},
