@@ -3,6 +3,8 @@ package retrain
 import (
 	"errors"
 	"fmt"
+	"math"
+	"math/rand/v2"
 
 	"github.com/diagd/diagd/retrain/dataset"
 	"github.com/diagd/diagd/retrain/registry"
@@ -54,4 +56,44 @@ func HoldoutValidation(train, real *dataset.Set, mode dataset.Mode, frac float64
 	}
 	tr, val = Holdout(train, excluded, frac, seed)
 	return tr, val, fmt.Sprintf("holdout %.0f%% of %s (seed %d)", 100*frac, dataName, seed)
+}
+
+// Holdout splits validation data off a training set when no validation set is given:
+// a stratified share frac of the real images of each class (seeded), plus every real
+// defect the protocol kept out of training (zero-shot), so validation has real defects
+// whenever any exist. Only when it would still hold no defect is the same share of the
+// synthetic defects held out too.
+func Holdout(train *dataset.Set, excluded []dataset.Item, frac float64, seed uint64) (tr, val *dataset.Set) {
+	rng := rand.New(rand.NewPCG(seed, 0x7a1))
+	tr, val = &dataset.Set{Skipped: train.Skipped}, &dataset.Set{}
+	val.Items = append(val.Items, excluded...)
+	held := make([]bool, len(train.Items))
+	take := func(pred func(dataset.Item) bool) {
+		var idx []int
+		for i, it := range train.Items {
+			if pred(it) {
+				idx = append(idx, i)
+			}
+		}
+		rng.Shuffle(len(idx), func(i, j int) { idx[i], idx[j] = idx[j], idx[i] })
+		n := int(math.Round(frac * float64(len(idx))))
+		if n == len(idx) && n > 1 {
+			n-- // keep at least one for training
+		}
+		for _, i := range idx[:n] {
+			val.Items = append(val.Items, train.Items[i])
+			held[i] = true
+		}
+	}
+	take(func(it dataset.Item) bool { return !it.IsSynthetic() && !it.Label })
+	take(func(it dataset.Item) bool { return !it.IsSynthetic() && it.Label })
+	if _, pos := val.Counts(); pos == 0 {
+		take(func(it dataset.Item) bool { return it.IsSynthetic() && it.Label })
+	}
+	for i, it := range train.Items {
+		if !held[i] {
+			tr.Items = append(tr.Items, it)
+		}
+	}
+	return tr, val
 }

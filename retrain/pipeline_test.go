@@ -16,7 +16,7 @@ import (
 	"github.com/diagd/diagd/internal/ortenv"
 	"github.com/diagd/diagd/internal/testenv"
 	"github.com/diagd/diagd/retrain/dataset"
-	"github.com/diagd/diagd/retrain/head"
+	"github.com/diagd/diagd/retrain/gate"
 	"github.com/diagd/diagd/retrain/registry"
 	"github.com/diagd/diagd/retrain/rtest"
 )
@@ -89,10 +89,8 @@ func TestRunZeroShotPromotes(t *testing.T) {
 	}
 	cache := filepath.Join(t.TempDir(), "cache")
 	var events []Progress
-	// lr: the paper's 1e-4 suits 2048-wide ResNet-50 features (one Adam step moves the
-	// logit by about lr·Σ|x|); this 16-wide stand-in needs a larger step to learn in 60 epochs.
 	out, err := Run(t.Context(), Config{Log: log, Registry: reg, Train: tr, Val: val, ValName: "holdout",
-		Trainer:  HeadTrainer{Config: head.Config{Epochs: 60, LR: 0.05, Seed: 1}},
+		Trainer:  HeadTrainer{},
 		CacheDir: cache, Session: cpu, Progress: func(p Progress) { events = append(events, p) }})
 	if err != nil {
 		t.Fatal(err)
@@ -168,7 +166,7 @@ func TestRunZeroShotPromotes(t *testing.T) {
 	// A second run on the same data hits the feature cache and, with AP equal, the
 	// default tolerance 0 still promotes (not lower than serving).
 	out2, err := Run(t.Context(), Config{Log: log, Registry: reg, Train: tr, Val: val, ValName: "holdout",
-		Trainer:  HeadTrainer{Config: head.Config{Epochs: 60, LR: 0.05, Seed: 1}},
+		Trainer:  HeadTrainer{},
 		CacheDir: cache, Session: cpu})
 	if err != nil {
 		t.Fatal(err)
@@ -178,7 +176,7 @@ func TestRunZeroShotPromotes(t *testing.T) {
 	// serving model's logits come from ORT through detect.
 	other := rtest.Model(t, filepath.Join(t.TempDir(), "other"), "other", 99)
 	out3, err := Run(t.Context(), Config{Log: log, Registry: reg, BaseModel: other, Train: tr, Val: val, ValName: "holdout",
-		Trainer:  HeadTrainer{Config: head.Config{Epochs: 60, LR: 0.05, Seed: 1}},
+		Trainer:  HeadTrainer{},
 		CacheDir: cache, Session: cpu, NoPromote: true})
 	if err != nil {
 		t.Fatal(err)
@@ -219,8 +217,9 @@ func TestRunTrainerWithoutScore(t *testing.T) {
 	}
 	train, _ := dataset.Compose(real, syn, dataset.FullShot, 0)
 	tr, val := Holdout(train, nil, 0.25, 2)
+	// 2 validation defects: below the gate's default minimum, which this test is not about.
 	cfg := Config{Log: log, Registry: reg, BaseModel: base, Train: tr, Val: val, Session: cpu, NoPromote: true,
-		Trainer: HeadTrainer{Config: head.Config{Epochs: 60, LR: 0.05, Seed: 1}}}
+		Trainer: HeadTrainer{}, Gate: gate.Settings{MinDefects: 2}}
 	a, err := Run(t.Context(), cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -140,7 +140,7 @@ func (s Settings) Decide(in Input) Result {
 		return r
 	}
 	health := s.health(in, &r)
-	keep := "keeping the serving model"
+	keep := "nothing is promoted"
 	if in.ServingName != "" {
 		keep = "keeping " + in.ServingName
 	}

@@ -91,13 +91,18 @@ type Config struct {
 // λ means the same at any width and sample count (sklearn's C is 1/(λ·n)).
 var DefaultLambdas = []float64{10, 3.16, 1, 0.316, 0.1, 0.0316, 0.01, 0.00316, 0.001, 0.000316, 0.0001}
 
-// WithDefaults fills unset values.
+// WithDefaults fills unset values of the chosen solver (the other solver's stay zero,
+// which Validate requires).
 func (c Config) WithDefaults() Config {
 	if c.Solver == "" {
 		c.Solver = LogReg
 	}
 	if c.Imbalance == "" {
 		c.Imbalance = PosWeight
+	}
+	if c.Solver == Adam {
+		c.adamDefaults()
+		return c
 	}
 	if len(c.Lambdas) == 0 {
 		c.Lambdas = DefaultLambdas
@@ -111,8 +116,30 @@ func (c Config) WithDefaults() Config {
 	if c.GradTol <= 0 {
 		c.GradTol = 1e-5
 	}
-	c.adamDefaults()
 	return c
+}
+
+// Validate refuses settings that the chosen solver would ignore, so nobody believes a
+// learning rate was used when it was not.
+func (c Config) Validate() error {
+	if _, err := ParseSolver(string(c.Solver)); err != nil {
+		return err
+	}
+	if _, err := ParseImbalance(string(c.Imbalance)); err != nil {
+		return err
+	}
+	if c.Solver != Adam && (c.Epochs != 0 || c.LR != 0 || c.Batch != 0) {
+		return fmt.Errorf("epochs, learning rate and batch apply to the %s solver only; the %s solver needs none", Adam, LogReg)
+	}
+	if c.Solver == Adam && (len(c.Lambdas) > 0 || c.Folds != 0 || c.MaxIter != 0 || c.GradTol != 0) {
+		return fmt.Errorf("λ grid, folds and L-BFGS limits apply to the %s solver only", LogReg)
+	}
+	for _, l := range c.Lambdas {
+		if !(l > 0) {
+			return fmt.Errorf("λ %v must be positive", l)
+		}
+	}
+	return nil
 }
 
 func (c *Config) adamDefaults() {
@@ -207,6 +234,9 @@ type Progress struct {
 // the starting point in standardised coordinates (adam only; nil is PyTorch's Linear
 // init, U(±1/sqrt(F)), from the seed).
 func Fit(ctx context.Context, X [][]float32, y []bool, init *Head, c Config, progress func(Progress)) (*Head, error) {
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("head: %w", err)
+	}
 	c = c.WithDefaults()
 	pos, err := check(X, y)
 	if err != nil {

@@ -214,23 +214,25 @@ func TestPromoteRollbackPrune(t *testing.T) {
 	}
 }
 
-func TestDecide(t *testing.T) {
-	ap := func(v float64) *float64 { return &v }
-	for _, c := range []struct {
-		cand    float64
-		serving *float64
-		tol     float64
-		want    bool
-	}{
-		{0.5, nil, 0, true},
-		{0.80, ap(0.80), 0, true},
-		{0.79, ap(0.80), 0, false},
-		{0.79, ap(0.80), 0.02, true},
-		{0.77, ap(0.80), 0.02, false},
-	} {
-		if got, reason := Decide(c.cand, c.serving, c.tol); got != c.want {
-			t.Errorf("Decide(%v, %v, %v) = %v (%s)", c.cand, c.serving, c.tol, got, reason)
-		}
+// A decision with the gate's numbers survives the round trip through decisions.jsonl.
+func TestDecisionRoundTrip(t *testing.T) {
+	r := open(t, t.TempDir())
+	ap, up, gf := 0.31, 0.35, 0.5
+	d := Decision{Action: "reject", Candidate: "v2", Serving: "v1", CandidateAP: &ap, Confidence: 0.95, MinDefects: 10,
+		APDiff: &Interval{Diff: 0.02, Lower: -0.03, Upper: 0.07, Confidence: 0.95, Replicates: 2000, Method: "paired stratified bootstrap of AP"},
+		ChanceAPUpper: &up, GoodFail: &gf, Flags: []string{"chance-level", "fails-good-parts"}, NotConverged: "iteration limit",
+		Reason: "candidate AP is no better than chance"}
+	if err := r.LogDecision(d); err != nil {
+		t.Fatal(err)
+	}
+	ds, err := r.Decisions()
+	if err != nil || len(ds) != 1 {
+		t.Fatalf("%v %v", ds, err)
+	}
+	got := ds[0]
+	if got.APDiff == nil || *got.APDiff != *d.APDiff || *got.ChanceAPUpper != up || *got.GoodFail != gf ||
+		len(got.Flags) != 2 || got.NotConverged != d.NotConverged || got.MinDefects != 10 {
+		t.Errorf("read back %+v", got)
 	}
 }
 
