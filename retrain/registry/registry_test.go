@@ -219,7 +219,7 @@ func TestDecisionRoundTrip(t *testing.T) {
 	r := open(t, t.TempDir())
 	ap, up, gf := 0.31, 0.35, 0.5
 	d := Decision{Action: "reject", Candidate: "v2", Serving: "v1", CandidateAP: &ap, Confidence: 0.95, MinDefects: 10,
-		APDiff: &Interval{Diff: 0.02, Lower: -0.03, Upper: 0.07, Confidence: 0.95, Replicates: 2000, Method: "paired stratified bootstrap of AP"},
+		APDiff:        &Interval{Diff: 0.02, Lower: -0.03, Upper: 0.07, Confidence: 0.95, Replicates: 2000, Method: "paired stratified bootstrap of AP"},
 		ChanceAPUpper: &up, GoodFail: &gf, Flags: []string{"chance-level", "fails-good-parts"}, NotConverged: "iteration limit",
 		Reason: "candidate AP is no better than chance"}
 	if err := r.LogDecision(d); err != nil {
