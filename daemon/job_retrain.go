@@ -7,21 +7,20 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
+	"log/slog"
 	"path/filepath"
 	"time"
 
-	"github.com/diagd/diagd/detect"
 	"github.com/diagd/diagd/retrain"
 	"github.com/diagd/diagd/retrain/dataset"
-	"github.com/diagd/diagd/retrain/head"
+	"github.com/diagd/diagd/retrain/gate"
 	"github.com/diagd/diagd/retrain/registry"
 )
 
 // retrain trains a candidate on DATA_DIR (negatives, real defects, accepted synthetic
-// defects), evaluates it against the serving model and promotes it when it is at
-// least as good (within PROMOTE_TOLERANCE). Outcome: promoted, rejected, failed,
-// cancelled.
+// defects) through retrain.RunDataDir, evaluates it against the serving model and
+// promotes it when the gate allows (DIAGD_PROMOTE_*). Outcome: promoted, rejected (the
+// gate refused or made no decision; the reason says which), failed, cancelled.
 func (j *jobs) retrain(ctx context.Context) (outcome, reason string) {
 	j.m.running.WithLabelValues(jobRetrain).Set(1)
 	defer j.m.running.WithLabelValues(jobRetrain).Set(0)
@@ -44,86 +43,27 @@ func (j *jobs) retrain(ctx context.Context) (outcome, reason string) {
 		r, _ := ev["reason"].(string)
 		return out, r
 	}
-	reg, err := registry.Open(log, cfg.Registry, registry.Options{})
-	if err != nil {
-		return done("failed", err)
-	}
-	release, err := reg.Lock()
-	if err != nil {
-		return done("failed", err)
-	}
-	defer release()
-	servedByLink := sameDir(cfg.ModelDir, filepath.Join(reg.Dir, registry.CurrentLink))
-	if _, err := reg.Current(); errors.Is(err, registry.ErrNoCurrent) {
-		// An empty registry starts from the serving model, unless MODEL_DIR is the
-		// registry's own (empty) current link.
-		if servedByLink {
-			return done("failed", fmt.Errorf("the registry %s has no model and DIAGD_MODEL_DIR is its current link: install a model with 'diagd models --registry %s import DIR' then promote it", reg.Dir, reg.Dir))
-		}
-		if _, err := detect.ReadMetadata(cfg.ModelDir); err != nil {
-			return done("failed", fmt.Errorf("the registry %s is empty and DIAGD_MODEL_DIR %s holds no model to start from: %w", reg.Dir, cfg.ModelDir, err))
-		}
-		v, err := retrain.EnsureBase(reg, cfg.ModelDir)
-		if err != nil {
-			return done("failed", fmt.Errorf("importing the serving model %s into the registry: %w", cfg.ModelDir, err))
-		}
-		ev["imported_base"] = v
-		log.Info("registry was empty: imported the serving model", "model_dir", cfg.ModelDir, "version", v)
-	} else if err != nil {
-		return done("failed", err)
-	}
-
-	real, syn, err := dataset.DataDir(cfg.DataDir, dataset.Options{})
-	if err != nil {
-		return done("failed", err)
-	}
-	mode := dataset.Mode(cfg.RetrainMode)
-	if cfg.RetrainMode == "auto" {
-		mode = dataset.ZeroShot
-		if _, pos := real.Counts(); pos > 0 {
-			mode = dataset.FullShot // real defects exist: train on them too
+	servedByLink := sameDir(cfg.ModelDir, filepath.Join(cfg.Registry, registry.CurrentLink))
+	importBase := cfg.ModelDir // an empty registry starts from the serving model...
+	if servedByLink {
+		importBase = "" // ...unless MODEL_DIR is the registry's own (empty) current link
+		if err := registryServes(log, cfg.Registry); err != nil {
+			return done("failed", err)
 		}
 	}
-	ev["mode"] = mode
-	train, err := dataset.Compose(real, syn, mode, 0)
-	if err != nil {
-		return done("failed", err)
-	}
-	var val *dataset.Set
-	var valName string
-	if vdir := filepath.Join(cfg.DataDir, validationDir); isDir(vdir) {
-		if val, err = dataset.Load(vdir, dataset.Options{}); err != nil {
-			return done("failed", fmt.Errorf("validation set: %w", err))
-		}
-		valName = vdir
-	} else {
-		train, val, valName = retrain.HoldoutValidation(train, real, mode, validationFraction, 0, cfg.DataDir)
-	}
-	ev["validation"] = valName
 	rep := &reporter{j: j, job: jobRetrain}
-	out, err := retrain.Run(ctx, retrain.Config{
-		Log: log, Registry: reg, Train: train, Val: val, ValName: valName,
-		Trainer:   retrain.HeadTrainer{Config: head.Config{Imbalance: head.PosWeight}},
-		Tolerance: cfg.PromoteTolerance, CacheDir: filepath.Join(reg.Dir, "cache"),
-		Session: j.jobSession(),
-		Progress: func(p retrain.Progress) {
-			frac := 0.0
-			switch {
-			case p.Total > 0:
-				frac = float64(p.Done) / float64(p.Total)
-			case p.Stage == "done":
-				frac = 1
-			}
-			extra := map[string]any{}
-			if p.Message != "" {
-				extra["message"] = p.Message
-			}
-			if p.Stage == "train" {
-				extra["loss"] = p.Loss
-			}
-			rep.progress(p.Stage, p.Done, p.Total, frac, extra)
-		},
+	out, plan, err := retrain.RunDataDir(ctx, retrain.DataDirOptions{
+		Log: log, Registry: cfg.Registry, ImportIfEmpty: importBase, Data: cfg.DataDir,
+		Mode: dataset.Mode(cfg.RetrainMode), ValFraction: validationFraction,
+		Gate: gate.Settings{Tolerance: cfg.PromoteTolerance, Confidence: cfg.PromoteConfidence,
+			MinDefects: cfg.PromoteMinDefects, MaxGoodFail: cfg.PromoteMaxGoodFail},
+		Session:  j.jobSession(),
+		Progress: func(p retrain.Progress) { reportRetrain(rep, p) },
 	})
+	if plan.Imported != "" {
+		ev["imported_base"] = plan.Imported
+	}
+	ev["mode"], ev["validation"] = plan.Mode, plan.ValName
 	if err != nil {
 		if ctx.Err() != nil {
 			return done("cancelled", err)
@@ -137,18 +77,54 @@ func (j *jobs) retrain(ctx context.Context) (outcome, reason string) {
 	}
 	ev["threshold"] = out.Decision.Threshold
 	ev["pr_curve"] = filepath.Join(out.Dir, retrain.PRCurveFile)
-	ev["train_images"], ev["validation_images"] = len(train.Items), out.Candidate.N
+	ev["train_images"], ev["validation_images"] = plan.Train.Total, out.Candidate.N
+	ev["decision"], ev["flags"] = out.Decision.Action, out.Decision.Flags
+	if d := out.Decision.APDiff; d != nil {
+		ev["ap_diff"], ev["ap_diff_lower"], ev["ap_diff_upper"] = d.Diff, d.Lower, d.Upper
+	}
 	if !out.Promoted {
 		return done("rejected", nil)
 	}
 	if servedByLink {
 		ev["served"] = "the model watcher swaps it in within DIAGD_MODEL_POLL"
 	} else {
-		ev["served"] = "not served: DIAGD_MODEL_DIR is not the registry's current link " + filepath.Join(reg.Dir, registry.CurrentLink)
+		ev["served"] = "not served: DIAGD_MODEL_DIR is not the registry's current link " + filepath.Join(cfg.Registry, registry.CurrentLink)
 		log.Warn("a promoted model is not served: point DIAGD_MODEL_DIR at the registry's current link",
-			"model_dir", cfg.ModelDir, "current", filepath.Join(reg.Dir, registry.CurrentLink))
+			"model_dir", cfg.ModelDir, "current", filepath.Join(cfg.Registry, registry.CurrentLink))
 	}
 	return done("promoted", nil)
+}
+
+// registryServes fails with what to do when the registry has no model to start from
+// (MODEL_DIR is its own current link, so there is nothing else to import).
+func registryServes(log *slog.Logger, dir string) error {
+	reg, err := registry.Open(log, dir, registry.Options{})
+	if err != nil {
+		return err
+	}
+	if _, err := reg.Current(); errors.Is(err, registry.ErrNoCurrent) {
+		return fmt.Errorf("the registry %s has no model and DIAGD_MODEL_DIR is its current link: install a model with 'diagd models --registry %s import DIR' then promote it", dir, dir)
+	}
+	return nil
+}
+
+// reportRetrain forwards a retraining stage's progress as a job progress event.
+func reportRetrain(rep *reporter, p retrain.Progress) {
+	frac := 0.0
+	switch {
+	case p.Total > 0:
+		frac = float64(p.Done) / float64(p.Total)
+	case p.Stage == "done":
+		frac = 1
+	}
+	extra := map[string]any{}
+	if p.Message != "" {
+		extra["message"] = p.Message
+	}
+	if p.Stage == "train" {
+		extra["loss"] = p.Loss
+	}
+	rep.progress(p.Stage, p.Done, p.Total, frac, extra)
 }
 
 // sameDir reports whether two paths name the same place, before following a last
@@ -166,9 +142,4 @@ func sameDir(a, b string) bool {
 	pa, err1 := filepath.EvalSymlinks(filepath.Dir(ca))
 	pb, err2 := filepath.EvalSymlinks(filepath.Dir(cb))
 	return err1 == nil && err2 == nil && pa == pb && filepath.Base(ca) == filepath.Base(cb)
-}
-
-func isDir(p string) bool {
-	st, err := os.Stat(p)
-	return err == nil && st.IsDir()
 }

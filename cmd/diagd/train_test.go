@@ -34,9 +34,9 @@ func TestTrainCommand(t *testing.T) {
 	rtest.Folder(t, filepath.Join(data, dataset.AcceptedDir), 30, true, true, 3)
 	base := rtest.Model(t, filepath.Join(t.TempDir(), "base"), "base", 5)
 	reg := filepath.Join(t.TempDir(), "reg")
-	// lr 0.05: the stand-in's features are 16 wide (see retrain's pipeline test).
+	// The default recipe: nothing to tune for the stand-in's 16-wide features.
 	code, out, errs := runTrainCLI(t, "train", "--registry", reg, "--base-model", base, "--data", data,
-		"--epochs", "60", "--lr", "0.05", "--provider", "cpu", "--seed", "1")
+		"--provider", "cpu", "--seed", "1")
 	if code != 0 {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errs)
 	}
@@ -47,7 +47,7 @@ func TestTrainCommand(t *testing.T) {
 		}
 	}
 	// stderr is not a terminal here: progress comes as plain lines, one per stage at least.
-	for _, stage := range []string{"train: dataset", "train: features", "train: train epoch", "train: decide", "train: done promote v2"} {
+	for _, stage := range []string{"train: dataset", "train: features", "train: train step", "train: decide", "train: done promote v2"} {
 		if !strings.Contains(errs, stage) {
 			t.Errorf("progress lacks %q:\n%s", stage, errs)
 		}
@@ -128,7 +128,7 @@ func TestTrainCommandKSDD2ZeroShot(t *testing.T) {
 	base := rtest.Model(t, filepath.Join(t.TempDir(), "base"), "base", 5)
 	reg := filepath.Join(t.TempDir(), "reg")
 	code, out, errs := runTrainCLI(t, "train", "--registry", reg, "--base-model", base, "--data", root,
-		"--synthetic", syn, "--n", "20", "--epochs", "60", "--lr", "0.05", "--provider", "cpu")
+		"--synthetic", syn, "--n", "20", "--provider", "cpu", "--min-defects", "8")
 	if code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", code, out, errs)
 	}

@@ -213,7 +213,9 @@ func (s Settings) compare(in Input, r *Result) {
 	sap := ap - d.Diff
 	nums := fmt.Sprintf("candidate AP %.4f vs serving %.4f: difference %+.4f, %.0f%% lower bound %+.4f (paired bootstrap, %d defects, tolerance %.4f)",
 		ap, sap, d.Diff, 100*d.Confidence, d.Lower, r.Defects, s.Tolerance)
-	if d.Lower >= -s.Tolerance {
+	// apRounding absorbs float rounding of AP sums: equal models can differ by 1e-16.
+	const apRounding = 1e-12
+	if d.Lower >= -s.Tolerance-apRounding {
 		r.Action, r.Reason = Promote, nums
 		return
 	}

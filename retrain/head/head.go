@@ -196,10 +196,12 @@ type Report struct {
 	ConstantFeatures int `json:"constant_features,omitempty"`
 }
 
-// CVPoint is the pooled out-of-fold AP of one regularisation strength.
+// CVPoint is the pooled out-of-fold AP and class-weighted log-loss of one
+// regularisation strength.
 type CVPoint struct {
-	Lambda float64 `json:"lambda"`
-	AP     float64 `json:"ap"`
+	Lambda  float64 `json:"lambda"`
+	AP      float64 `json:"ap"`
+	LogLoss float64 `json:"log_loss"`
 }
 
 // Logit applies the head to one feature vector in float64.

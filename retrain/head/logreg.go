@@ -17,8 +17,9 @@ import (
 // and strongly convex, so L-BFGS (written here: gonum's optimize would add a module) reaches its unique minimum to a gradient tolerance in
 // tens to hundreds of iterations whatever the width, and the result does not depend on
 // a seed, a learning rate or an epoch count. The one free parameter, λ, is chosen by
-// stratified k-fold cross-validation on the training rows (pooled out-of-fold AP,
-// ties to the stronger λ), walking the grid from strong to weak with warm starts and
+// stratified k-fold cross-validation on the training rows (pooled out-of-fold AP; ties,
+// common when folds separate perfectly, go to the lower out-of-fold log-loss, which
+// prefers the direction that separates with the wider margin), walking the grid from strong to weak with warm starts and
 // stopping once the AP has fallen cvPatience steps in a row by more than cvDrop below
 // the best (weak λ on wide features only overfit, and they are the slow fits).
 const (
@@ -302,7 +303,8 @@ func crossValidate(ctx context.Context, X [][]float32, y []bool, pw float64, fol
 	oof := make([]float64, len(X))
 	labels := y
 	var cv []CVPoint
-	best, bestAP, worse := c.Lambdas[0], math.Inf(-1), 0
+	best, bestAP, bestLL, worse := c.Lambdas[0], math.Inf(-1), math.Inf(1), 0
+grid:
 	for _, lam := range c.Lambdas {
 		for k := range fd {
 			fd[k].obj.lambda = lam
@@ -314,17 +316,38 @@ func crossValidate(ctx context.Context, X [][]float32, y []bool, pw float64, fol
 			scoreRows(fd[k].test, fr.x, folds[k], oof)
 			tick(fd[k].obj.Func(fr.x))
 		}
-		ap := metrics.AveragePrecision(oof, labels)
-		cv = append(cv, CVPoint{Lambda: lam, AP: ap})
-		if ap > bestAP+1e-12 {
-			best, bestAP, worse = lam, ap, 0
-		} else if ap < bestAP-cvDrop {
+		ap, ll := metrics.AveragePrecision(oof, labels), weightedLogLoss(oof, labels, pw)
+		cv = append(cv, CVPoint{Lambda: lam, AP: ap, LogLoss: ll})
+		switch {
+		case ap > bestAP+apTie:
+			best, bestAP, bestLL, worse = lam, ap, ll, 0
+		case ap >= bestAP-apTie && ll < bestLL:
+			best, bestLL, worse = lam, ll, 0
+		case ap < bestAP-cvDrop:
 			if worse++; worse >= cvPatience {
-				break
+				break grid
 			}
 		}
 	}
 	return cv, best, nil
+}
+
+// apTie is the AP difference under which two λ count as tied (rounding only).
+const apTie = 1e-9
+
+// weightedLogLoss is the class-weighted mean logistic loss of logits s.
+func weightedLogLoss(s []float64, y []bool, pw float64) float64 {
+	l, w := 0.0, 0.0
+	for i, v := range s {
+		if y[i] {
+			l += pw * softplus(-v)
+			w += pw
+		} else {
+			l += softplus(v)
+			w++
+		}
+	}
+	return l / w
 }
 
 // scoreRows writes z·w + b of each test row into out at the rows' indices.
