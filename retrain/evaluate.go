@@ -121,7 +121,11 @@ func (r *run) scoreServing(ctx context.Context) error {
 // decide runs the promotion gate on the validation scores.
 func (r *run) decide() gate.Result {
 	r.emit(Progress{Stage: "decide"})
-	return r.c.Gate.Decide(gate.Input{Candidate: r.candLogits, Labels: r.va.labels(), Threshold: r.thr,
+	names := make([]string, len(r.va.items))
+	for i, it := range r.va.items {
+		names[i] = it.Path
+	}
+	return r.c.Gate.Decide(gate.Input{Candidate: r.candLogits, Labels: r.va.labels(), Threshold: r.thr, Names: names,
 		Serving: r.servLogits, ServingName: r.serving.Name, ServingProblem: r.servProb})
 }
 

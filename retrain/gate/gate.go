@@ -103,7 +103,8 @@ func (s Settings) Validate() error {
 type Input struct {
 	Candidate []float64
 	Labels    []bool
-	Threshold float64 // the candidate's threshold on its logits (score >= threshold fails)
+	Threshold float64  // the candidate's threshold on its logits (score >= threshold fails)
+	Names     []string // optional: the images' names, for reasons
 	// Serving is nil when no model serves or its scores are unusable (ServingProblem).
 	Serving        []float64
 	ServingName    string
@@ -135,8 +136,12 @@ func (s Settings) Decide(in Input) Result {
 	}
 	if bad, first := nonFinite(in.Candidate); bad > 0 {
 		r.NonFinite, r.Flags, r.Action = bad, []string{FlagNonFinite}, Reject
-		r.Reason = fmt.Sprintf("the candidate yields non-finite scores on %d of %d validation images (first: image %d, %v); it cannot be judged or served",
-			bad, len(in.Candidate), first, in.Candidate[first])
+		name := fmt.Sprintf("image %d", first)
+		if first < len(in.Names) {
+			name = in.Names[first]
+		}
+		r.Reason = fmt.Sprintf("the candidate yields non-finite scores on %d of %d validation images (first: %s, %v); it cannot be judged or served",
+			bad, len(in.Candidate), name, in.Candidate[first])
 		return r
 	}
 	health := s.health(in, &r)

@@ -7,9 +7,8 @@ import (
 	"slices"
 	"testing"
 
-	"gonum.org/v1/gonum/mat"
-
 	"github.com/diagd/diagd/retrain/metrics"
+	"github.com/diagd/diagd/retrain/rtest"
 )
 
 // gaussTask: two Gaussian classes along a few directions, 10:1 imbalanced like the
@@ -52,98 +51,15 @@ func heldOutAP(t *testing.T, score func([]float32) float64, X [][]float32, y []b
 	return r.AP
 }
 
-// newtonLogReg is an independent reference: standardise (population σ), then Newton's
-// method (IRLS) with a dense Cholesky solve on the class-weighted mean logistic loss plus
-// λ/2‖w‖², intercept unpenalised, to a gradient of 1e-10. It shares no code with the
-// package's solver.
+// newtonLogReg is the independent reference (rtest.LogReg: Newton's method with a
+// dense Cholesky solve, no code shared with this package).
 func newtonLogReg(t *testing.T, X [][]float32, y []bool, lambda, pw float64) func([]float32) float64 {
 	t.Helper()
-	n, f := len(X), len(X[0])
-	mu, sd := make([]float64, f), make([]float64, f)
-	for j := range f {
-		col := make([]float64, n)
-		for i := range n {
-			col[i] = float64(X[i][j])
-		}
-		m := 0.0
-		for _, v := range col {
-			m += v
-		}
-		m /= float64(n)
-		v := 0.0
-		for _, c := range col {
-			v += (c - m) * (c - m)
-		}
-		mu[j], sd[j] = m, math.Sqrt(v/float64(n))
+	f, err := rtest.LogReg(X, y, lambda, pw)
+	if err != nil {
+		t.Fatal(err)
 	}
-	Z := mat.NewDense(n, f+1, nil) // last column: 1 for the intercept
-	wsum := 0.0
-	c := make([]float64, n)
-	for i := range n {
-		for j := range f {
-			Z.Set(i, j, (float64(X[i][j])-mu[j])/sd[j])
-		}
-		Z.Set(i, f, 1)
-		c[i] = 1
-		if y[i] {
-			c[i] = pw
-		}
-		wsum += c[i]
-	}
-	theta := mat.NewVecDense(f+1, nil)
-	for it := 0; ; it++ {
-		s := mat.NewVecDense(n, nil)
-		s.MulVec(Z, theta)
-		g := mat.NewVecDense(f+1, nil)
-		H := mat.NewSymDense(f+1, nil)
-		r := mat.NewVecDense(n, nil)
-		D := mat.NewDense(n, f+1, nil)
-		for i := range n {
-			p := 1 / (1 + math.Exp(-s.AtVec(i)))
-			yi := 0.0
-			if y[i] {
-				yi = 1
-			}
-			r.SetVec(i, c[i]*(p-yi)/wsum)
-			for j := range f + 1 {
-				D.Set(i, j, Z.At(i, j)*c[i]*p*(1-p)/wsum)
-			}
-		}
-		g.MulVec(Z.T(), r)
-		var ZtD mat.Dense
-		ZtD.Mul(Z.T(), D)
-		for a := range f + 1 {
-			for b := a; b < f+1; b++ {
-				H.SetSym(a, b, ZtD.At(a, b))
-			}
-		}
-		for j := range f {
-			g.SetVec(j, g.AtVec(j)+lambda*theta.AtVec(j))
-			H.SetSym(j, j, H.At(j, j)+lambda)
-		}
-		if mat.Norm(g, math.Inf(1)) < 1e-10 {
-			break
-		}
-		if it == 100 {
-			t.Fatal("reference Newton did not converge")
-		}
-		var ch mat.Cholesky
-		if !ch.Factorize(H) {
-			t.Fatal("reference Hessian not positive definite")
-		}
-		var step mat.VecDense
-		if err := ch.SolveVecTo(&step, g); err != nil {
-			t.Fatal(err)
-		}
-		theta.SubVec(theta, &step)
-	}
-	return func(x []float32) float64 {
-		s := theta.AtVec(f)
-		for j := range f {
-			s += theta.AtVec(j) * (float64(x[j]) - mu[j]) / sd[j]
-		}
-		return s
-	}
+	return f
 }
 
 // The default recipe, with no tuning, reaches the held-out AP of an independently
