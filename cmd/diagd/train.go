@@ -98,7 +98,11 @@ func (f *trainFlags) options() error {
 	if o.TargetRecall < 0 || o.TargetRecall > 1 {
 		return fmt.Errorf("--target-recall %v must be within (0,1]", o.TargetRecall)
 	}
-	if err := o.Gate.WithDefaults().Validate(); err != nil {
+	// Every gate setting comes from a flag with its default, so a 0 was typed: check the
+	// values as given (WithDefaults would take 0 for "unset").
+	g := o.Gate
+	g.Replicates, g.Permutations = gate.DefaultResamples, gate.DefaultResamples
+	if err := g.Validate(); err != nil {
 		return err
 	}
 	o.ImportIfEmpty, o.BaseModel = f.base, f.base

@@ -141,3 +141,42 @@ func TestTrainCommandKSDD2ZeroShot(t *testing.T) {
 		}
 	}
 }
+
+// Issue 10's frictions: "any" is a label rule train accepts; a learning rate without
+// the adam solver is refused rather than ignored; the paper's rule relabelling marked
+// defects as ok is a warning with the count.
+func TestTrainFlagsAndRelabelWarning(t *testing.T) {
+	reg := filepath.Join(t.TempDir(), "reg")
+	code, _, errs := runTrainCLI(t, "train", "--registry", reg, "--data", t.TempDir(), "--label-rule", "any", "--lr", "0.01")
+	if code != 1 || strings.Contains(errs, "unknown label rule") || !strings.Contains(errs, "apply to the adam solver only") {
+		t.Errorf("--lr with logreg: %d %s", code, errs)
+	}
+	code, _, errs = runTrainCLI(t, "train", "--registry", reg, "--data", t.TempDir(), "--min-defects", "0")
+	if code != 1 || !strings.Contains(errs, "minimum validation defects 0") {
+		t.Errorf("--min-defects 0: %d %s", code, errs)
+	}
+	testenv.ORT(t)
+	root := t.TempDir()
+	writeKSDD2Split(t, filepath.Join(root, "train"), 40, 12, 1)
+	writeKSDD2Split(t, filepath.Join(root, "test"), 20, 6, 2)
+	// Three train defects get a lone marked pixel: a defect under "any", ok under "paper".
+	for i := 40; i < 43; i++ {
+		m := image.NewGray(image.Rect(0, 0, rtest.W, rtest.H))
+		m.Pix[5*rtest.W+5] = 255
+		rtest.WritePNG(t, filepath.Join(root, "train", fmt.Sprintf("%05d_GT.png", i)), m)
+	}
+	base := rtest.Model(t, filepath.Join(t.TempDir(), "base"), "base", 5)
+	code, out, errs := runTrainCLI(t, "train", "--registry", reg, "--base-model", base, "--data", root, "--mode", "full-shot",
+		"--label-rule", "paper", "--provider", "cpu", "--min-defects", "5")
+	if code != 0 && code != exitNotPromoted {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errs)
+	}
+	if !strings.Contains(errs, "the paper label rule labelled 3 images ok although their masks mark a defect") {
+		t.Errorf("no relabel warning with the count:\n%s", errs)
+	}
+	for _, want := range []string{"chance    AP of random rankings", "threshold", "decision:"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}

@@ -54,7 +54,7 @@ const (
 	DefaultConfidence  = 0.95
 	DefaultMinDefects  = 10
 	DefaultMaxGoodFail = 0.2
-	defaultResamples   = 2000
+	DefaultResamples   = 2000
 )
 
 // WithDefaults fills unset values.
@@ -69,10 +69,10 @@ func (s Settings) WithDefaults() Settings {
 		s.MaxGoodFail = DefaultMaxGoodFail
 	}
 	if s.Replicates == 0 {
-		s.Replicates = defaultResamples
+		s.Replicates = DefaultResamples
 	}
 	if s.Permutations == 0 {
-		s.Permutations = defaultResamples
+		s.Permutations = DefaultResamples
 	}
 	return s
 }
