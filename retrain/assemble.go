@@ -5,8 +5,11 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"path/filepath"
 
+	"github.com/diagd/diagd/detect"
 	"github.com/diagd/diagd/retrain/dataset"
+	"github.com/diagd/diagd/retrain/head"
 	"github.com/diagd/diagd/retrain/registry"
 )
 
@@ -14,8 +17,8 @@ import (
 // around Run, so the two assemble a run the same way.
 
 // EnsureBase makes an empty registry serve base: when the registry has no current
-// version and base is a model folder, base is imported, promoted and the decision
-// logged. It returns the imported version, or "" when the registry already serves one
+// version and base is a model folder, base is imported (see Import), promoted and the
+// decision logged. It returns the imported version, or "" when the registry already serves one
 // (or base is ""). The caller holds the registry's Lock.
 func EnsureBase(reg *registry.Registry, base string) (string, error) {
 	_, err := reg.Current()
@@ -27,7 +30,7 @@ func EnsureBase(reg *registry.Registry, base string) (string, error) {
 	case base == "":
 		return "", nil
 	}
-	v, err := reg.Import(base)
+	v, err := Import(reg, base)
 	if err != nil {
 		return "", err
 	}
@@ -39,6 +42,23 @@ func EnsureBase(reg *registry.Registry, base string) (string, error) {
 		return "", err
 	}
 	return v, nil
+}
+
+// Import adds a model folder to the registry as a new version (not promoted), stored so
+// that later versions with the same backbone share it (head.Store). A model whose head
+// cannot be located (no features output, not a Gemm) is copied as it is.
+func Import(reg *registry.Registry, src string) (string, error) {
+	meta, err := detect.ReadMetadata(src)
+	if err != nil {
+		return reg.Import(src) // the registry words the problem
+	}
+	model := filepath.Join(src, detect.ModelFile)
+	if _, _, err := head.ReadHead(model, meta.Outputs.Logit, meta.Outputs.Features); err != nil {
+		return reg.Import(src)
+	}
+	return reg.ImportFunc(src, func(dst string) error {
+		return head.Store(model, filepath.Join(dst, detect.ModelFile), meta.Outputs.Logit, meta.Outputs.Features)
+	})
 }
 
 // HoldoutValidation is the validation set used when none is given: a seeded share frac

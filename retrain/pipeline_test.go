@@ -62,12 +62,8 @@ func TestRunZeroShotPromotes(t *testing.T) {
 	data := dataDir(t, 120, 16, 40)
 	base := rtest.Model(t, filepath.Join(t.TempDir(), "base"), "base-1", 7)
 	reg := openLocked(t, registry.Options{Keep: 2})
-	v1, err := reg.Import(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := reg.Promote(v1); err != nil {
-		t.Fatal(err)
+	if v1, err := EnsureBase(reg, base); err != nil || v1 != "v1" {
+		t.Fatal(v1, err)
 	}
 	real, syn, err := dataset.DataDir(data, dataset.Options{})
 	if err != nil {
@@ -180,6 +176,20 @@ func TestRunZeroShotPromotes(t *testing.T) {
 		CacheDir: cache, Session: cpu, NoPromote: true})
 	if err != nil {
 		t.Fatal(err)
+	}
+	// Every version with the base's backbone stores it once: v1 (imported), v2 and v3
+	// (retrained heads) hold one side file between them; v4 has another backbone.
+	var blobs []os.FileInfo
+	for _, v := range []string{"v1", "v2", "v3", "v4"} {
+		b, _ := filepath.Glob(filepath.Join(reg.Dir, registry.ModelsDir, v, "backbone-*.bin"))
+		if len(b) != 1 {
+			t.Fatalf("%s holds %v; want one backbone side file", v, b)
+		}
+		st, _ := os.Stat(b[0])
+		blobs = append(blobs, st)
+	}
+	if !os.SameFile(blobs[0], blobs[1]) || !os.SameFile(blobs[0], blobs[2]) || os.SameFile(blobs[0], blobs[3]) {
+		t.Error("versions of one backbone do not share its side file (or another backbone does)")
 	}
 	if out3.FeaturesCached != 0 || math.Abs(out3.Serving.AP-out.Candidate.AP) > 0.01 {
 		t.Errorf("third run: %d cached, serving AP %v; want 0 and about %v", out3.FeaturesCached, out3.Serving.AP, out.Candidate.AP)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/diagd/diagd/retrain"
 	"github.com/diagd/diagd/retrain/registry"
 )
 
@@ -132,7 +133,7 @@ func runModels(_ context.Context, env *cliEnv, args []string) int {
 		if !need(1) {
 			return 2
 		}
-		v, err := reg.Import(rest[1])
+		v, err := retrain.Import(reg, rest[1])
 		if err != nil {
 			return fail(err)
 		}
@@ -158,8 +159,8 @@ func runModels(_ context.Context, env *cliEnv, args []string) int {
 				}
 				return fmt.Sprintf("%.4f", *p)
 			}
-			fmt.Fprintf(env.stdout, "%s %-14s %-5s serving %-5s AP %s vs %s: %s\n", d.Time.Format("2006-01-02 15:04:05"),
-				d.Action, d.Candidate, orNone(d.Serving), ap(d.CandidateAP), ap(d.ServingAP), d.Reason)
+			fmt.Fprintf(env.stdout, "%s %-14s %-5s serving %-5s AP %s vs %s%s: %s\n", d.Time.Format("2006-01-02 15:04:05"),
+				d.Action, d.Candidate, orNone(d.Serving), ap(d.CandidateAP), ap(d.ServingAP), decisionDetail(d), d.Reason)
 		}
 	default:
 		fmt.Fprintf(env.stderr, "diagd models: unknown action %q\n", rest[0])
@@ -167,6 +168,18 @@ func runModels(_ context.Context, env *cliEnv, args []string) int {
 		return 2
 	}
 	return 0
+}
+
+// decisionDetail is the gate's interval and flags of a decision, when it has them.
+func decisionDetail(d registry.Decision) string {
+	s := ""
+	if x := d.APDiff; x != nil {
+		s += fmt.Sprintf(" (diff %+.4f, interval [%+.4f, %+.4f])", x.Diff, x.Lower, x.Upper)
+	}
+	if len(d.Flags) > 0 {
+		s += fmt.Sprintf(" flags %v", d.Flags)
+	}
+	return s
 }
 
 func orNone(s string) string {

@@ -316,6 +316,9 @@ func (r *Registry) Commit(staging, version string) (string, error) {
 	if _, err := Check(staging); err != nil {
 		return "", fmt.Errorf("registry: candidate %s is incomplete: %w", version, err)
 	}
+	if err := r.shareBlobs(staging); err != nil {
+		return "", err
+	}
 	if err := atomicfile.SyncDir(staging); err != nil {
 		return "", err
 	}
@@ -553,6 +556,13 @@ func (r *Registry) Decisions() ([]Decision, error) {
 // Import copies a model folder (model.onnx, model.json and any side files) into the
 // registry as a new version, recording where it came from. It does not promote it.
 func (r *Registry) Import(src string) (string, error) {
+	return r.ImportFunc(src, nil)
+}
+
+// ImportFunc is Import with the model files written by writeModel into the staging
+// folder (nil copies every file of src but model.json); model.json is written here.
+// retrain uses it to store imported models in the shared-backbone form.
+func (r *Registry) ImportFunc(src string, writeModel func(stagingDir string) error) (string, error) {
 	meta, err := Check(src)
 	if err != nil {
 		return "", err
@@ -565,17 +575,12 @@ func (r *Registry) Import(src string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	ents, err := os.ReadDir(src)
-	if err != nil {
-		return "", err
+	if writeModel == nil {
+		writeModel = func(dst string) error { return copyModelFiles(src, dst) }
 	}
-	for _, e := range ents {
-		if e.IsDir() || e.Name() == detect.MetadataFile || strings.HasPrefix(e.Name(), ".") {
-			continue
-		}
-		if err := copyFile(filepath.Join(src, e.Name()), filepath.Join(st, e.Name())); err != nil {
-			return "", err
-		}
+	if err := writeModel(st); err != nil {
+		os.RemoveAll(st)
+		return "", err
 	}
 	m := *meta
 	if m.Training == nil {
@@ -590,6 +595,23 @@ func (r *Registry) Import(src string) (string, error) {
 		return "", err
 	}
 	return v, nil
+}
+
+// copyModelFiles copies a model folder's files but model.json (and hidden ones).
+func copyModelFiles(src, dst string) error {
+	ents, err := os.ReadDir(src)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if e.IsDir() || e.Name() == detect.MetadataFile || strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		if err := copyFile(filepath.Join(src, e.Name()), filepath.Join(dst, e.Name())); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func copyFile(src, dst string) error {

@@ -14,6 +14,7 @@ import (
 	"github.com/diagd/diagd/detect"
 	"github.com/diagd/diagd/internal/ortenv"
 	"github.com/diagd/diagd/internal/testenv"
+	"github.com/diagd/diagd/retrain/head"
 	"github.com/diagd/diagd/retrain/rtest"
 )
 
@@ -96,7 +97,7 @@ var crashPoints = []struct {
 	point string
 	isNew bool
 }{
-	{"staged", false}, {"renamed", false}, {"committed", false}, {"decision-logged", false},
+	{"blobs-shared", false}, {"staged", false}, {"renamed", false}, {"committed", false}, {"decision-logged", false},
 	{"current-link-created", false}, {"current-renamed", true}, {"current-synced", true},
 	{"previous-link-created", true}, {"previous-renamed", true}, {"previous-synced", true},
 	{"promoted", true}, {"pruning", true},
@@ -104,7 +105,7 @@ var crashPoints = []struct {
 
 func TestCrashAtEveryStepLeavesAServableModel(t *testing.T) {
 	testenv.ORT(t)
-	src := rtest.Model(t, filepath.Join(t.TempDir(), "model"), "stand-in", 3)
+	src := storedModel(t) // with a backbone side file, so versions share it
 	for _, cp := range crashPoints {
 		t.Run(cp.point, func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "reg")
@@ -164,6 +165,76 @@ func TestCrashAtEveryStepLeavesAServableModel(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
+	}
+}
+
+// storedModel writes a stand-in detector in the storage form retraining writes: the
+// backbone in a content-addressed side file.
+func storedModel(t *testing.T) string {
+	t.Helper()
+	src := rtest.Model(t, filepath.Join(t.TempDir(), "model"), "stand-in", 3)
+	dst := filepath.Join(t.TempDir(), "stored")
+	os.MkdirAll(dst, 0o755)
+	if err := head.Store(filepath.Join(src, detect.ModelFile), filepath.Join(dst, detect.ModelFile), "logit", "features"); err != nil {
+		t.Fatal(err)
+	}
+	m, _ := detect.ReadMetadata(src)
+	if err := detect.WriteMetadata(dst, m); err != nil {
+		t.Fatal(err)
+	}
+	return dst
+}
+
+func blobOf(t *testing.T, dir string) os.FileInfo {
+	t.Helper()
+	b, _ := filepath.Glob(filepath.Join(dir, "backbone-*.bin"))
+	if len(b) != 1 {
+		t.Fatalf("%s holds side files %v; want one backbone", dir, b)
+	}
+	st, err := os.Stat(b[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// Versions with the same backbone store it once (hard links), a pruned version takes
+// none of the others' weights with it, and a hand-damaged copy is never linked.
+func TestVersionsShareTheBackbone(t *testing.T) {
+	testenv.ORT(t)
+	src := storedModel(t)
+	r := open(t, t.TempDir()) // Keep 1
+	for range 3 {
+		if _, err := r.Import(src); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b1, b2, b3 := blobOf(t, r.versionDir("v1")), blobOf(t, r.versionDir("v2")), blobOf(t, r.versionDir("v3"))
+	if !os.SameFile(b1, b2) || !os.SameFile(b1, b3) {
+		t.Fatal("three versions of one backbone hold separate copies")
+	}
+	if err := r.Promote("v3"); err != nil {
+		t.Fatal(err)
+	}
+	if removed, err := r.Prune(); err != nil || len(removed) != 1 || removed[0] != "v1" {
+		t.Fatalf("prune: %v %v", removed, err)
+	}
+	m, err := detect.LoadModel(testenv.Logger(t), r.versionDir("v3"), detect.Options{Session: ortenv.Options{Provider: ortenv.CPU}})
+	if err != nil {
+		t.Fatalf("v3 after v1 was pruned: %v", err)
+	}
+	m.Close()
+	// Damage v3's copy (all versions share it, so write a fresh, wrong file there):
+	// the next import keeps its own copy rather than link to bad bytes.
+	p := filepath.Join(r.versionDir("v3"), b3.Name())
+	os.Remove(p)
+	os.Remove(filepath.Join(r.versionDir("v2"), b3.Name()))
+	os.WriteFile(p, make([]byte, b3.Size()), 0o644)
+	if _, err := r.Import(src); err != nil {
+		t.Fatal(err)
+	}
+	if os.SameFile(blobOf(t, r.versionDir("v4")), blobOf(t, r.versionDir("v3"))) {
+		t.Error("a damaged side file was linked into a new version")
 	}
 }
 
