@@ -3,15 +3,11 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
 
-	"gocv.io/x/gocv"
-
 	"github.com/diagd/diagd/detect"
-	"github.com/diagd/diagd/internal/imageio"
 	"github.com/diagd/diagd/internal/ortenv"
 )
 
@@ -29,7 +25,7 @@ type detectLine struct {
 	Error        string  `json:"error,omitempty"`
 }
 
-func runDetect(_ context.Context, env *cliEnv, args []string) int {
+func runDetect(ctx context.Context, env *cliEnv, args []string) int {
 	fs := flag.NewFlagSet("detect", flag.ContinueOnError)
 	fs.SetOutput(env.stderr)
 	modelDir := fs.String("model", envOr("DIAGD_MODEL_DIR", "models/current"), "model folder holding model.onnx and model.json")
@@ -73,50 +69,27 @@ func runDetect(_ context.Context, env *cliEnv, args []string) int {
 		fmt.Fprintf(env.stdout, "%s\t%s\tscore=%.6f\tthreshold=%.4f\tmodel=%s\n", l.Image, l.Verdict, l.Score, l.Threshold, l.ModelVersion)
 	}
 	paths := fs.Args()
-	// Decode a batch, judge it, print in input order; a bad image is reported and the rest go on.
-	for start := 0; start < len(paths); start += m.MaxBatch() {
-		chunk := paths[start:min(start+m.MaxBatch(), len(paths))]
-		lines := make([]detectLine, len(chunk))
-		var mats []gocv.Mat
-		var idx []int
-		for i, path := range chunk {
-			lines[i] = detectLine{Image: path}
-			mat, err := imageio.Read(path)
-			if err != nil {
-				var pe *os.PathError
-				if errors.As(err, &pe) {
-					err = fmt.Errorf("cannot read: %w", pe.Err)
-				}
-				lines[i].Error = err.Error()
-				continue
-			}
-			mats = append(mats, mat)
-			idx = append(idx, i)
-		}
-		logits := make([]float32, len(mats))
-		errs := make([]error, len(mats))
-		if err := m.Logits(mats, logits, errs); err != nil {
-			for _, i := range idx {
-				lines[i].Error = err.Error()
-			}
-		} else {
-			for j, i := range idx {
-				if errs[j] != nil {
-					lines[i].Error = errs[j].Error()
-					continue
-				}
-				r := m.Result(logits[j])
-				lines[i].Score, lines[i].Threshold, lines[i].ModelVersion, lines[i].Verdict = r.Score, r.Threshold, r.ModelVersion, string(r.Verdict)
-			}
-		}
-		for _, mat := range mats {
-			mat.Close()
-		}
-		for _, l := range lines {
-			if l.Error != "" {
+	// Batches are read, judged and printed in input order; a bad image is reported and
+	// the rest go on. A failure of the model itself is reported for every image left.
+	reported := 0
+	report := func(batch []detect.FileScore) {
+		for _, fsc := range batch {
+			l := detectLine{Image: fsc.Path}
+			if fsc.Err != nil {
+				l.Error = fsc.Err.Error()
 				failed++
+			} else {
+				r := m.Result(fsc.Logit)
+				l.Score, l.Threshold, l.ModelVersion, l.Verdict = r.Score, r.Threshold, r.ModelVersion, string(r.Verdict)
 			}
 			emit(l)
+		}
+		reported += len(batch)
+	}
+	if _, err := m.ScoreFiles(ctx, paths, report); err != nil {
+		for _, p := range paths[reported:] {
+			emit(detectLine{Image: p, Error: err.Error()})
+			failed++
 		}
 	}
 	if failed > 0 {

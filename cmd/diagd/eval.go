@@ -3,20 +3,17 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"time"
-
-	"gocv.io/x/gocv"
 
 	"github.com/diagd/diagd/detect"
 	"github.com/diagd/diagd/internal/atomicfile"
-	"github.com/diagd/diagd/internal/imageio"
 	"github.com/diagd/diagd/internal/ortenv"
 	"github.com/diagd/diagd/retrain/dataset"
 	"github.com/diagd/diagd/retrain/metrics"
@@ -71,7 +68,7 @@ func runEval(ctx context.Context, env *cliEnv, args []string) int {
 	fs.SetOutput(env.stderr)
 	modelDir := fs.String("model", "", "model folder holding model.onnx and model.json (required)")
 	data := fs.String("data", "", "labelled data: KSDD2 folder (NNNNN.png + NNNNN_GT.png, or with train/ test/), a folder with ok/ and defect/, or a manifest .csv (required)")
-	outDir := fs.String("out", "", "folder for scores.csv, pr_curve.png and metrics.json (default eval-<model version>)")
+	outDir := fs.String("out", "eval", "parent folder: scores.csv, pr_curve.png and metrics.json go to <out>/<model version>-<first 8 hex of model.onnx's sha256>, so models never overwrite each other")
 	provider := fs.String("provider", "auto", "execution provider: auto, tensorrt, cuda or cpu")
 	rule := fs.String("label-rule", "any", "how KSDD2/generator masks become labels: any (a defect pixel) or paper (a pixel exactly 255 after the paper's bilinear resize to 704x256, spec §1.5)")
 	split := fs.String("split", "", "manifest only: keep rows of this split")
@@ -96,11 +93,7 @@ func runEval(ctx context.Context, env *cliEnv, args []string) int {
 		fmt.Fprintf(env.stderr, "diagd eval: --provider: %v\n", err)
 		return 2
 	}
-	ruleName := *rule
-	if ruleName == "any" {
-		ruleName = "any-pixel"
-	}
-	lr, err := dataset.ParseLabelRule(ruleName)
+	lr, err := dataset.ParseLabelRule(*rule)
 	if err != nil {
 		fmt.Fprintf(env.stderr, "diagd eval: --label-rule: %v\n", err)
 		return 2
@@ -134,10 +127,7 @@ func runEval(ctx context.Context, env *cliEnv, args []string) int {
 		fmt.Fprintf(env.stderr, "skipped %s: %s\n", s.Path, s.Reason)
 	}
 
-	out := *outDir
-	if out == "" {
-		out = "eval-" + safeName(m.Meta.ModelVersion)
-	}
+	out := filepath.Join(*outDir, evalFolder(m.Meta.ModelVersion, digest))
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return fail("%v", err)
 	}
@@ -209,62 +199,43 @@ func printEval(w io.Writer, r evalResult, out string) {
 
 var unsafeChars = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
 
-func safeName(s string) string {
-	s = unsafeChars.ReplaceAllString(s, "_")
-	if s == "" {
-		return "model"
+// evalFolder names a model's results: its version (made safe for a file name; it comes
+// from model.json) and the start of its model.onnx digest, so two models never share a
+// folder even when their versions collide (v3 of two registries).
+func evalFolder(version, digest string) string {
+	v := strings.Trim(unsafeChars.ReplaceAllString(version, "_"), ".")
+	if v == "" {
+		v = "model"
 	}
-	return s
+	return v + "-" + digest[:min(8, len(digest))]
 }
 
-// scoreItems decodes and scores the items in batches of the model's size. Unreadable
-// images and frames the model cannot take are returned as skips, never silently
-// dropped; a failure of the model itself ends the run.
+// scoreItems scores the items with detect's ScoreFiles. Unreadable images and frames
+// the model cannot take are returned as skips, never silently dropped; a failure of the
+// model itself ends the run.
 func scoreItems(ctx context.Context, m *detect.Model, items []dataset.Item, progress func(done, total int)) (
 	names []string, scores []float64, labels []bool, skipped []evalSkip, err error) {
-	bs := m.MaxBatch()
-	for start := 0; start < len(items); start += bs {
-		if err := ctx.Err(); err != nil {
-			return nil, nil, nil, nil, err
+	paths := make([]string, len(items))
+	for i, it := range items {
+		paths[i] = it.Path
+	}
+	done := 0
+	res, err := m.ScoreFiles(ctx, paths, func(b []detect.FileScore) {
+		if done += len(b); progress != nil {
+			progress(done, len(items))
 		}
-		chunk := items[start:min(start+bs, len(items))]
-		var mats []gocv.Mat
-		var idx []int
-		for i, it := range chunk {
-			mat, err := imageio.Read(it.Path)
-			if err != nil {
-				var pe *os.PathError
-				if errors.As(err, &pe) {
-					err = fmt.Errorf("cannot read: %w", pe.Err)
-				}
-				skipped = append(skipped, evalSkip{it.Path, err.Error()})
-				continue
-			}
-			mats = append(mats, mat)
-			idx = append(idx, i)
+	})
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	for i, r := range res {
+		if r.Err != nil {
+			skipped = append(skipped, evalSkip{r.Path, r.Err.Error()})
+			continue
 		}
-		logits := make([]float32, len(mats))
-		errs := make([]error, len(mats))
-		runErr := m.Logits(mats, logits, errs)
-		for _, mat := range mats {
-			mat.Close()
-		}
-		if runErr != nil {
-			return nil, nil, nil, nil, runErr
-		}
-		for j, i := range idx {
-			it := chunk[i]
-			if errs[j] != nil {
-				skipped = append(skipped, evalSkip{it.Path, errs[j].Error()})
-				continue
-			}
-			names = append(names, it.Path)
-			scores = append(scores, detect.Sigmoid(logits[j]))
-			labels = append(labels, it.Label)
-		}
-		if progress != nil {
-			progress(start+len(chunk), len(items))
-		}
+		names = append(names, r.Path)
+		scores = append(scores, detect.Sigmoid(r.Logit))
+		labels = append(labels, items[i].Label)
 	}
 	return names, scores, labels, skipped, nil
 }
