@@ -127,48 +127,58 @@ func runEval(ctx context.Context, env *cliEnv, args []string) int {
 		fmt.Fprintf(env.stderr, "skipped %s: %s\n", s.Path, s.Reason)
 	}
 
+	res := evalResult{ModelDir: *modelDir, ModelVersion: m.Meta.ModelVersion, ModelSHA256: digest,
+		Data: *data, LabelRule: *rule, Score: "sigmoid(logit)", Skipped: skipped}
 	out := filepath.Join(*outDir, evalFolder(m.Meta.ModelVersion, digest))
-	if err := os.MkdirAll(out, 0o755); err != nil {
+	if err := writeEval(out, &res, evalScores{names, scores, labels}, m.Meta.Threshold); err != nil {
 		return fail("%v", err)
 	}
-	rep, evalErr := metrics.Evaluate(scores, labels)
-	// The per-image scores are kept even when the set cannot be scored as a whole.
+	printEval(env.stdout, res, out)
+	return 0
+}
+
+// evalScores are the scored images, in order.
+type evalScores struct {
+	names  []string
+	scores []float64
+	labels []bool
+}
+
+// writeEval computes the metrics into res and writes scores.csv, pr_curve.png and
+// metrics.json into out. The per-image scores are kept even when the set cannot be
+// scored as a whole (a single class).
+func writeEval(out string, res *evalResult, s evalScores, modelThreshold float64) error {
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return err
+	}
+	rep, evalErr := metrics.Evaluate(s.scores, s.labels)
 	thr := rep.Threshold
 	if evalErr != nil {
-		thr = m.Meta.Threshold
+		thr = modelThreshold
 	}
-	if err := metrics.WriteScoresCSV(filepath.Join(out, "scores.csv"), names, scores, labels, thr); err != nil {
-		return fail("%v", err)
+	csvPath := filepath.Join(out, "scores.csv")
+	if err := metrics.WriteScoresCSV(csvPath, s.names, s.scores, s.labels, thr); err != nil {
+		return err
 	}
 	if evalErr != nil {
-		return fail("%s: %v (scores written to %s)", *data, evalErr, filepath.Join(out, "scores.csv"))
+		return fmt.Errorf("%s: %w (scores written to %s)", res.Data, evalErr, csvPath)
 	}
-	title := fmt.Sprintf("%s on %s (%d images, %d defects)", m.Meta.ModelVersion, filepath.Base(filepath.Clean(*data)), rep.N, rep.Positives)
-	if err := metrics.WritePRCurvePNG(filepath.Join(out, "pr_curve.png"), scores, labels, title); err != nil {
-		return fail("%v", err)
+	title := fmt.Sprintf("%s on %s (%d images, %d defects)", res.ModelVersion, filepath.Base(filepath.Clean(res.Data)), rep.N, rep.Positives)
+	if err := metrics.WritePRCurvePNG(filepath.Join(out, "pr_curve.png"), s.scores, s.labels, title); err != nil {
+		return err
 	}
-	res := evalResult{
-		ModelDir: *modelDir, ModelVersion: m.Meta.ModelVersion, ModelSHA256: digest,
-		Data: *data, LabelRule: *rule, Score: "sigmoid(logit)",
-		Images: rep.N, Positives: rep.Positives, AP: rep.AP, AUROC: rep.AUROC, F1Max: rep.F1Max,
-		MaxF1: evalPoint{Threshold: rep.Threshold, Precision: rep.Precision, Recall: rep.Recall,
-			TP: rep.TP, FP: rep.FP, TN: rep.TN, FN: rep.FN},
-		AtModelThreshold: pointAt(scores, labels, m.Meta.Threshold),
-		Skipped:          skipped,
-		CreatedAt:        time.Now().UTC().Truncate(time.Second),
-	}
+	res.Images, res.Positives, res.AP, res.AUROC, res.F1Max = rep.N, rep.Positives, rep.AP, rep.AUROC, rep.F1Max
+	res.MaxF1 = evalPoint{Threshold: rep.Threshold, Precision: rep.Precision, Recall: rep.Recall, TP: rep.TP, FP: rep.FP, TN: rep.TN, FN: rep.FN}
+	res.AtModelThreshold = pointAt(s.scores, s.labels, modelThreshold)
+	res.CreatedAt = time.Now().UTC().Truncate(time.Second)
 	if res.Skipped == nil {
 		res.Skipped = []evalSkip{}
 	}
 	b, err := json.MarshalIndent(res, "", "  ")
 	if err != nil {
-		return fail("%v", err)
+		return err
 	}
-	if err := atomicfile.WriteFile(filepath.Join(out, "metrics.json"), append(b, '\n'), 0o644); err != nil {
-		return fail("%v", err)
-	}
-	printEval(env.stdout, res, out)
-	return 0
+	return atomicfile.WriteFile(filepath.Join(out, "metrics.json"), append(b, '\n'), 0o644)
 }
 
 func pointAt(scores []float64, labels []bool, thr float64) evalPoint {
