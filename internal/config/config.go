@@ -234,6 +234,14 @@ func (c *Config) validateJobs(bad func(v string, format string, a ...any)) {
 	if !(c.PromoteTolerance >= 0 && c.PromoteTolerance <= 1) {
 		bad("PROMOTE_TOLERANCE", "%v is outside 0..1 (it is an AP difference)", c.PromoteTolerance)
 	}
+	c.validateGate(bad)
+	if c.JobThreads < 0 {
+		bad("JOB_THREADS", "%d is negative", c.JobThreads)
+	}
+}
+
+// validateGate checks the promotion gate's settings (retrain/gate).
+func (c *Config) validateGate(bad func(v string, format string, a ...any)) {
 	if !(c.PromoteConfidence > 0.5 && c.PromoteConfidence < 1) {
 		bad("PROMOTE_CONFIDENCE", "%v is outside (0.5, 1)", c.PromoteConfidence)
 	}
@@ -242,8 +250,5 @@ func (c *Config) validateJobs(bad func(v string, format string, a ...any)) {
 	}
 	if !(c.PromoteMaxGoodFail > 0 && c.PromoteMaxGoodFail <= 1) {
 		bad("PROMOTE_MAX_GOOD_FAIL", "%v is outside (0, 1] (it is a share of good parts)", c.PromoteMaxGoodFail)
-	}
-	if c.JobThreads < 0 {
-		bad("JOB_THREADS", "%d is negative", c.JobThreads)
 	}
 }
