@@ -84,7 +84,7 @@ func benchTrain(args []string) error {
 }
 
 // syntheticFeatures are ResNet-like features: non-negative (post-ReLU average pools);
-// a defect (1 in 22) shifts every 64th channel by 0.25 standard deviations.
+// a defect (1 in 22) shifts every 64th channel by half a standard deviation.
 func syntheticFeatures(n, dim int) ([][]float32, []bool) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	X := make([][]float32, n)
@@ -95,7 +95,7 @@ func syntheticFeatures(n, dim int) ([][]float32, []bool) {
 		for j := range X[i] {
 			v := rng.NormFloat64()*0.5 + 0.3
 			if y[i] && j%64 == 0 {
-				v += 0.125
+				v += 0.25
 			}
 			X[i][j] = float32(max(v, 0))
 		}

@@ -129,10 +129,10 @@ func TestPairedBootstrap(t *testing.T) {
 	// in about 1−confidence of trials (percentile intervals run a little liberal at
 	// small n, hence the margin).
 	wrong := 0
-	const trials = 80
+	const trials = 60
 	for range trials {
 		x, y := noise(1), noise(1)
-		d, _ := PairedBootstrapAP(x, y, l, 0.95, 250, rng.Uint64())
+		d, _ := PairedBootstrapAP(x, y, l, 0.95, 200, rng.Uint64())
 		if d.Lower > 0 {
 			wrong++
 		}
