@@ -38,22 +38,26 @@ const (
 // painted defect stands out.
 func writeSurface(t testing.TB, path string, r *rand.Rand) {
 	t.Helper()
-	base := float64(110 + r.IntN(30))
-	m := gocv.NewMatWithSize(64, 64, gocv.MatTypeCV8UC3)
+	m := surface(r)
 	defer m.Close()
-	gocv.RandN(&m, gocv.NewScalar(base, base, base, 0), gocv.NewScalar(6, 6, 6, 0))
 	if !gocv.IMWrite(path, m) {
 		t.Fatalf("cannot write %s", path)
 	}
 }
 
+// surface is a 64×64 grey surface with noise, of random brightness.
+func surface(r *rand.Rand) gocv.Mat {
+	base := float64(110 + r.IntN(30))
+	m := gocv.NewMatWithSize(64, 64, gocv.MatTypeCV8UC3)
+	gocv.RandN(&m, gocv.NewScalar(base, base, base, 0), gocv.NewScalar(6, 6, 6, 0))
+	return m
+}
+
 // writeSpot writes a surface like writeSurface's with a bright spot: a real defect.
 func writeSpot(t testing.TB, path string, r *rand.Rand) {
 	t.Helper()
-	base := float64(110 + r.IntN(30))
-	m := gocv.NewMatWithSize(64, 64, gocv.MatTypeCV8UC3)
+	m := surface(r)
 	defer m.Close()
-	gocv.RandN(&m, gocv.NewScalar(base, base, base, 0), gocv.NewScalar(6, 6, 6, 0))
 	gocv.Circle(&m, image.Pt(16+r.IntN(32), 16+r.IntN(32)), 5+r.IntN(4), color.RGBA{250, 250, 245, 0}, -1)
 	os.MkdirAll(filepath.Dir(path), 0o755)
 	if !gocv.IMWrite(path, m) {

@@ -36,7 +36,7 @@ func (r *run) scoreCandidate(ctx context.Context) error {
 		}
 		r.candLogits = l
 	}
-	if n, _ := nonFinite(r.candLogits); n > 0 {
+	if n, _ := metrics.NonFinite(r.candLogits); n > 0 {
 		return nil
 	}
 	y := r.va.labels()
@@ -105,7 +105,7 @@ func (r *run) scoreServing(ctx context.Context) error {
 	} else if sl, err = modelLogits(ctx, r.log, r.serving.Dir, r.va.items, r.c.Session); err != nil {
 		return fmt.Errorf("evaluating the serving model %s: %w", r.serving.Name, err)
 	}
-	if n, first := nonFinite(sl); n > 0 {
+	if n, first := metrics.NonFinite(sl); n > 0 {
 		r.servProb = fmt.Sprintf("%s yields non-finite scores on %d of %d validation images, first %s", r.serving.Name, n, len(sl), r.va.items[first].Path)
 		r.log.Warn("the serving model cannot be compared", "why", r.servProb)
 		return nil
@@ -127,19 +127,6 @@ func (r *run) decide() gate.Result {
 	}
 	return r.c.Gate.Decide(gate.Input{Candidate: r.candLogits, Labels: r.va.labels(), Threshold: r.thr, Names: names,
 		Serving: r.servLogits, ServingName: r.serving.Name, ServingProblem: r.servProb})
-}
-
-func nonFinite(v []float64) (n, first int) {
-	first = -1
-	for i, x := range v {
-		if math.IsNaN(x) || math.IsInf(x, 0) {
-			if first < 0 {
-				first = i
-			}
-			n++
-		}
-	}
-	return n, first
 }
 
 // modelLogits runs a model folder through detect (the serving path) on items; every

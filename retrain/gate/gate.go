@@ -10,7 +10,6 @@ package gate
 import (
 	"errors"
 	"fmt"
-	"math"
 	"strings"
 
 	"github.com/diagd/diagd/retrain/metrics"
@@ -134,7 +133,7 @@ func (s Settings) Decide(in Input) Result {
 			r.Defects++
 		}
 	}
-	if bad, first := nonFinite(in.Candidate); bad > 0 {
+	if bad, first := metrics.NonFinite(in.Candidate); bad > 0 {
 		r.NonFinite, r.Flags, r.Action = bad, []string{FlagNonFinite}, Reject
 		name := fmt.Sprintf("image %d", first)
 		if first < len(in.Names) {
@@ -226,17 +225,4 @@ func (s Settings) compare(in Input, r *Result) {
 	}
 	r.Action = Reject
 	r.Reason = nums + ": not shown to be at least as good"
-}
-
-func nonFinite(v []float64) (n, first int) {
-	first = -1
-	for i, x := range v {
-		if math.IsNaN(x) || math.IsInf(x, 0) {
-			if first < 0 {
-				first = i
-			}
-			n++
-		}
-	}
-	return n, first
 }
