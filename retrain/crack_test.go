@@ -15,16 +15,27 @@ import (
 	"github.com/diagd/diagd/retrain/rtest"
 )
 
-// crackFolder writes n textured grey surfaces, thin dark cracks on the defective ones,
-// as an ok/ or defect/ folder under dir.
-func crackFolder(t *testing.T, dir string, n int, defect bool, seed uint64) {
+// crackSet writes ok good surfaces and bad cracked ones (textured grey, thin dark
+// cracks) as an ok/+defect/ folder and reads it back.
+func crackSet(t *testing.T, ok, bad int, seed uint64) *dataset.Set {
 	t.Helper()
-	rng := rand.New(rand.NewPCG(seed, 3))
-	sub := map[bool]string{false: "ok", true: "defect"}[defect]
-	for i := range n {
-		img, _ := rtest.CrackImage(rng, defect)
-		rtest.WritePNG(t, filepath.Join(dir, sub, fmt.Sprintf("%04d.png", i)), img)
+	dir := t.TempDir()
+	for _, c := range []struct {
+		sub    string
+		n      int
+		defect bool
+	}{{"ok", ok, false}, {"defect", bad, true}} {
+		rng := rand.New(rand.NewPCG(seed, map[bool]uint64{false: 3, true: 4}[c.defect]))
+		for i := range c.n {
+			img, _ := rtest.CrackImage(rng, c.defect)
+			rtest.WritePNG(t, filepath.Join(dir, c.sub, fmt.Sprintf("%04d.png", i)), img)
+		}
 	}
+	s, err := dataset.Folder(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
 
 // featuresOf extracts the base model's features of a set, independently of Run.
@@ -54,19 +65,7 @@ func featuresOf(t *testing.T, base string, s *dataset.Set) ([][]float32, []bool)
 func TestDefaultRecipeLearnsCracks(t *testing.T) {
 	testenv.ORT(t)
 	log := testenv.Logger(t)
-	trDir, vaDir := t.TempDir(), t.TempDir()
-	crackFolder(t, trDir, 240, false, 1)
-	crackFolder(t, trDir, 60, true, 2)
-	crackFolder(t, vaDir, 160, false, 3)
-	crackFolder(t, vaDir, 40, true, 4)
-	tr, err := dataset.Folder(trDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	va, err := dataset.Folder(vaDir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tr, va := crackSet(t, 240, 60, 1), crackSet(t, 160, 40, 2)
 	base := rtest.Model(t, filepath.Join(t.TempDir(), "base"), "base", 7)
 	cache := filepath.Join(t.TempDir(), "cache")
 	Xtr, ytr := featuresOf(t, base, tr)
