@@ -76,7 +76,9 @@ func (j *jobs) retrain(ctx context.Context) (outcome, reason string) {
 		ev["serving_ap"], ev["serving_version"] = out.Serving.AP, out.Decision.Serving
 	}
 	ev["threshold"] = out.Decision.Threshold
-	ev["pr_curve"] = filepath.Join(out.Dir, retrain.PRCurveFile)
+	if out.Dir != "" { // a candidate refused before it was stored has none
+		ev["pr_curve"] = filepath.Join(out.Dir, retrain.PRCurveFile)
+	}
 	ev["train_images"], ev["validation_images"] = plan.Train.Total, out.Candidate.N
 	ev["decision"], ev["flags"] = out.Decision.Action, out.Decision.Flags
 	if d := out.Decision.APDiff; d != nil {
