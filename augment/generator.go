@@ -9,6 +9,7 @@ import (
 
 	"github.com/diagd/diagd/augment/catalogue"
 	"github.com/diagd/diagd/augment/memseg"
+	"github.com/diagd/diagd/augment/shapes"
 )
 
 // Job is one synthetic image to make. The planner fills everything; a generator reads
@@ -22,9 +23,20 @@ type Job struct {
 	Prompt         string
 	NegativePrompt string
 	Mask           *image.Gray // 0/255, same size as Image, never empty
-	MaskSource     MaskSource
-	Settings       catalogue.Generation
-	MemSeg         catalogue.MemSeg
+	// Shape is the drawn defect the mask labels: soft coverage, depth and shading.
+	Shape      *shapes.Shape
+	MaskSource MaskSource
+	// Fill is the kind's fill with every range resolved (contrast from the negatives
+	// where the catalogue set none).
+	Fill catalogue.Fill
+	// Grey says the negative is grey: MemSeg then paints grey.
+	Grey bool
+	// Attempt is 0 for the first draw of this index, then counts redraws.
+	Attempt int
+	// LabelRule is the rule the mask was checked against.
+	LabelRule string
+	Settings  catalogue.Generation
+	MemSeg    catalogue.MemSeg
 	// Textures are candidate fill textures for MemSeg: the catalogue's texture files,
 	// else the other negatives.
 	Textures []string
@@ -58,8 +70,10 @@ type Generator interface {
 	Close()
 }
 
-// MemSeg is the weight-free generator: MemSeg's abnormal simulation with the job's
-// mask as the Perlin shape.
+// MemSeg is the weight-free generator: MemSeg's abnormal simulation, steered by the
+// catalogue: the job's shape (crack, pit, Perlin blob, ...) is filled with a contrast
+// against the surface under it, optionally mixed with a foreign texture; grey images
+// get grey defects.
 type MemSeg struct{}
 
 // NewMemSeg returns the MemSeg generator.
@@ -69,46 +83,57 @@ func (*MemSeg) Name() string        { return "memseg" }
 func (*MemSeg) ModelDigest() string { return "" }
 func (*MemSeg) Close()              {}
 
-// Generate picks a texture (seeded), fills the mask with it and blends it in.
+// Generate draws the look from the job's fill, picks a texture when the look mixes
+// one in (seeded), and paints the shape.
 func (*MemSeg) Generate(ctx context.Context, job Job) (Output, error) {
 	if err := ctx.Err(); err != nil {
 		return Output{}, err
 	}
+	if job.Shape == nil {
+		job.Shape = shapes.FromMask(job.Mask, 0)
+	}
 	rng := memseg.Seeded(job.Seed)
-	cands := slices.DeleteFunc(slices.Clone(job.Textures), func(p string) bool { return p == job.Negative })
+	short := float64(min(job.Image.Rect.Dx(), job.Image.Rect.Dy()))
+	look := memseg.Look{Contrast: job.Fill.Contrast.Draw(rng, short), Texture: job.Fill.Texture.Draw(rng, short),
+		Grain: job.Fill.Grain.Draw(rng, short), Smooth: job.Fill.Smooth.Draw(rng, short)}
 	var tex *image.RGBA
 	var texPath string
 	var warnings []string
-	for len(cands) > 0 {
-		i := rng.IntN(len(cands))
-		t, err := ReadRGB(cands[i])
-		if err == nil {
-			tex, texPath = t, cands[i]
-			break
-		}
-		warnings = append(warnings, fmt.Sprintf("texture skipped: %v", err))
-		cands = slices.Delete(cands, i, i+1)
+	if look.Texture > 0 {
+		tex, texPath, warnings = pickTexture(job, rng)
 	}
-	if tex == nil {
-		// A lone negative can still texture itself: shifted and jittered, it differs
-		// from the surface it lands on.
-		tex, texPath = job.Image, job.Negative
-		warnings = append(warnings, "no other texture image: the negative itself is used as texture")
-	}
-	o := memseg.Defaults()
-	o.MinDelta, o.MaxDelta = job.MemSeg.MinDelta, job.MemSeg.MaxDelta
 	if job.Progress != nil {
 		job.Progress(0, 1)
 	}
-	res, err := memseg.Apply(job.Image, job.Mask, tex, rng, o)
+	img, err := memseg.Paint(job.Image, job.Shape, tex, look, job.Grey, rng)
 	if err != nil {
 		return Output{}, err
 	}
 	if job.Progress != nil {
 		job.Progress(1, 1)
 	}
-	return Output{Image: res.Image, Mask: res.Mask, Warnings: warnings,
-		Details: map[string]any{"texture": texPath, "transparency": res.Delta}}, nil
+	return Output{Image: img, Mask: job.Shape.Mask, Warnings: warnings,
+		Details: map[string]any{"texture": texPath, "contrast": look.Contrast, "texture_share": look.Texture,
+			"grain": look.Grain, "smooth": look.Smooth, "grey": job.Grey, "shape": job.Shape.Info}}, nil
+}
+
+// pickTexture draws a texture image other than the negative itself; one that does not
+// decode is passed over with a warning.
+func pickTexture(job Job, rng *rand.Rand) (*image.RGBA, string, []string) {
+	cands := slices.DeleteFunc(slices.Clone(job.Textures), func(p string) bool { return p == job.Negative })
+	var warnings []string
+	for len(cands) > 0 {
+		i := rng.IntN(len(cands))
+		t, err := ReadRGB(cands[i])
+		if err == nil {
+			return t, cands[i], warnings
+		}
+		warnings = append(warnings, fmt.Sprintf("texture skipped: %v", err))
+		cands = slices.Delete(cands, i, i+1)
+	}
+	// A lone negative can still texture itself: shifted, it differs from the surface
+	// it lands on.
+	return job.Image, job.Negative, append(warnings, "no other texture image: the negative itself is used as texture")
 }
 
 // jobRand is the planner's generator for one image.

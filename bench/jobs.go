@@ -9,11 +9,11 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"gocv.io/x/gocv"
 
+	"github.com/diagd/diagd/daemon"
 	"github.com/diagd/diagd/detect"
 	"github.com/diagd/diagd/internal/onnx/zoo"
 	"github.com/diagd/diagd/internal/ortenv"
@@ -24,9 +24,9 @@ func init() { register("jobs", benchJobs) }
 // benchJobs: how much a daemon job slows frame judging. The judge (ORT threads = one
 // per core, batch 1) runs alone, then beside a job doing ORT work (one intra-op
 // thread, batch 8: what the retraining job's feature extraction does) at normal
-// priority, then beside the same job on a thread at nice 10 (as the daemon runs jobs,
-// daemon/jobs_prio_linux.go). Rounds alternate the three so drift hits all
-// alike; medians are reported with the judge's throughput relative to alone.
+// priority, then beside the same job on a thread niced by the daemon's own
+// daemon.LowerJobPriority. Rounds alternate the three so drift hits all alike; medians
+// are reported with the judge's throughput relative to alone.
 func benchJobs(args []string) error {
 	fs := flag.NewFlagSet("jobs", flag.ContinueOnError)
 	rounds := fs.Int("rounds", 3, "alternating rounds")
@@ -77,12 +77,14 @@ func benchJobs(args []string) error {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				runtime.LockOSThread() // never unlocked: the niced thread exits with us
 				if jobMode == "niced" {
-					if err := syscall.Setpriority(syscall.PRIO_PROCESS, syscall.Gettid(), 10); err != nil {
+					// The daemon's own call: locks this goroutine to its thread, nice 10.
+					if err := daemon.LowerJobPriority(); err != nil {
 						jobErr = err
 						return
 					}
+				} else {
+					runtime.LockOSThread() // as the daemon's job goroutine, at normal priority
 				}
 				out := make([]float32, 8)
 				errs := make([]error, 8)

@@ -1,22 +1,29 @@
 // Package daemon wires the inspection path that runs all shift: camera sources →
 // detector → durable outbox → MQTT, with model hot-swap, per-camera state, commands,
-// health endpoints, metrics and the systemd watchdog.
+// health endpoints, metrics, the systemd watchdog, and the generation and retraining
+// jobs. It schedules, reports and wires; the work itself is done by capture, detect,
+// mqtt, augment and retrain.
+//
+// Files: daemon.go (wiring and lifecycle), judge.go (the judge loop), after.go (work
+// after a verdict is durable), model.go (the model watcher), health.go (watchdog,
+// liveness), http.go, status.go, commands.go, payloads.go (every MQTT payload),
+// jobs.go (the job runner) with one file per job kind, catalogue.go, negatives.go.
 package daemon
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"gocv.io/x/gocv"
 
 	"github.com/diagd/diagd/capture"
 	"github.com/diagd/diagd/detect"
@@ -38,14 +45,23 @@ type Daemon struct {
 	sources []capture.Source
 	byName  map[string]capture.Source
 	frames  chan capture.Frame
+	// judgeFn runs the detector: d.det.Judge. Tests replace it to make the model hang
+	// or panic; everything around it is the real path.
+	judgeFn func([]gocv.Mat, []detect.Result) error
 
-	modelMu    sync.Mutex
-	modelSig   string // identity of the model folder last loaded (see modelSignature)
+	after     *afterBatch // negatives and after-actions, off the judge's goroutine
+	negatives keeper      // nil when NEGATIVES_KEEP is 0
+	rejected  *rejectLimiter
+	jobs      *jobs // generation and retraining, one at a time (jobs.go)
+
+	modelMu      sync.Mutex
+	modelSig     string // identity of the model folder last loaded (see modelSignature)
+	modelProblem string // the last problem reported about MODEL_DIR, not repeated every poll
+
 	outboxFull atomic.Bool
-	beat       atomic.Int64 // unix nanos of the judge loop's last turn (watchdog)
+	beat       atomic.Int64 // unix nanos of the judge loop's last sign of life (watchdog)
 	lastJudge  atomic.Int64 // unix nanos of the last successful model call
-	negatives  *negativePool
-	jobs       *jobs // generation and retraining, one at a time (jobs.go)
+	health     healthCache
 
 	stopping atomic.Bool
 	tally    tally
@@ -71,28 +87,13 @@ func New(log *slog.Logger, cfg config.Config) (*Daemon, error) {
 		Session:  ortenv.Options{Provider: p, DeviceID: cfg.DeviceID, Threads: cfg.Threads},
 		MaxBatch: cfg.BatchMax, Workers: 1,
 	})
-	srcCfgs, err := capture.ParseSources(d.cfg.Sources)
-	if err != nil {
-		return nil, fmt.Errorf("%s_SOURCES: %w", config.Prefix, err)
+	d.judgeFn = d.det.Judge
+	d.rejected = newRejectLimiter(rejectedEvery)
+	if err := d.newSources(); err != nil {
+		return nil, err
 	}
-	for _, sc := range srcCfgs {
-		if sc.Kind == capture.KindFolder && sc.StateDir == "" {
-			sc.StateDir = filepath.Join(cfg.DataDir, "state", "sources", sc.Name)
-		}
-		s, err := capture.New(log, sc, d.captureHooks())
-		if err != nil {
-			return nil, fmt.Errorf("%s_SOURCES: %w", config.Prefix, err)
-		}
-		d.sources = append(d.sources, s)
-		d.byName[s.Name()] = s
-		// Every camera's series exist from the start (at 0), so rate() and alerts on
-		// them work before the first bad file or reconnect.
-		d.m.badFiles.WithLabelValues(s.Name())
-		d.m.reconnects.WithLabelValues(s.Name())
-		d.m.dropped.WithLabelValues(s.Name())
-		d.m.cameraUp.WithLabelValues(s.Name())
-	}
-	d.frames = make(chan capture.Frame, 2*cfg.BatchMax)
+	d.frames = make(chan capture.Frame, 2*d.cfg.BatchMax)
+	var err error
 	d.ob, err = outbox.Open(filepath.Join(cfg.DataDir, "outbox"), outbox.Options{
 		MaxRecords: cfg.OutboxMaxRecords, MaxBytes: cfg.OutboxMaxBytes, Log: log,
 		OnNearFull: func(s outbox.Stats, near bool) {
@@ -104,11 +105,7 @@ func New(log *slog.Logger, cfg config.Config) (*Daemon, error) {
 	if err != nil {
 		return nil, fmt.Errorf("outbox: %w", err)
 	}
-	d.client, err = mqtt.New(log, mqtt.Config{
-		Broker: cfg.MQTTBroker, Station: cfg.Station, TopicPrefix: cfg.MQTTPrefix,
-		Username: cfg.MQTTUsername, Password: cfg.MQTTPassword,
-		CAFile: cfg.MQTTCAFile, CertFile: cfg.MQTTCertFile, KeyFile: cfg.MQTTKeyFile,
-	}, d.ob, d.reg)
+	d.client, err = mqtt.New(log, mqttConfig(cfg), d.ob, d.reg)
 	if err != nil {
 		d.ob.Close()
 		return nil, err
@@ -116,17 +113,40 @@ func New(log *slog.Logger, cfg config.Config) (*Daemon, error) {
 	if cfg.NegativesKeep > 0 {
 		d.negatives = newNegativePool(filepath.Join(cfg.DataDir, "negatives"), cfg.NegativesKeep)
 	}
+	d.after = newAfterBatch(d, 4)
 	d.jobs = newJobs(d)
 	d.registerCommands()
 	return d, nil
 }
 
-// Registry is the Prometheus registry /metrics serves.
-func (d *Daemon) Registry() *prometheus.Registry { return d.reg }
+// newSources builds the camera sources; folder sources keep their journals under
+// DATA_DIR/state/sources unless they name a folder.
+func (d *Daemon) newSources() error {
+	srcCfgs, err := capture.ParseSources(d.cfg.Sources)
+	if err != nil {
+		return fmt.Errorf("%s_SOURCES: %w", config.Prefix, err)
+	}
+	for _, sc := range srcCfgs {
+		if sc.Kind == capture.KindFolder && sc.StateDir == "" {
+			sc.StateDir = filepath.Join(d.cfg.DataDir, "state", "sources", sc.Name)
+		}
+		s, err := capture.New(d.log, sc, d.captureHooks())
+		if err != nil {
+			return fmt.Errorf("%s_SOURCES: %w", config.Prefix, err)
+		}
+		d.sources = append(d.sources, s)
+		d.byName[s.Name()] = s
+		// Every camera's series exist from the start (at 0), so rate() and alerts on
+		// them work before the first bad file or reconnect.
+		d.m.badFiles.WithLabelValues(s.Name())
+		d.m.reconnects.WithLabelValues(s.Name())
+		d.m.dropped.WithLabelValues(s.Name())
+		d.m.cameraUp.WithLabelValues(s.Name())
+	}
+	return nil
+}
 
-// Run runs until ctx is cancelled, then shuts down in order: stop taking frames,
-// finish the frames in flight, flush the outbox within the shutdown timeout, publish
-// "stopped", disconnect.
+// Run runs until ctx is cancelled, then shuts down (see shutdown).
 func (d *Daemon) Run(ctx context.Context) error {
 	d.log.Info("diagd starting", "station", d.cfg.Station, "config", d.cfg.Summary())
 	// Listen first: a busy port fails the start before anything is announced online.
@@ -134,8 +154,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 	stopHTTP := func(context.Context) error { return nil }
 	if d.cfg.HTTPAddr != "" {
 		var err error
-		stopHTTP, err = d.serveHTTP(httpErr)
-		if err != nil {
+		if stopHTTP, err = d.serveHTTP(httpErr); err != nil {
+			d.after.close()
 			d.ob.Close()
 			d.det.Close()
 			return err
@@ -145,31 +165,18 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.loadModel(true)
 	d.client.Start()
 
-	srcCtx, stopSources := context.WithCancel(context.Background())
-	defer stopSources()
-	var srcWG sync.WaitGroup
-	for _, s := range d.sources {
-		srcWG.Add(1)
-		go func() {
-			defer srcWG.Done()
-			if err := s.Run(srcCtx, d.frames); err != nil {
-				d.log.Error("source stopped", "camera", s.Name(), "err", err)
-				d.publishCamera(s.Status())
-			}
-		}()
-	}
+	stopSources := d.startSources()
 	judgeDone := make(chan struct{})
 	go func() {
 		defer close(judgeDone)
 		d.judgeLoop()
+		d.after.close() // every frame judged has had its after-actions
 	}()
-
 	bg, stopBG := context.WithCancel(context.Background())
 	var bgWG sync.WaitGroup
-	bgWG.Add(3)
-	go func() { defer bgWG.Done(); d.watchModel(bg) }()
-	go func() { defer bgWG.Done(); d.publishStatusLoop(bg) }()
-	go func() { defer bgWG.Done(); d.watchdog(bg) }()
+	d.goLoop(bg, &bgWG, "model watcher", d.watchModel)
+	d.goLoop(bg, &bgWG, "status", d.publishStatusLoop)
+	d.goLoop(bg, &bgWG, "watchdog", d.watchdog)
 	bgWG.Add(1)
 	go func() { defer bgWG.Done(); d.jobs.runJobs(bg) }() // catalogue, schedule, job commands
 	notify("READY=1\nSTATUS=judging frames")
@@ -179,165 +186,165 @@ func (d *Daemon) Run(ctx context.Context) error {
 	case <-ctx.Done():
 	case runErr = <-httpErr:
 	}
+	d.shutdown(stopSources, judgeDone, stopBG, &bgWG, stopHTTP)
+	return runErr
+}
+
+// startSources runs every source into d.frames; the returned func stops them and
+// returns once none will send again.
+func (d *Daemon) startSources() func() {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for _, s := range d.sources {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := d.runSource(ctx, s)
+			if err != nil {
+				d.log.Error("source stopped", "camera", s.Name(), "err", err)
+				d.publishCamera(s.Status())
+			}
+		}()
+	}
+	return func() { cancel(); wg.Wait() }
+}
+
+// runSource runs one source; a panic in it stops that camera, not the process.
+func (d *Daemon) runSource(ctx context.Context, s capture.Source) (err error) {
+	defer d.recovered("source "+s.Name(), &err)
+	return s.Run(ctx, d.frames)
+}
+
+// shutdown stops in order: no new frames; the frames in flight are judged and made
+// durable; the jobs are cancelled (an ONNX Runtime run in flight is terminated where
+// the job's code passes its context) while the outbox is flushed to the broker at once,
+// not after them; "stopped" is published and the client disconnects. The whole takes at
+// most SHUTDOWN_TIMEOUT after the frames in flight are done, even with a broker that
+// does not answer or a job that does not stop: what is left then stays on disk (the
+// outbox, unjudged files) for the next start.
+func (d *Daemon) shutdown(stopSources func(), judgeDone <-chan struct{}, stopBG func(), bgWG *sync.WaitGroup,
+	stopHTTP func(context.Context) error) {
 	d.stopping.Store(true)
 	notify("STOPPING=1\nSTATUS=stopping: finishing frames in flight, flushing the outbox")
 	d.log.Info("diagd stopping: no new frames; finishing frames in flight")
 	stopSources()
-	srcWG.Wait()
 	close(d.frames) // sources are done: the judge loop drains what they delivered
 	<-judgeDone
 	stopBG()
-	bgWG.Wait()
-	flushCtx, cancel := context.WithTimeout(context.Background(), d.cfg.ShutdownTimeout)
+	deadline := time.Now().Add(d.cfg.ShutdownTimeout)
+	// Leave Close a moment after the flush to publish "stopped" and disconnect.
+	flushCtx, cancel := context.WithDeadline(context.Background(), deadline.Add(-closeReserve(d.cfg.ShutdownTimeout)))
 	defer cancel()
-	if err := d.client.Close(flushCtx); err != nil {
-		d.log.Warn("outbox not fully flushed; the rest is delivered on the next start", "err", err)
+	clientClosed := waitChan(func() {
+		if err := d.client.Close(flushCtx); err != nil {
+			d.log.Warn("outbox not fully flushed; the rest is delivered on the next start", "err", err)
+		}
+	})
+	bgDone := waitChan(bgWG.Wait)
+	hardCtx, hardCancel := context.WithDeadline(context.Background(), deadline)
+	defer hardCancel()
+	closed := waitUntil(hardCtx, clientClosed)
+	if !closed {
+		d.log.Error("the MQTT client did not close in time (the broker does not answer); leaving without it",
+			"shutdown_timeout", d.cfg.ShutdownTimeout)
 	}
-	stopHTTP(flushCtx)
-	if err := d.ob.Close(); err != nil {
-		d.log.Error("outbox close", "err", err)
+	bgStopped := waitUntil(hardCtx, bgDone)
+	if !bgStopped {
+		d.log.Error("a job or background task did not stop in time; leaving it behind", "shutdown_timeout", d.cfg.ShutdownTimeout)
 	}
-	d.det.Close()
+	stopHTTP(hardCtx)
+	if closed {
+		// Only once the client no longer reads it; otherwise the outbox, fsynced on every
+		// append, is simply left as a SIGKILL would leave it.
+		if err := d.ob.Close(); err != nil {
+			d.log.Error("outbox close", "err", err)
+		}
+	}
+	if bgStopped && !d.health.probing.Load() {
+		d.det.Close() // nothing judges any more (a hung probe would make Close wait for it)
+	}
 	d.log.Info("diagd stopped")
-	return runErr
 }
 
-func (d *Daemon) captureHooks() capture.Hooks {
-	return capture.Hooks{
-		OnState:     d.publishCamera,
-		OnReconnect: func(src string) { d.m.reconnects.WithLabelValues(src).Inc() },
-		OnBadFile: func(src, file string, err error) {
-			d.m.badFiles.WithLabelValues(src).Inc()
-			d.log.Warn("bad image file skipped", "camera", src, "file", file, "err", err)
-		},
-		OnDrop: func(src string) { d.m.dropped.WithLabelValues(src).Inc() },
-	}
+// closeReserve is the part of the shutdown timeout kept for publishing "stopped" and
+// disconnecting after the outbox flush.
+func closeReserve(timeout time.Duration) time.Duration { return min(2*time.Second, timeout/4) }
+
+// waitChan runs f in a goroutine and returns a channel closed when it returns.
+func waitChan(f func()) <-chan struct{} {
+	c := make(chan struct{})
+	go func() { defer close(c); f() }()
+	return c
 }
 
-func (d *Daemon) publishCamera(s capture.Status) {
-	if d.client == nil {
-		return // hooks may fire before the client exists
-	}
-	d.m.cameraUp.WithLabelValues(s.Name).Set(b2f(s.State == capture.StateOnline))
-	d.m.cameraFPS.WithLabelValues(s.Name).Set(s.FPS)
-	d.client.SetState("camera/"+s.Name, s)
-}
-
-// publishStatusLoop refreshes the retained per-camera state (fps, counters).
-// It also logs a one-line summary, so whoever watches the terminal or the journal sees
-// the station working without subscribing to MQTT.
-func (d *Daemon) publishStatusLoop(ctx context.Context) {
-	const every = 10 * time.Second
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
+// waitUntil waits for c or ctx; it reports whether c closed.
+func waitUntil(ctx context.Context, c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	case <-ctx.Done():
 		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			for _, s := range d.sources {
-				d.publishCamera(s.Status())
+		case <-c:
+			return true
+		default:
+			return false
+		}
+	}
+}
+
+// Reload loads MODEL_DIR now and re-reads the defect catalogue: what SIGHUP and the
+// reload command do. why is logged.
+func (d *Daemon) Reload(why string) {
+	d.log.Info(why+": reloading the model and the defect catalogue", "model_dir", d.cfg.ModelDir, "catalogue", d.cfg.Catalogue)
+	if err := d.loadModel(false); err != nil {
+		d.log.Warn(why+": model not reloaded", "err", err)
+	}
+	d.jobs.reloadCatalogue()
+}
+
+// goLoop runs loop until ctx ends. A panic in it is logged and counted, and the loop
+// starts again a second later: a background task's bug must not stop the station.
+func (d *Daemon) goLoop(ctx context.Context, wg *sync.WaitGroup, name string, loop func(context.Context)) {
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			var err error
+			func() {
+				defer d.recovered(name, &err)
+				loop(ctx)
+			}()
+			if err == nil {
+				return // returned normally: ctx ended (or the loop has nothing to do)
 			}
-			pass, fail, unknown := d.tally.take()
-			md, _ := d.det.Metadata()
-			d.log.Info("verdicts in the last "+every.String(), "pass", pass, "fail", fail, "unknown", unknown,
-				"outbox", d.ob.Stats().Records, "mqtt_connected", d.client.Connected(), "model_version", md.ModelVersion)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Second):
+			}
 		}
+	}()
+}
+
+// recovered, deferred, turns a panic into *errp (when errp is not nil), logged with its
+// stack and counted in diagd_panics_recovered_total{where}. Go exits with status 2 on
+// an unrecovered panic; a bad frame or a job's bug must not stop the station.
+func (d *Daemon) recovered(where string, errp *error) {
+	r := recover()
+	if r == nil {
+		return
+	}
+	err := d.panicked(where, r)
+	if errp != nil {
+		*errp = err
 	}
 }
 
-// tally counts verdicts between two summary lines.
-type tally struct{ pass, fail, unknown atomic.Int64 }
-
-func (t *tally) add(verdict string) {
-	switch verdict {
-	case "pass":
-		t.pass.Add(1)
-	case "fail":
-		t.fail.Add(1)
-	default:
-		t.unknown.Add(1)
-	}
-}
-
-func (t *tally) take() (pass, fail, unknown int64) {
-	return t.pass.Swap(0), t.fail.Swap(0), t.unknown.Swap(0)
-}
-
-// Ready reports whether the station can do its job, and why not.
-func (d *Daemon) Ready() (bool, []string) {
-	var why []string
-	if _, ok := d.det.Metadata(); !ok {
-		why = append(why, "no detector model loaded ("+d.cfg.ModelDir+")")
-	}
-	streaming := false
-	for _, s := range d.sources {
-		if s.Status().State == capture.StateOnline {
-			streaming = true
-		}
-	}
-	if !streaming {
-		why = append(why, "no camera online")
-	}
-	if d.outboxFull.Load() {
-		why = append(why, "outbox full")
-	} else if !d.client.Connected() && d.ob.Stats().NearFull {
-		why = append(why, "MQTT down and the outbox is near its limit")
-	}
-	if d.stopping.Load() {
-		why = append(why, "stopping")
-	}
-	return len(why) == 0, why
-}
-
-// registerCommands wires the MQTT commands the daemon answers.
-func (d *Daemon) registerCommands() {
-	d.registerJobCommands() // augment, retrain, cycle
-	d.client.HandleCommand("trigger", d.cmdTrigger)
-	d.client.HandleCommand("reload", func(context.Context, []byte) (any, error) {
-		if err := d.loadModel(false); err != nil {
-			return nil, err
-		}
-		md, _ := d.det.Metadata()
-		return map[string]any{"model_version": md.ModelVersion}, nil
-	})
-	d.client.HandleCommand("status", func(context.Context, []byte) (any, error) {
-		ready, why := d.Ready()
-		cams := []capture.Status{}
-		for _, s := range d.sources {
-			cams = append(cams, s.Status())
-		}
-		md, ok := d.det.Metadata()
-		model := any(nil)
-		if ok {
-			model = md.ModelVersion
-		}
-		return map[string]any{"ready": ready, "notReady": why, "cameras": cams, "model": model, "outbox": d.ob.Stats()}, nil
-	})
-}
-
-var errBadCommand = errors.New("bad command")
-
-func (d *Daemon) cmdTrigger(_ context.Context, payload []byte) (any, error) {
-	var req struct {
-		Camera string `json:"camera"`
-		PartID string `json:"partId"`
-	}
-	if err := decodeStrict(payload, &req); err != nil {
-		return nil, fmt.Errorf("%w: trigger wants {\"camera\": NAME, \"partId\": ID}: %v", errBadCommand, err)
-	}
-	s, ok := d.byName[req.Camera]
-	if !ok {
-		names := make([]string, 0, len(d.byName))
-		for n := range d.byName {
-			names = append(names, n)
-		}
-		return nil, fmt.Errorf("%w: unknown camera %q (cameras: %s)", errBadCommand, req.Camera, strings.Join(names, ", "))
-	}
-	if err := s.Trigger(req.PartID); err != nil {
-		return nil, err
-	}
-	return map[string]any{"camera": req.Camera, "partId": req.PartID, "queued": true}, nil
+// panicked logs and counts a recovered panic and returns it as an error.
+func (d *Daemon) panicked(where string, r any) error {
+	d.m.panics.WithLabelValues(where).Inc()
+	d.log.Error("panic recovered", "where", where, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+	return fmt.Errorf("internal error in %s: %v", where, r)
 }
 
 func b2f(b bool) float64 {

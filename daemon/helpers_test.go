@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -143,9 +145,19 @@ type running struct {
 
 func start(t testing.TB, cfg config.Config) *running {
 	t.Helper()
+	return startWith(t, cfg, nil)
+}
+
+// startWith is start with a change to the daemon between New and Run (a fault to
+// inject, a job kind, a clock).
+func startWith(t testing.TB, cfg config.Config, tweak func(*Daemon)) *running {
+	t.Helper()
 	d, err := New(testenv.Logger(t), cfg)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if tweak != nil {
+		tweak(d)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &running{d: d, cancel: cancel, done: make(chan error, 1)}
@@ -307,4 +319,93 @@ func contains(s string, subs ...string) bool {
 		}
 	}
 	return true
+}
+
+// notifyRecorder is systemd's notification socket for a test: it sets NOTIFY_SOCKET and
+// WATCHDOG_USEC (so the daemon pets every watchdog/2) and records what the daemon sends.
+type notifyRecorder struct {
+	mu  sync.Mutex
+	got []string
+}
+
+func newNotifyRecorder(t testing.TB, watchdog time.Duration) *notifyRecorder {
+	t.Helper()
+	sock := filepath.Join(t.TempDir(), "notify.sock")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	r := &notifyRecorder{}
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := conn.Read(buf)
+			if err != nil {
+				return
+			}
+			r.mu.Lock()
+			r.got = append(r.got, string(buf[:n]))
+			r.mu.Unlock()
+		}
+	}()
+	t.Setenv("NOTIFY_SOCKET", sock)
+	t.Setenv("WATCHDOG_USEC", strconv.FormatInt(watchdog.Microseconds(), 10))
+	t.Setenv("WATCHDOG_PID", strconv.Itoa(os.Getpid()))
+	return r
+}
+
+// index is the position of the first message with prefix, or -1.
+func (r *notifyRecorder) index(prefix string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i, m := range r.got {
+		if strings.HasPrefix(m, prefix) {
+			return i
+		}
+	}
+	return -1
+}
+
+// count is the number of messages with prefix.
+func (r *notifyRecorder) count(prefix string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, m := range r.got {
+		if strings.HasPrefix(m, prefix) {
+			n++
+		}
+	}
+	return n
+}
+
+func (r *notifyRecorder) String() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return fmt.Sprintf("%q", r.got)
+}
+
+// station is the common setup of a daemon test: ONNX Runtime, a broker, a PLC-like
+// subscriber on filter, a watched folder "cam" and the configuration for it, with the
+// small test model m1 in MODEL_DIR.
+type station struct {
+	b       *mosquittotest.Broker
+	sub     *subscriber
+	watched string
+	cfg     config.Config
+}
+
+func newStation(t testing.TB, filter string) station {
+	t.Helper()
+	testenv.ORT(t)
+	b := mosquittotest.Start(t)
+	sub := subscribe(t, b.URL(), "plc-1", filter)
+	watched := filepath.Join(t.TempDir(), "drop")
+	if err := os.MkdirAll(watched, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(t, b.URL(), folderSource("cam", watched))
+	writeModel(t, cfg.ModelDir, "m1", 1)
+	return station{b: b, sub: sub, watched: watched, cfg: cfg}
 }

@@ -22,8 +22,14 @@ func (d *Daemon) HTTPAddr() string {
 // serveHTTP starts /livez, /readyz and /metrics. The returned func stops the server.
 func (d *Daemon) serveHTTP(errc chan<- error) (func(context.Context) error, error) {
 	mux := http.NewServeMux()
+	// /livez answers from the watchdog's own test: not live is what systemd restarts.
 	mux.HandleFunc("/livez", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
+		if ok, why := d.healthy(); !ok {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintln(w, why)
+			return
+		}
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
@@ -32,7 +38,7 @@ func (d *Daemon) serveHTTP(errc chan<- error) (func(context.Context) error, erro
 		if !ready {
 			w.WriteHeader(http.StatusServiceUnavailable)
 		}
-		json.NewEncoder(w).Encode(map[string]any{"ready": ready, "reasons": why})
+		json.NewEncoder(w).Encode(readyz{Ready: ready, Reasons: why})
 	})
 	mux.Handle("/metrics", promhttp.HandlerFor(d.reg, promhttp.HandlerOpts{Registry: d.reg}))
 	ln, err := net.Listen("tcp", d.cfg.HTTPAddr)

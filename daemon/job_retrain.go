@@ -1,7 +1,7 @@
 package daemon
 
-// The retrain job: train a candidate on DATA_DIR, evaluate it against the serving model,
-// promote it when it is at least as good.
+// The retrain job: train a candidate on DATA_DIR through retrain.RunDataDir, evaluate it
+// against the serving model, promote it when the gate allows.
 
 import (
 	"context"
@@ -22,26 +22,25 @@ import (
 // promotes it when the gate allows (DIAGD_PROMOTE_*). Outcome: promoted, rejected (the
 // gate refused or made no decision; the reason says which), failed, cancelled.
 func (j *jobs) retrain(ctx context.Context) (outcome, reason string) {
-	j.m.running.WithLabelValues(jobRetrain).Set(1)
-	defer j.m.running.WithLabelValues(jobRetrain).Set(0)
+	j.d.m.jobRunning.WithLabelValues(jobRetrain).Set(1)
+	defer j.d.m.jobRunning.WithLabelValues(jobRetrain).Set(0)
 	cfg, log := j.d.cfg, j.d.log
 	start := time.Now()
-	j.d.client.Event(jobRetrain, map[string]any{"job": jobRetrain, "phase": "start", "registry": cfg.Registry})
-	ev := map[string]any{"registry": cfg.Registry}
+	j.d.client.Event(jobRetrain, jobStart{Job: jobRetrain, Phase: "start", Registry: cfg.Registry})
+	ev := retrainFinish{Job: jobRetrain, Phase: "finish", Registry: cfg.Registry}
 	done := func(out string, err error) (string, string) {
-		ev["outcome"], ev["elapsed_s"] = out, time.Since(start).Seconds()
+		ev.Outcome, ev.ElapsedS = out, time.Since(start).Seconds()
 		if err != nil {
-			ev["error"] = err.Error()
+			ev.Error = err.Error()
 			log.Warn("retrain job "+out, "err", err)
 		} else {
-			log.Info("retrain job done", "outcome", out, "version", ev["version"], "reason", ev["reason"])
+			log.Info("retrain job done", "outcome", out, "version", ev.Version, "reason", ev.Reason)
 		}
-		j.finish(jobRetrain, ev)
+		j.finished(jobRetrain, out, ev)
 		if err != nil {
 			return out, err.Error()
 		}
-		r, _ := ev["reason"].(string)
-		return out, r
+		return out, ev.Reason
 	}
 	servedByLink := sameDir(cfg.ModelDir, filepath.Join(cfg.Registry, registry.CurrentLink))
 	importBase := cfg.ModelDir // an empty registry starts from the serving model...
@@ -60,41 +59,55 @@ func (j *jobs) retrain(ctx context.Context) (outcome, reason string) {
 		Session:  j.jobSession(),
 		Progress: func(p retrain.Progress) { reportRetrain(rep, p) },
 	})
-	if plan.Imported != "" {
-		ev["imported_base"] = plan.Imported
-	}
-	ev["mode"], ev["validation"] = plan.Mode, plan.ValName
+	ev.ImportedBase, ev.Mode, ev.Validation = plan.Imported, string(plan.Mode), plan.ValName
 	if err != nil {
 		if ctx.Err() != nil {
 			return done("cancelled", err)
 		}
 		return done("failed", err)
 	}
-	ev["version"], ev["promoted"], ev["reason"] = out.Version, out.Promoted, out.Decision.Reason
-	ev["candidate_ap"] = out.Candidate.AP
+	ev.Version, ev.Promoted, ev.Reason = out.Version, out.Promoted, out.Decision.Reason
+	ev.CandidateAP = &out.Candidate.AP
 	if out.Serving != nil {
-		ev["serving_ap"], ev["serving_version"] = out.Serving.AP, out.Decision.Serving
+		ev.ServingAP, ev.ServingVersion = &out.Serving.AP, out.Decision.Serving
 	}
-	ev["threshold"] = out.Decision.Threshold
+	ev.Threshold = &out.Decision.Threshold
 	if out.Dir != "" { // a candidate refused before it was stored has none
-		ev["pr_curve"] = filepath.Join(out.Dir, retrain.PRCurveFile)
+		ev.PRCurve = filepath.Join(out.Dir, retrain.PRCurveFile)
 	}
-	ev["train_images"], ev["validation_images"] = plan.Train.Total, out.Candidate.N
-	ev["decision"], ev["flags"] = out.Decision.Action, out.Decision.Flags
+	ev.TrainImages, ev.ValidationImages = plan.Train.Total, out.Candidate.N
+	ev.Decision, ev.Flags = out.Decision.Action, out.Decision.Flags
 	if d := out.Decision.APDiff; d != nil {
-		ev["ap_diff"], ev["ap_diff_lower"], ev["ap_diff_upper"] = d.Diff, d.Lower, d.Upper
+		ev.APDiff, ev.APDiffLower, ev.APDiffUpper = &d.Diff, &d.Lower, &d.Upper
 	}
 	if !out.Promoted {
 		return done("rejected", nil)
 	}
 	if servedByLink {
-		ev["served"] = "the model watcher swaps it in within DIAGD_MODEL_POLL"
+		ev.Served = "the model watcher swaps it in within DIAGD_MODEL_POLL"
 	} else {
-		ev["served"] = "not served: DIAGD_MODEL_DIR is not the registry's current link " + filepath.Join(cfg.Registry, registry.CurrentLink)
+		ev.Served = "not served: DIAGD_MODEL_DIR is not the registry's current link " + filepath.Join(cfg.Registry, registry.CurrentLink)
 		log.Warn("a promoted model is not served: point DIAGD_MODEL_DIR at the registry's current link",
 			"model_dir", cfg.ModelDir, "current", filepath.Join(cfg.Registry, registry.CurrentLink))
 	}
 	return done("promoted", nil)
+}
+
+// sameDir reports whether two paths name the same place, before following a last
+// symlink (MODEL_DIR is the registry's current link, not where it points now).
+func sameDir(a, b string) bool {
+	ca, err1 := filepath.Abs(a)
+	cb, err2 := filepath.Abs(b)
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	if ca == cb {
+		return true
+	}
+	// Resolve the parents (DATA_DIR may itself be behind a symlink).
+	pa, err1 := filepath.EvalSymlinks(filepath.Dir(ca))
+	pb, err2 := filepath.EvalSymlinks(filepath.Dir(cb))
+	return err1 == nil && err2 == nil && pa == pb && filepath.Base(ca) == filepath.Base(cb)
 }
 
 // registryServes fails with what to do when the registry has no model to start from
@@ -119,29 +132,9 @@ func reportRetrain(rep *reporter, p retrain.Progress) {
 	case p.Stage == "done":
 		frac = 1
 	}
-	extra := map[string]any{}
-	if p.Message != "" {
-		extra["message"] = p.Message
-	}
+	jp := jobProgress{Phase: p.Stage, Done: p.Done, Total: p.Total, Fraction: frac, Message: p.Message}
 	if p.Stage == "train" {
-		extra["loss"] = p.Loss
+		jp.Loss = &p.Loss
 	}
-	rep.progress(p.Stage, p.Done, p.Total, frac, extra)
-}
-
-// sameDir reports whether two paths name the same place, before following a last
-// symlink (MODEL_DIR is the registry's current link, not where it points now).
-func sameDir(a, b string) bool {
-	ca, err1 := filepath.Abs(a)
-	cb, err2 := filepath.Abs(b)
-	if err1 != nil || err2 != nil {
-		return false
-	}
-	if ca == cb {
-		return true
-	}
-	// Resolve the parents (DATA_DIR may itself be behind a symlink).
-	pa, err1 := filepath.EvalSymlinks(filepath.Dir(ca))
-	pb, err2 := filepath.EvalSymlinks(filepath.Dir(cb))
-	return err1 == nil && err2 == nil && pa == pb && filepath.Base(ca) == filepath.Base(cb)
+	rep.progress(jp)
 }

@@ -1,15 +1,14 @@
 package daemon
 
-// The daemon's periodic DIAG job: keep the defect catalogue loaded (reloaded on edit),
-// and run one job at a time, on a schedule or on MQTT command: "augment" (paint
-// synthetic defects into pooled negatives), "retrain" (train a candidate on negatives +
-// real + synthetic defects, evaluate it against the serving model on labelled
-// validation data, promote it in the registry when it is at least as good) and "cycle"
-// (both). A promotion moves the registry's current link; when MODEL_DIR is that link
-// (the default), the model watcher hot-swaps the new model in.
+// The job runner: one job at a time, on a schedule or on MQTT command: "augment" (paint
+// synthetic defects into pooled negatives, job_augment.go), "retrain" (train a
+// candidate, evaluate it against the serving model, promote it when it is at least as
+// good, job_retrain.go) and "cycle" (both). A promotion moves the registry's current
+// link; when MODEL_DIR is that link (the default), the model watcher hot-swaps the new
+// model in. The defect catalogue the jobs use is kept in force by catalogue.go.
 //
 // Jobs run in the daemon's process beside frame judging, on a thread at nice 10
-// (jobs_prio_linux.go) with JOB_THREADS ONNX Runtime threads (default 1, which runs on
+// (LowerJobPriority) with JOB_THREADS ONNX Runtime threads (default 1, which runs on
 // that thread), so the judge gets the CPU first. On a 2-core box judging still slows
 // down while a job runs: image decoding helpers run at normal priority, and the caches
 // and memory bandwidth are shared.
@@ -24,11 +23,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/diagd/diagd/augment"
 	"github.com/diagd/diagd/augment/catalogue"
 	"github.com/diagd/diagd/internal/ortenv"
+	"github.com/diagd/diagd/mqtt"
 	"github.com/diagd/diagd/retrain/dataset"
 )
 
@@ -37,6 +35,14 @@ const (
 	jobAugment = "augment"
 	jobRetrain = "retrain"
 	jobCycle   = "cycle"
+)
+
+// Job outcomes (events, metric labels).
+const (
+	outcomeOK        = "ok"
+	outcomeSkipped   = "skipped"
+	outcomeFailed    = "failed"
+	outcomeCancelled = "cancelled"
 )
 
 // minNegatives is the smallest negatives pool a job runs on: fewer good images give
@@ -65,46 +71,48 @@ type jobOptions struct {
 	Generator string `json:"generator"`
 }
 
-type jobMetrics struct {
-	running  *prometheus.GaugeVec
-	progress *prometheus.GaugeVec
-	total    *prometheus.CounterVec
+// jobKind is one kind of job: its check before it starts (which fills in defaults) and
+// its body, which returns the outcome and, when not ok, the reason.
+type jobKind struct {
+	precheck func(o *jobOptions) error
+	run      func(ctx context.Context, o jobOptions) (outcome, reason string)
 }
 
 // jobs runs the daemon's generation and retraining jobs, one at a time.
 type jobs struct {
-	d   *Daemon
-	m   jobMetrics
+	d     *Daemon
+	kinds map[string]jobKind
+	now   func() time.Time // the clock batch names are made from
+
 	cat atomic.Pointer[catalogue.Catalogue] // last good catalogue; nil when none yet
 	// catProblem says why no catalogue is in force (when cat is nil).
-	catProblem atomic.Value // string
+	catProblem atomic.Pointer[string]
+	watcher    atomic.Pointer[catalogue.Watcher]
+	catKick    chan struct{} // retry loading the catalogue now (SIGHUP, reload)
 
-	mu      sync.Mutex
-	ctx     context.Context // the runner's; nil until runJobs starts
-	running string          // the job running, "" when idle
-	since   time.Time
-	wg      sync.WaitGroup
+	mu       sync.Mutex
+	ctx      context.Context // the runner's; nil until runJobs starts
+	running  string          // the job running, "" when idle
+	since    time.Time
+	wg       sync.WaitGroup
+	lastSkip string // the reason the last scheduled cycle was skipped, logged once
 }
 
 func newJobs(d *Daemon) *jobs {
-	j := &jobs{d: d}
-	f := func(c prometheus.Collector) prometheus.Collector { d.reg.MustRegister(c); return c }
-	j.m = jobMetrics{
-		running: f(prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "diagd_job_running",
-			Help: "1 while a job (augment, retrain, cycle) runs."}, []string{"job"})).(*prometheus.GaugeVec),
-		progress: f(prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "diagd_job_progress_ratio",
-			Help: "Completion of the running job's current phase, 0..1."}, []string{"job"})).(*prometheus.GaugeVec),
-		total: f(prometheus.NewCounterVec(prometheus.CounterOpts{Name: "diagd_jobs_total",
-			Help: "Jobs finished, by job and outcome (ok, promoted, rejected, skipped, failed, cancelled)."}, []string{"job", "outcome"})).(*prometheus.CounterVec),
+	j := &jobs{d: d, now: time.Now, catKick: make(chan struct{}, 1)}
+	j.kinds = map[string]jobKind{
+		jobAugment: {precheck: j.precheckGenerate, run: j.augment},
+		jobRetrain: {precheck: j.precheckRetrain, run: func(ctx context.Context, _ jobOptions) (string, string) { return j.retrain(ctx) }},
+		jobCycle:   {precheck: j.precheckGenerate, run: j.cycle},
 	}
-	for _, n := range []string{jobAugment, jobRetrain, jobCycle} {
-		j.m.running.WithLabelValues(n).Set(0)
-		j.m.progress.WithLabelValues(n).Set(0)
+	for n := range j.kinds {
+		d.m.jobRunning.WithLabelValues(n).Set(0)
+		d.m.jobProgress.WithLabelValues(n).Set(0)
 	}
 	if d.cfg.Catalogue == "" {
-		j.catProblem.Store("no defect catalogue configured (set DIAGD_CATALOGUE)")
+		j.setCatProblem("no defect catalogue configured (set DIAGD_CATALOGUE)")
 	} else {
-		j.catProblem.Store("the defect catalogue " + d.cfg.Catalogue + " is not loaded yet")
+		j.setCatProblem("the defect catalogue " + d.cfg.Catalogue + " is not loaded yet")
 	}
 	return j
 }
@@ -113,7 +121,11 @@ func newJobs(d *Daemon) *jobs {
 // once (started, or why not); progress and the outcome come as events.
 func (d *Daemon) registerJobCommands() {
 	for _, name := range []string{jobAugment, jobRetrain, jobCycle} {
-		d.client.HandleCommand(name, func(_ context.Context, payload []byte) (any, error) {
+		scope := mqtt.ScopeModel // retrain and cycle may promote a new model
+		if name == jobAugment {
+			scope = mqtt.ScopeJob
+		}
+		d.handle(name, scope, func(_ context.Context, payload []byte) (any, error) {
 			var req struct {
 				jobOptions
 				ID json.RawMessage `json:"id"`
@@ -149,14 +161,7 @@ func (j *jobs) runJobs(ctx context.Context) {
 			case <-ctx.Done():
 				break loop
 			case <-t.C:
-				if _, err := j.start(jobCycle, jobOptions{}); err != nil {
-					j.d.log.Warn("scheduled cycle not started", "reason", err)
-					if !errors.Is(err, errBusy) {
-						j.d.client.Event(jobCycle, map[string]any{"job": jobCycle, "phase": "finish", "outcome": "skipped",
-							"reason": err.Error(), "scheduled": true})
-						j.m.total.WithLabelValues(jobCycle, "skipped").Inc()
-					}
-				}
+				j.scheduled()
 			}
 		}
 	}
@@ -165,9 +170,33 @@ func (j *jobs) runJobs(ctx context.Context) {
 	j.wg.Wait()
 }
 
+// scheduled starts the scheduled cycle, or reports why it cannot run (each time as an
+// event and a metric; in the log only when the reason changes).
+func (j *jobs) scheduled() {
+	_, err := j.start(jobCycle, jobOptions{})
+	if err == nil || errors.Is(err, errBusy) {
+		j.lastSkip = ""
+		if err != nil {
+			j.d.log.Info("scheduled cycle not started: a job is running", "reason", err)
+		}
+		return
+	}
+	if err.Error() != j.lastSkip {
+		j.d.log.Warn("scheduled cycle skipped (logged again only when the reason changes)", "reason", err)
+		j.lastSkip = err.Error()
+	}
+	j.d.client.Event(jobCycle, jobFinish{Job: jobCycle, Phase: "finish", Outcome: outcomeSkipped,
+		Reason: err.Error(), Scheduled: true})
+	j.d.m.jobsTotal.WithLabelValues(jobCycle, outcomeSkipped).Inc()
+}
+
 // start begins a job unless one is running or it cannot run; it returns at once.
 func (j *jobs) start(name string, o jobOptions) (any, error) {
-	if err := j.precheck(name, &o); err != nil {
+	kind, ok := j.kinds[name]
+	if !ok {
+		return nil, fmt.Errorf("%w: no job %q", errBadCommand, name)
+	}
+	if err := kind.precheck(&o); err != nil {
 		return nil, err
 	}
 	j.mu.Lock()
@@ -179,82 +208,95 @@ func (j *jobs) start(name string, o jobOptions) (any, error) {
 		return nil, fmt.Errorf("%w: %s running since %s", errBusy, j.running, j.since.UTC().Format(time.RFC3339))
 	}
 	j.running, j.since = name, time.Now()
-	j.d.client.SetState("job", map[string]any{"running": name, "since": j.since.UTC(), "options": o})
+	since := j.since.UTC()
+	j.d.client.SetState("job", jobState{Running: &name, Since: &since, Options: &o})
 	ctx := j.ctx
 	j.wg.Add(1)
 	go func() {
 		defer j.wg.Done()
-		if err := lowerJobPriority(); err != nil {
+		if err := LowerJobPriority(); err != nil {
 			j.d.log.Warn("job runs at normal priority", "job", name, "err", err)
 		}
-		j.run(ctx, name, o)
+		j.run(ctx, name, kind, o)
 		j.mu.Lock()
 		j.running = ""
-		j.d.client.SetState("job", map[string]any{"running": nil, "last": name, "finished": time.Now().UTC()})
+		finished := time.Now().UTC()
+		j.d.client.SetState("job", jobState{Last: name, Finished: &finished})
 		j.mu.Unlock()
 	}()
-	return map[string]any{"job": name, "started": j.since.UTC(), "options": o}, nil
+	return jobStarted{Job: name, Started: since, Options: o}, nil
 }
 
-// precheck refuses, with the reason, a job that cannot do anything useful now, and
-// fills in the defaults.
-func (j *jobs) precheck(name string, o *jobOptions) error {
-	cfg := j.d.cfg
-	if name != jobRetrain {
-		if o.N == 0 {
-			o.N = cfg.AugmentN
+// run runs one job. A panic in it fails the job (event, metric), not the process.
+func (j *jobs) run(ctx context.Context, name string, kind jobKind, o jobOptions) {
+	start := time.Now()
+	defer func() {
+		if r := recover(); r != nil {
+			err := j.d.panicked("job "+name, r)
+			j.d.m.jobRunning.WithLabelValues(name).Set(0)
+			j.finished(name, outcomeFailed, jobFinish{Job: name, Phase: "finish", Outcome: outcomeFailed,
+				Reason: err.Error(), ElapsedS: time.Since(start).Seconds()})
 		}
-		if o.N < 1 || o.N > 100000 {
-			return fmt.Errorf("%w: n %d is outside 1..100000", errBadCommand, o.N)
-		}
-		switch o.Generator {
-		case "":
-			o.Generator = cfg.Generator
-		case "memseg":
-		case "diag":
-			if cfg.SDXLDir == "" {
-				return fmt.Errorf("%w: generator diag needs DIAGD_SDXL_DIR (an SDXL-inpainting ONNX export)", errBadCommand)
-			}
-		default:
-			return fmt.Errorf("%w: generator %q: want memseg or diag", errBadCommand, o.Generator)
-		}
-		if _, err := j.catalogue(); err != nil {
-			return fmt.Errorf("cannot generate: %w", err)
-		}
+	}()
+	kind.run(ctx, o)
+}
+
+// cycle generates a batch, then retrains when generation succeeded.
+func (j *jobs) cycle(ctx context.Context, o jobOptions) (string, string) {
+	j.d.m.jobRunning.WithLabelValues(jobCycle).Set(1)
+	defer j.d.m.jobRunning.WithLabelValues(jobCycle).Set(0)
+	start := time.Now()
+	j.d.client.Event(jobCycle, jobStart{Job: jobCycle, Phase: "start", N: o.N, Generator: o.Generator})
+	outcome, reason := j.augment(ctx, o)
+	if outcome == outcomeOK {
+		outcome, reason = j.retrain(ctx)
+	} else {
+		reason = "generation " + outcome + ": " + reason
 	}
-	negs, err := augment.ListNegativePool(filepath.Join(cfg.DataDir, dataset.NegativesDir))
+	j.finished(jobCycle, outcome, jobFinish{Job: jobCycle, Phase: "finish", Outcome: outcome, Reason: reason,
+		ElapsedS: time.Since(start).Seconds()})
+	return outcome, reason
+}
+
+// precheckGenerate refuses, with the reason, a generation that cannot do anything
+// useful now, and fills in the defaults.
+func (j *jobs) precheckGenerate(o *jobOptions) error {
+	cfg := j.d.cfg
+	if o.N == 0 {
+		o.N = cfg.AugmentN
+	}
+	if o.N < 1 || o.N > 100000 {
+		return fmt.Errorf("%w: n %d is outside 1..100000", errBadCommand, o.N)
+	}
+	switch o.Generator {
+	case "":
+		o.Generator = cfg.Generator
+	case "memseg":
+	case "diag":
+		if cfg.SDXLDir == "" {
+			return fmt.Errorf("%w: generator diag needs DIAGD_SDXL_DIR (an SDXL-inpainting ONNX export)", errBadCommand)
+		}
+	default:
+		return fmt.Errorf("%w: generator %q: want memseg or diag", errBadCommand, clip(o.Generator, 32))
+	}
+	if _, err := j.catalogue(); err != nil {
+		return fmt.Errorf("cannot generate: %w", err)
+	}
+	return j.precheckRetrain(o)
+}
+
+// precheckRetrain refuses a job with too few good images.
+func (j *jobs) precheckRetrain(*jobOptions) error {
+	dir := filepath.Join(j.d.cfg.DataDir, dataset.NegativesDir)
+	negs, err := augment.ListNegativePool(dir)
 	if err != nil {
 		return err
 	}
 	if len(negs) < minNegatives {
 		return fmt.Errorf("only %d good images in %s (at least %d needed; set DIAGD_NEGATIVES_KEEP to collect passing frames)",
-			len(negs), filepath.Join(cfg.DataDir, dataset.NegativesDir), minNegatives)
+			len(negs), dir, minNegatives)
 	}
 	return nil
-}
-
-// run runs one job and records its outcome.
-func (j *jobs) run(ctx context.Context, name string, o jobOptions) {
-	switch name {
-	case jobAugment:
-		j.augment(ctx, o)
-	case jobRetrain:
-		j.retrain(ctx)
-	case jobCycle:
-		j.m.running.WithLabelValues(jobCycle).Set(1)
-		defer j.m.running.WithLabelValues(jobCycle).Set(0)
-		start := time.Now()
-		j.d.client.Event(jobCycle, map[string]any{"job": jobCycle, "phase": "start", "n": o.N, "generator": o.Generator})
-		outcome, reason := j.augment(ctx, o)
-		if outcome == "ok" {
-			outcome, reason = j.retrain(ctx)
-		} else {
-			reason = "generation " + outcome + ": " + reason
-		}
-		j.m.total.WithLabelValues(jobCycle, outcome).Inc()
-		j.d.client.Event(jobCycle, map[string]any{"job": jobCycle, "phase": "finish", "outcome": outcome,
-			"reason": reason, "elapsed_s": time.Since(start).Seconds()})
-	}
 }
 
 // reporter throttles a job's progress events and keeps its progress gauge current.
@@ -266,31 +308,32 @@ type reporter struct {
 	phase string
 }
 
-func (r *reporter) progress(phase string, done, total int, fraction float64, extra map[string]any) {
-	r.j.m.progress.WithLabelValues(r.job).Set(fraction)
+// progress publishes p (Phase, Done, Total, Fraction and the job's own fields set) unless
+// one went out for this phase within progressEvery; the first and the last of a phase
+// always go out.
+func (r *reporter) progress(p jobProgress) {
+	r.j.d.m.jobProgress.WithLabelValues(r.job).Set(p.Fraction)
 	now := time.Now()
-	if phase == r.phase && now.Sub(r.last) < progressEvery && !(total > 0 && done == total) {
+	if p.Phase == r.phase && now.Sub(r.last) < progressEvery && !(p.Total > 0 && p.Done == p.Total) {
 		return
 	}
-	if phase != r.phase {
+	if p.Phase != r.phase {
 		r.start = now
 	}
-	r.phase, r.last = phase, now
-	ev := map[string]any{"job": r.job, "phase": phase, "done": done, "total": total, "fraction": fraction}
-	if fraction > 0 && fraction < 1 {
-		el := now.Sub(r.start).Seconds()
-		ev["eta_s"] = el * (1 - fraction) / fraction
+	r.phase, r.last = p.Phase, now
+	p.Job = r.job
+	if p.EtaS == nil && p.Fraction > 0 && p.Fraction < 1 {
+		eta := now.Sub(r.start).Seconds() * (1 - p.Fraction) / p.Fraction
+		p.EtaS = &eta
 	}
-	for k, v := range extra {
-		ev[k] = v
-	}
-	r.j.d.client.Event(r.job, ev)
+	r.j.d.client.Event(r.job, p)
 }
 
-func (j *jobs) finish(job string, ev map[string]any) {
-	ev["job"], ev["phase"] = job, "finish"
-	j.m.total.WithLabelValues(job, ev["outcome"].(string)).Inc()
-	j.m.progress.WithLabelValues(job).Set(0)
+// finished counts a job's outcome, resets its progress gauge and publishes its last
+// event.
+func (j *jobs) finished(job, outcome string, ev any) {
+	j.d.m.jobsTotal.WithLabelValues(job, outcome).Inc()
+	j.d.m.jobProgress.WithLabelValues(job).Set(0)
 	j.d.client.Event(job, ev)
 }
 

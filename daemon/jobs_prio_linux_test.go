@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"fmt"
 	"os"
 	"runtime"
 	"strconv"
@@ -9,40 +10,56 @@ import (
 	"testing"
 )
 
-// getNice reads the calling thread's niceness from /proc (field 19 of its stat line).
-func getNice(t *testing.T) int {
-	t.Helper()
+// threadNice reads the calling thread's niceness from /proc (field 19 of its stat
+// line). It returns an error rather than failing the test, so that it can run on
+// other goroutines (t.Fatal there would end only that goroutine and hang the test).
+func threadNice() (int, error) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	b, err := os.ReadFile("/proc/self/task/" + strconv.Itoa(syscall.Gettid()) + "/stat")
 	if err != nil {
-		t.Fatal(err)
+		return 0, err
 	}
 	// The command name (field 2) may hold spaces; fields after ")" are fixed.
-	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
-	n, err := strconv.Atoi(f[16]) // field 19 overall: nice
-	if err != nil {
-		t.Fatal(err)
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	if len(f) < 17 {
+		return 0, fmt.Errorf("short stat line %q", s)
 	}
-	return n
+	return strconv.Atoi(f[16]) // field 19 overall: nice
 }
 
 // A job's thread is niced; the judge's threads are not.
 func TestJobThreadIsNiced(t *testing.T) {
-	type prio struct{ job, other int }
-	got := make(chan prio)
-	before := getNice(t)
+	type prio struct {
+		job int
+		err error
+	}
+	before, err := threadNice()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan prio, 1)
 	go func() {
-		if err := lowerJobPriority(); err != nil {
-			t.Error(err)
+		if err := LowerJobPriority(); err != nil {
+			got <- prio{err: err}
+			return
 		}
-		got <- prio{job: getNice(t)}
+		n, err := threadNice()
+		got <- prio{job: n, err: err}
 	}()
 	p := <-got
-	if p.job != min(before+jobNice, 19) {
-		t.Fatalf("job thread nice %d, want %d (this thread: %d)", p.job, before+jobNice, before)
+	if p.err != nil {
+		t.Fatal(p.err)
 	}
-	if now := getNice(t); now != before {
+	if want := min(before+JobNice, 19); p.job != want {
+		t.Fatalf("job thread nice %d, want %d (this thread: %d)", p.job, want, before)
+	}
+	now, err := threadNice()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if now != before {
 		t.Fatalf("the test's own thread changed priority: %d -> %d", before, now)
 	}
 }

@@ -29,9 +29,9 @@ import (
 // mosquitto with a PLC-like subscriber that sends the commands.
 
 const (
-	cmdTopic    = "diagd/line1/cmd/"
-	eventsTopic = "diagd/line1/events/"
-	modelState  = "diagd/line1/state/model"
+	cmdTopic        = "diagd/line1/cmd/"
+	eventsTopic     = "diagd/line1/events/"
+	modelStateTopic = "diagd/line1/state/model"
 )
 
 // writeSurface writes a 64×64 grey surface with mild noise: a good part, on which a
@@ -241,29 +241,9 @@ func TestJobCycleEndToEnd(t *testing.T) {
 	}
 	s.cfg.PromoteTolerance, s.cfg.PromoteMinDefects = 1, 5
 	r := start(t, s.cfg)
-	sub.WaitFor(t, 20*time.Second, "model v1 served", func(ms []msg) bool { return strings.Contains(last(ms, modelState), `"version":"v1"`) })
+	sub.WaitFor(t, 20*time.Second, "model v1 served", func(ms []msg) bool { return strings.Contains(last(ms, modelStateTopic), `"version":"v1"`) })
 	sub.WaitFor(t, 10*time.Second, "catalogue loaded", catalogueApplied(t))
-
-	// Frames keep arriving during the whole job.
-	dr := newDropper(t, s.watched)
-	var names []string
-	var mu sync.Mutex
-	stopDrops := make(chan struct{})
-	dropsDone := make(chan struct{})
-	go func() {
-		defer close(dropsDone)
-		for {
-			select {
-			case <-stopDrops:
-				return
-			case <-time.After(20 * time.Millisecond):
-			}
-			n := dr.drop()
-			mu.Lock()
-			names = append(names, n)
-			mu.Unlock()
-		}
-	}()
+	drops := dropEvery(t, newDropper(t, s.watched), 20*time.Millisecond) // frames keep arriving during the whole job
 
 	const n = 24
 	sub.Publish(t, cmdTopic+"cycle", fmt.Sprintf(`{"n":%d,"generator":"memseg"}`, n))
@@ -278,14 +258,88 @@ func TestJobCycleEndToEnd(t *testing.T) {
 	}
 
 	ms = sub.WaitFor(t, 60*time.Second, "cycle finished", finished(t, "cycle"))
-	cyc := finishOf(t, ms, "cycle")
-	if cyc["outcome"] != "promoted" {
+	if cyc := finishOf(t, ms, "cycle"); cyc["outcome"] != "promoted" {
 		t.Fatalf("cycle outcome: %v", cyc)
 	}
-	// Generation: progress with fraction and eta, then the outcome with the contact sheet.
-	aug := events(t, ms, "augment")
+	checkAugmentEvents(t, ms, s, n)
+	rf := checkRetrainPromoted(t, ms, s)
+	// The model watcher swaps v2 in; frames judged after that carry v2.
+	sub.WaitFor(t, 20*time.Second, "model v2 served", func(ms []msg) bool { return strings.Contains(last(ms, modelStateTopic), `"version":"v2"`) })
+	time.Sleep(300 * time.Millisecond)
+	all := drops.stop()
+	ms = sub.WaitFor(t, 30*time.Second, "a verdict for every frame", countVerdicts(t, verdictTopic, len(all)))
+	vs := dedupe(verdictsOf(t, ms, verdictTopic))
+	checkOnePerFile(t, vs, all, 1)
+	byVersion := map[string]int{}
+	for _, v := range vs {
+		byVersion[v.AnalyticsModule.Version]++
+	}
+	if byVersion["v1"] == 0 || byVersion["v2"] == 0 {
+		t.Fatalf("verdicts by model version %v: want frames judged by v1 before and v2 after the swap", byVersion)
+	}
+	t.Logf("%d frames judged during the cycle: %v; candidate AP %.3f vs serving AP %.3f", len(all), byVersion, rf["candidate_ap"], rf["serving_ap"])
+
+	_, body := httpGet(t, "http://"+r.httpAddr(t)+"/metrics")
+	for series, want := range map[string]float64{
+		`diagd_jobs_total{job="cycle",outcome="promoted"}`:   1,
+		`diagd_jobs_total{job="augment",outcome="ok"}`:       1,
+		`diagd_jobs_total{job="retrain",outcome="promoted"}`: 1,
+		`diagd_job_running{job="cycle"}`:                     0,
+	} {
+		if got := metric(t, body, series); got != want {
+			t.Fatalf("%s = %v, want %v", series, got, want)
+		}
+	}
+}
+
+// backgroundDrops drops a frame every interval until stop, which returns their names.
+type backgroundDrops struct {
+	mu    sync.Mutex
+	names []string
+	quit  chan struct{}
+	done  chan struct{}
+}
+
+func dropEvery(t *testing.T, dr *dropper, every time.Duration) *backgroundDrops {
+	bd := &backgroundDrops{quit: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(bd.done)
+		for {
+			select {
+			case <-bd.quit:
+				return
+			case <-time.After(every):
+			}
+			n := dr.drop()
+			bd.mu.Lock()
+			bd.names = append(bd.names, n)
+			bd.mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-bd.quit:
+		default:
+			bd.stop()
+		}
+	})
+	return bd
+}
+
+func (bd *backgroundDrops) stop() []string {
+	close(bd.quit)
+	<-bd.done
+	bd.mu.Lock()
+	defer bd.mu.Unlock()
+	return append([]string(nil), bd.names...)
+}
+
+// checkAugmentEvents: generation progress with fraction and total, then the outcome with
+// n images, the contact sheet, and the batch under DATA_DIR/synthetic/accepted.
+func checkAugmentEvents(t *testing.T, ms []msg, s jobSetup, n int) {
+	t.Helper()
 	progress := 0
-	for _, e := range aug {
+	for _, e := range events(t, ms, "augment") {
 		if e["phase"] == "generate" {
 			progress++
 			if f, ok := e["fraction"].(float64); !ok || f < 0 || f > 1 || e["total"] != float64(n) {
@@ -308,7 +362,12 @@ func TestJobCycleEndToEnd(t *testing.T) {
 	if imgs, _ := filepath.Glob(filepath.Join(batch, "[0-9][0-9][0-9][0-9][0-9].png")); len(imgs) != n {
 		t.Fatalf("%d images in %s, want %d", len(imgs), batch, n)
 	}
-	// Retraining: stage progress, then the comparison and the promotion.
+}
+
+// checkRetrainPromoted: stage progress, then the comparison and the promotion of v2 over
+// v1, in the registry too. It returns the finish event.
+func checkRetrainPromoted(t *testing.T, ms []msg, s jobSetup) map[string]any {
+	t.Helper()
 	stages := map[string]bool{}
 	for _, e := range events(t, ms, "retrain") {
 		stages[fmt.Sprint(e["phase"])] = true
@@ -334,37 +393,7 @@ func TestJobCycleEndToEnd(t *testing.T) {
 	if cur, err := reg.Current(); err != nil || cur.Name != "v2" {
 		t.Fatalf("registry current: %v %v, want v2", cur.Name, err)
 	}
-	// The model watcher swaps v2 in; frames judged after that carry v2.
-	sub.WaitFor(t, 20*time.Second, "model v2 served", func(ms []msg) bool { return strings.Contains(last(ms, modelState), `"version":"v2"`) })
-	time.Sleep(300 * time.Millisecond)
-	close(stopDrops)
-	<-dropsDone
-	mu.Lock()
-	all := append([]string(nil), names...)
-	mu.Unlock()
-	ms = sub.WaitFor(t, 30*time.Second, "a verdict for every frame", countVerdicts(t, verdictTopic, len(all)))
-	vs := dedupe(verdictsOf(t, ms, verdictTopic))
-	checkOnePerFile(t, vs, all, 1)
-	byVersion := map[string]int{}
-	for _, v := range vs {
-		byVersion[v.AnalyticsModule.Version]++
-	}
-	if byVersion["v1"] == 0 || byVersion["v2"] == 0 {
-		t.Fatalf("verdicts by model version %v: want frames judged by v1 before and v2 after the swap", byVersion)
-	}
-	t.Logf("%d frames judged during the cycle: %v; candidate AP %.3f vs serving AP %.3f", len(all), byVersion, rf["candidate_ap"], rf["serving_ap"])
-
-	_, body := httpGet(t, "http://"+r.httpAddr(t)+"/metrics")
-	for series, want := range map[string]float64{
-		`diagd_jobs_total{job="cycle",outcome="promoted"}`:   1,
-		`diagd_jobs_total{job="augment",outcome="ok"}`:       1,
-		`diagd_jobs_total{job="retrain",outcome="promoted"}`: 1,
-		`diagd_job_running{job="cycle"}`:                     0,
-	} {
-		if got := metric(t, body, series); got != want {
-			t.Fatalf("%s = %v, want %v", series, got, want)
-		}
-	}
+	return rf
 }
 
 // An invalid catalogue edit is reported with file:line:col problems, and the next job
@@ -524,7 +553,7 @@ func TestJobAugmentThenRetrainFromEmptyRegistry(t *testing.T) {
 	}
 	s.cfg.ModelDir = s.base
 	start(t, s.cfg)
-	sub.WaitFor(t, 20*time.Second, "model m1 served", func(ms []msg) bool { return strings.Contains(last(ms, modelState), `"version":"m1"`) })
+	sub.WaitFor(t, 20*time.Second, "model m1 served", func(ms []msg) bool { return strings.Contains(last(ms, modelStateTopic), `"version":"m1"`) })
 
 	sub.Publish(t, cmdTopic+"augment", `{"n":20}`)
 	ms := sub.WaitFor(t, 30*time.Second, "augment finished", finished(t, "augment"))
@@ -558,7 +587,7 @@ func TestJobAugmentThenRetrainFromEmptyRegistry(t *testing.T) {
 	}
 	// MODEL_DIR is not the registry's link: what serves does not change either way.
 	time.Sleep(3 * s.cfg.ModelPoll)
-	if got := last(sub.Snapshot(), modelState); !strings.Contains(got, `"version":"m1"`) {
+	if got := last(sub.Snapshot(), modelStateTopic); !strings.Contains(got, `"version":"m1"`) {
 		t.Fatalf("serving model changed: %s", got)
 	}
 	t.Logf("candidate AP %.3f vs serving AP %.3f: %v", cand, serv, rf["outcome"])

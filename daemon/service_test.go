@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -60,40 +59,8 @@ func TestVideoEveryFrameOneVerdict(t *testing.T) {
 func TestSystemdNotifyAndWatchdog(t *testing.T) {
 	testenv.ORT(t)
 	b := mosquittotest.Start(t)
-	sock := filepath.Join(t.TempDir(), "notify.sock")
-	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	var mu sync.Mutex
-	var got []string
-	go func() {
-		buf := make([]byte, 4096)
-		for {
-			n, err := conn.Read(buf)
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			got = append(got, string(buf[:n]))
-			mu.Unlock()
-		}
-	}()
-	seen := func(prefix string) int {
-		mu.Lock()
-		defer mu.Unlock()
-		for i, m := range got {
-			if strings.HasPrefix(m, prefix) {
-				return i
-			}
-		}
-		return -1
-	}
-	t.Setenv("NOTIFY_SOCKET", sock)
 	// 2.5 s: pets every 1.25 s; the idle judge loop turns every second, within it.
-	t.Setenv("WATCHDOG_USEC", "2500000")
-	t.Setenv("WATCHDOG_PID", strconv.Itoa(os.Getpid()))
+	nr := newNotifyRecorder(t, 2500*time.Millisecond)
 	watched := filepath.Join(t.TempDir(), "drop")
 	os.MkdirAll(watched, 0o755)
 	cfg := testConfig(t, b.URL(), folderSource("cam", watched))
@@ -101,31 +68,29 @@ func TestSystemdNotifyAndWatchdog(t *testing.T) {
 	r := start(t, cfg)
 
 	deadline := time.Now().Add(10 * time.Second)
-	for seen("WATCHDOG=1") < 0 {
+	for nr.index("WATCHDOG=1") < 0 {
 		if time.Now().After(deadline) {
-			t.Fatalf("no watchdog pet within 10 s; messages %q", got)
+			t.Fatalf("no watchdog pet within 10 s; messages %s", nr)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if ready := seen("READY=1"); ready < 0 || ready > seen("WATCHDOG=1") {
-		t.Fatalf("READY=1 not sent before the first pet: %q", got)
+	if ready := nr.index("READY=1"); ready < 0 || ready > nr.index("WATCHDOG=1") {
+		t.Fatalf("READY=1 not sent before the first pet: %s", nr)
 	}
 	// With no frames for a while (> the window) the model is probed and pets go on.
-	mu.Lock()
-	pets := len(got)
-	mu.Unlock()
+	pets := nr.count("WATCHDOG=1")
 	time.Sleep(3 * time.Second)
-	mu.Lock()
-	more := len(got) - pets
-	mu.Unlock()
-	if more < 2 {
+	if more := nr.count("WATCHDOG=1") - pets; more < 2 {
 		t.Fatalf("%d pets in 3 s without frames; want >= 2 (every 1.25 s)", more)
+	}
+	if code, body := httpGet(t, "http://"+r.httpAddr(t)+"/livez"); code != 200 || strings.TrimSpace(body) != "ok" {
+		t.Fatalf("/livez while petting: %d %q", code, body)
 	}
 	if err := r.stop(t); err != nil {
 		t.Fatal(err)
 	}
-	if seen("STOPPING=1") < 0 {
-		t.Fatalf("no STOPPING=1: %q", got)
+	if nr.index("STOPPING=1") < 0 {
+		t.Fatalf("no STOPPING=1: %s", nr)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"sync"
 	"sync/atomic"
 
@@ -33,6 +34,11 @@ type Result struct {
 
 // ErrNoModel is returned while no model has been loaded.
 var ErrNoModel = errors.New("no detector model loaded")
+
+// ErrNonFinite marks a frame whose logit is NaN or infinite: the model cannot be
+// trusted on it, so its verdict is Unknown (never pass: a NaN compares false with the
+// threshold and would otherwise pass a frame nobody judged).
+var ErrNonFinite = errors.New("the model's output is not a finite number")
 
 // Detector serves the current model and swaps it for a new one without stopping:
 // frames in flight finish on the model they started with, new frames go to the new
@@ -160,7 +166,13 @@ func (d *Detector) Judge(frames []gocv.Mat, res []Result) error {
 
 // Result turns a logit into a verdict with this model's threshold: a score at or above
 // the threshold is a fail (a defect).
+// A NaN or infinite logit gives an Unknown verdict, score 0, and Err wrapping
+// ErrNonFinite.
 func (m *Model) Result(logit float32) Result {
+	if math.IsNaN(float64(logit)) || math.IsInf(float64(logit), 0) {
+		return Result{Verdict: Unknown, Logit: logit, Threshold: m.Meta.Threshold, ModelVersion: m.Meta.ModelVersion,
+			Err: fmt.Errorf("%w (logit %v)", ErrNonFinite, logit)}
+	}
 	r := Result{Logit: logit, Score: Sigmoid(logit), Threshold: m.Meta.Threshold, ModelVersion: m.Meta.ModelVersion, Verdict: Pass}
 	if r.Score >= r.Threshold {
 		r.Verdict = Fail

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 
@@ -99,8 +100,8 @@ func (m *Metadata) Validate() error {
 	if m.SchemaVersion != SchemaVersion {
 		bad("schema_version is %d; this diagd reads %d", m.SchemaVersion, SchemaVersion)
 	}
-	if strings.TrimSpace(m.ModelVersion) == "" {
-		bad("model_version is empty")
+	if err := CheckVersion(m.ModelVersion); err != nil {
+		bad("%v", err)
 	}
 	if m.Input.Name == "" {
 		bad("input.name is empty")
@@ -126,6 +127,28 @@ func (m *Metadata) Validate() error {
 		return errors.New(strings.Join(errs, "; "))
 	}
 	return nil
+}
+
+// versionRE is what a model version may look like. Versions name files and folders
+// (the registry's, the negatives pool's) and travel in every verdict, so they are
+// plain: letters, digits, '.', '_', '+', '-', starting with a letter or digit.
+var versionRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$`)
+
+// CheckVersion reports whether v is a usable model version: a model.json can come from
+// anywhere, and a version like "x/../../escape" would reach outside the folders it
+// names.
+func CheckVersion(v string) error {
+	if !versionRE.MatchString(v) || strings.Contains(v, "..") {
+		return fmt.Errorf("model_version %q: use 1 to 128 letters, digits, '.', '_', '+' and '-', starting with a letter or digit, without \"..\"", clipText(v, 80))
+	}
+	return nil
+}
+
+func clipText(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
 }
 
 // ReadMetadata reads and validates dir/model.json. Unknown fields are rejected so that a

@@ -100,7 +100,48 @@ func LoadModel(log *slog.Logger, dir string, o Options) (*Model, error) {
 			idx: make([]int, o.MaxBatch),
 			in:  map[int]*ort.Tensor[float32]{}, out: map[int]*ort.Tensor[float32]{}}
 	}
+	if err := m.probe(); err != nil {
+		m.Close()
+		return nil, fmt.Errorf("model %s refused: %w", dir, err)
+	}
 	return m, nil
+}
+
+// probe runs the model on its probe images (mid-grey and a gradient, at its input size)
+// and refuses it when it fails on them or yields a non-finite logit: such a model would
+// give an unknown verdict, or a silent pass, to ordinary frames.
+func (m *Model) probe() error {
+	h, w := m.Meta.Input.Height, m.Meta.Input.Width
+	grey := gocv.NewMatWithSizeFromScalar(gocv.NewScalar(128, 128, 128, 0), h, w, gocv.MatTypeCV8UC3)
+	defer grey.Close()
+	px := make([]byte, 0, h*w*3)
+	for y := range h {
+		for x := range w {
+			v := byte(255 * (x + y) / max(1, h+w-2))
+			px = append(px, v, v, 255-v)
+		}
+	}
+	grad, err := gocv.NewMatFromBytes(h, w, gocv.MatTypeCV8UC3, px)
+	if err != nil {
+		return fmt.Errorf("probe: %w", err)
+	}
+	defer grad.Close()
+	names := []string{"grey", "gradient"}
+	frames := []gocv.Mat{grey, grad}
+	logits := make([]float32, len(frames))
+	errs := make([]error, len(frames))
+	if err := m.Logits(frames, logits, errs); err != nil {
+		return fmt.Errorf("probe: %w", err)
+	}
+	for i, l := range logits {
+		if errs[i] != nil {
+			return fmt.Errorf("probe image %s: %w", names[i], errs[i])
+		}
+		if math.IsNaN(float64(l)) || math.IsInf(float64(l), 0) {
+			return fmt.Errorf("%w on its probe image %q (logit %v)", ErrNonFinite, names[i], l)
+		}
+	}
+	return nil
 }
 
 // checkInterface compares metadata with the model's declared inputs and outputs and

@@ -391,14 +391,14 @@ func TestAvailabilityStateAndCommands(t *testing.T) {
 	if err := f.c.SetState("threshold", "0.5"); err != nil {
 		t.Fatal(err)
 	}
-	f.c.HandleCommand("echo", func(ctx context.Context, p []byte) (any, error) {
+	f.c.HandleCommand("echo", ScopeRead, func(ctx context.Context, p []byte) (any, error) {
 		var v map[string]any
 		if err := json.Unmarshal(p, &v); err != nil {
 			return nil, err
 		}
 		return v, nil
 	})
-	f.c.HandleCommand("fail", func(ctx context.Context, p []byte) (any, error) { return nil, errors.New("no model to retrain") })
+	f.c.HandleCommand("fail", ScopeModel, func(ctx context.Context, p []byte) (any, error) { return nil, errors.New("no model to retrain") })
 	f.c.Start()
 
 	// online comes after the retained state, on every connect.
@@ -409,7 +409,10 @@ func TestAvailabilityStateAndCommands(t *testing.T) {
 	checkStateBeforeOnline(t, ms, 1)
 
 	// The link dies without DISCONNECT: the broker publishes the last will, then the
-	// client reconnects, republishes state, and is online again.
+	// client reconnects, republishes state, and is online again. (Cut it only once the
+	// client has its PUBACK for online: a PUBLISH still in flight is re-sent first on
+	// reconnect, and would arrive ahead of the republished state.)
+	waitFor(t, 10*time.Second, "connected", f.c.Connected)
 	proxy.Sever()
 	ms = sub.WaitFor(t, 15*time.Second, "offline then online", func(ms []msg) bool {
 		return count(ms, "diagd/line1/available", "offline") >= 1 && online(2)(ms)
@@ -476,7 +479,10 @@ func TestAvailabilityStateAndCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	late := subscribe(t, b.URL(), "late-1", "diagd/line1/#")
-	lm := late.WaitFor(t, 10*time.Second, "retained values", func(ms []msg) bool { return len(ms) >= 3 })
+	lm := late.WaitFor(t, 10*time.Second, "retained values", func(ms []msg) bool {
+		return countTopic(ms, "diagd/line1/available")+countTopic(ms, "diagd/line1/state/threshold")+
+			countTopic(ms, "diagd/line1/state/model") == 3
+	})
 	got := map[string]string{}
 	for _, m := range lm {
 		if !m.Retained {

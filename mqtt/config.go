@@ -48,6 +48,19 @@ type Config struct {
 	EventQueue int
 	// CommandTimeout bounds a command handler: default 60 s.
 	CommandTimeout time.Duration
+	// Commands, when not empty, is the allow-list of commands this station answers;
+	// any other gets an error result. Empty: every registered command.
+	Commands []string
+	// MaxCommandBytes bounds a command's payload: default 64 KiB.
+	MaxCommandBytes int
+	// MaxCommandsInFlight bounds the commands handled at once; more are dropped (and
+	// counted). Default 8.
+	MaxCommandsInFlight int
+	// MaxPacket is the largest packet the broker accepts (mosquitto's max_packet_size),
+	// when known: a larger verdict is set aside in the outbox's dead-letter file, a larger
+	// state or event refused, without sending them. 0: unknown (the client then learns
+	// the limit from a message the broker keeps refusing; see sessionStore).
+	MaxPacket int
 }
 
 func (c *Config) normalize() error {
@@ -101,7 +114,7 @@ func (c *Config) normalize() error {
 	if c.EventQueue <= 0 {
 		c.EventQueue = 256
 	}
-	return nil
+	return c.normalizeLimits()
 }
 
 func (c *Config) tlsConfig() (*tls.Config, error) {
@@ -130,4 +143,26 @@ func (c *Config) tlsConfig() (*tls.Config, error) {
 		cfg.Certificates = []tls.Certificate{cert}
 	}
 	return cfg, nil
+}
+
+// minPacket is the smallest broker packet limit accepted. A verdict is about 400 bytes,
+// about 2.5 KiB at its field limits (see Verdict); larger ones are set aside.
+const minPacket = 512
+
+func (c *Config) normalizeLimits() error {
+	if c.MaxCommandBytes <= 0 {
+		c.MaxCommandBytes = 64 << 10
+	}
+	if c.MaxCommandsInFlight <= 0 {
+		c.MaxCommandsInFlight = 8
+	}
+	if c.MaxPacket < 0 || c.MaxPacket > 0 && c.MaxPacket < minPacket {
+		return fmt.Errorf("mqtt: max packet size %d: want 0 (unknown) or at least %d bytes", c.MaxPacket, minPacket)
+	}
+	for _, n := range c.Commands {
+		if !validCommandName(n) {
+			return fmt.Errorf("mqtt: command allow-list: bad command name %q", n)
+		}
+	}
+	return nil
 }

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Verdict outcomes.
@@ -119,7 +121,62 @@ func (v *Verdict) normalize(station string) error {
 			return fmt.Errorf("verdict %s: %s is %v", v.MessageID, name, x)
 		}
 	}
+	if len(v.MessageID) > MaxMessageIDLen {
+		return fmt.Errorf("verdict: messageid is %d bytes, limit %d", len(v.MessageID), MaxMessageIDLen)
+	}
+	v.clip()
 	return nil
+}
+
+// Limits on the verdict's text fields, which come from outside (trigger commands, file
+// names, decoder messages). They keep every verdict small (about 2.5 KiB at most) for
+// the outbox, the broker and the PLCs.
+const (
+	MaxMessageIDLen = 128
+	MaxPartIDLen    = 256
+	MaxFrameIDLen   = 256
+	MaxNameLen      = 128 // sensorId, station, analyticsModule id and version
+	MaxErrorLen     = 1024
+)
+
+// clip cuts over-long fields to their limits. An identifying field that was cut makes
+// the verdict unknown, with the reason, so that a PLC never takes a pass or fail for a
+// part whose id it cannot match; a long error text is only shortened.
+func (v *Verdict) clip() {
+	var cut []string
+	for _, f := range []struct {
+		name  string
+		s     *string
+		limit int
+	}{
+		{"partId", &v.PartID, MaxPartIDLen}, {"frameId", &v.FrameID, MaxFrameIDLen}, {"sensorId", &v.SensorID, MaxNameLen},
+		{"station", &v.Station, MaxNameLen}, {"analyticsModule.id", &v.AnalyticsModule.ID, MaxNameLen},
+		{"analyticsModule.version", &v.AnalyticsModule.Version, MaxNameLen},
+	} {
+		if n := len(*f.s); n > f.limit {
+			*f.s = truncate(*f.s, f.limit)
+			cut = append(cut, fmt.Sprintf("%s was %d bytes, cut to the limit of %d", f.name, n, f.limit))
+		}
+	}
+	if len(cut) > 0 {
+		v.Verdict = Unknown
+		if v.Error != "" {
+			cut = append(cut, v.Error)
+		}
+		v.Error = strings.Join(cut, "; ")
+	}
+	v.Error = truncate(v.Error, MaxErrorLen)
+}
+
+// truncate cuts s to at most n bytes on a UTF-8 boundary.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
 
 // newUUID returns a random (version 4) UUID.

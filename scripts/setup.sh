@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One-command setup for a fresh Debian 12 machine (amd64 or arm64/Jetson). Idempotent: safe to rerun.
-#   - Debian packages: OpenCV 4.6 (for gocv v0.31.0), mosquitto broker and clients, build tools
+#   - Debian packages: OpenCV 4.6 (for gocv v0.31.0), mosquitto broker and clients, systemd-analyze, build tools
 #   - ONNX Runtime 1.24.1 CPU library from the npm package onnxruntime-node@1.24.1, sha256-checked,
 #     unpacked into .deps/ (git-ignored) and placed next to the binary as bin/libonnxruntime.so
 #   - Go modules, then bin/diagd
@@ -19,7 +19,8 @@ log() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 sudo_() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # 1. Debian packages
-pkgs=(libopencv-dev mosquitto mosquitto-clients pkg-config gcc g++ ca-certificates git)
+# systemd provides systemd-analyze, which the tests use to verify the service unit.
+pkgs=(libopencv-dev mosquitto mosquitto-clients systemd pkg-config gcc g++ ca-certificates git)
 missing=()
 for p in "${pkgs[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p"); done
 # npm only fetches the ONNX Runtime package; any npm will do (Debian's, or a NodeSource install).

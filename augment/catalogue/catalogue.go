@@ -1,6 +1,8 @@
 // Package catalogue reads the defect catalogue technicians edit: which defect kinds
-// to synthesise, their text prompts and weights, where they may appear (masks), and
-// the generation settings. Every problem is reported with the file, line and reason,
+// to synthesise, their text prompts and weights, where they may appear (masks,
+// regions, a box or the image edge), what they look like (shape parameters, contrast
+// against the surface), the checks every generated image passes, and the generation
+// settings. Every problem is reported with the file, line and reason,
 // so a technician can fix a bad edit without reading Go errors.
 package catalogue
 
@@ -67,8 +69,11 @@ type Kind struct {
 	NegativePrompt string      `json:"negative_prompt"` // resolved: the kind's, else the global one
 	Weight         float64     `json:"weight"`
 	Masks          []Mask      `json:"masks,omitempty"`   // exact defect shapes
-	Regions        []Mask      `json:"regions,omitempty"` // where random shapes may appear
+	Regions        []Mask      `json:"regions,omitempty"` // where random shapes may appear; none: anywhere
 	Shape          shapes.Kind `json:"shape"`             // shape drawn inside regions
+	Spec           shapes.Spec `json:"shape_spec"`        // its parameters (unset ones take defaults)
+	Fill           Fill        `json:"fill"`
+	Place          Place       `json:"place"`
 }
 
 // Catalogue is a validated catalogue with every mask path resolved to files.
@@ -78,6 +83,7 @@ type Catalogue struct {
 	NegativePrompt string     `json:"negative_prompt"`
 	Generation     Generation `json:"generation"`
 	MemSeg         MemSeg     `json:"memseg"`
+	Checks         Checks     `json:"checks"`
 	Kinds          []Kind     `json:"kinds"`
 	// Dirs are the folders whose content the catalogue depends on: its own and the
 	// mask and texture folders. The watcher watches them.
@@ -175,7 +181,7 @@ func (p *parser) addf(n *yaml.Node, format string, args ...any) {
 var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
 func (p *parser) parse(data []byte) *Catalogue {
-	c := &Catalogue{NegativePrompt: DefaultNegativePrompt, Generation: DefaultGeneration()}
+	c := &Catalogue{NegativePrompt: DefaultNegativePrompt, Generation: DefaultGeneration(), Checks: DefaultChecks()}
 	c.MemSeg.MinDelta, c.MemSeg.MaxDelta = 0.15, 1
 	p.dirs = map[string]bool{p.dir: true}
 	var doc yaml.Node
@@ -202,6 +208,8 @@ func (p *parser) parse(data []byte) *Catalogue {
 			p.generation(v, &c.Generation)
 		case "memseg":
 			p.memseg(v, &c.MemSeg)
+		case "checks":
+			p.checks(v, &c.Checks)
 		case "kinds":
 			seenKinds = true
 			c.Kinds = p.kinds(v, c)
@@ -209,7 +217,7 @@ func (p *parser) parse(data []byte) *Catalogue {
 			return false
 		}
 		return true
-	}, "negative_prompt", "generation", "memseg", "kinds")
+	}, "negative_prompt", "generation", "memseg", "checks", "kinds")
 	if root.Kind == yaml.MappingNode && !seenKinds {
 		p.addf(root, "no 'kinds:' list: the catalogue must define at least one defect kind")
 	}
@@ -405,43 +413,33 @@ func (p *parser) kinds(n *yaml.Node, c *Catalogue) []Kind {
 			case "regions":
 				k.Regions = p.paths(v, "regions")
 			case "shape":
-				s, err := shapes.ParseKind(p.text(v, "shape", true))
-				if err != nil {
-					p.addf(v, "shape: %v", err)
-				}
-				k.Shape = s
+				k.Spec = p.shape(v)
+			case "fill":
+				k.Fill = p.fill(v)
+			case "place":
+				k.Place = p.place(v)
 			default:
 				return false
 			}
 			return true
-		}, "name", "prompts", "prompt", "negative_prompt", "weight", "masks", "regions", "shape")
+		}, "name", "prompts", "prompt", "negative_prompt", "weight", "masks", "regions", "shape", "fill", "place")
 		if kn.Kind != yaml.MappingNode {
 			continue
 		}
 		if !hasName {
 			p.addf(kn, "%s has no name", what)
 		}
-		if !hasPrompt {
-			p.addf(kn, "kind %q has no prompt: add 'prompts: [\"...\"]'", k.Name)
+		if !hasPrompt && k.Name != "" {
+			// MemSeg needs no prompt; DIAG gets the kind's name.
+			k.Prompts = []string{k.Name}
 		}
-		if !hasKey(kn, "masks") && !hasKey(kn, "regions") {
-			p.addf(kn, "kind %q has neither masks (defect shapes) nor regions (where defects may appear)", k.Name)
+		if k.Spec.Kind == "" {
+			k.Spec.Kind = shapes.Blob
 		}
-		if k.Shape == "" {
-			k.Shape = shapes.Blob
-		}
+		k.Shape = k.Spec.Kind
 		out = append(out, k)
 	}
 	return out
-}
-
-func hasKey(n *yaml.Node, key string) bool {
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		if n.Content[i].Value == key {
-			return true
-		}
-	}
-	return false
 }
 
 // prompts accepts one text or a list of texts.

@@ -173,7 +173,6 @@ kinds:
 		{13, `unknown shape "star"`},
 		{14, "has no name"},
 		{16, `unknown key "sizes"`},
-		{17, "neither masks"},
 	}
 	for _, w := range want {
 		found := false
@@ -225,5 +224,136 @@ func TestMissingFile(t *testing.T) {
 	_, err := Load(filepath.Join(t.TempDir(), "absent.yaml"))
 	if p := Problems(err); len(p) != 1 || !strings.Contains(p[0].Reason, "cannot read") {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// Shapes with parameters, fills, places and checks are read as written.
+func TestShapeFillPlaceChecks(t *testing.T) {
+	dir := t.TempDir()
+	src := `checks:
+  min_contrast: 9
+  ring: 3
+  retries: 4
+  label_rule: paper
+kinds:
+  - name: crack
+    shape:
+      type: crack
+      length: [20%, 60%]
+      width: [1, 2.5]
+      angle: [-10, 10]
+      branches: 2
+    fill:
+      contrast: [-60, -30]
+      grain: 3
+    place:
+      box: [0, 0.5, 1, 1]
+  - name: chip
+    shape: stain
+    place:
+      edge: 5%
+`
+	c, err := Parse(filepath.Join(dir, "c.yaml"), []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Checks.MinContrast == nil || *c.Checks.MinContrast != 9 || c.Checks.Ring != 3 || c.Checks.Retries != 4 || c.Checks.LabelRule != "paper" {
+		t.Fatalf("checks %+v", c.Checks)
+	}
+	k := c.Kinds[0]
+	s := k.Spec
+	if s.Kind != shapes.Crack || s.Length != shapes.Percent(20, 60) || s.Width != shapes.Between(1, 2.5) ||
+		s.Angle != shapes.Between(-10, 10) || s.Branches != shapes.Fixed(2) || s.Wiggle.Set {
+		t.Fatalf("crack spec %+v", s)
+	}
+	if k.Fill.Contrast != shapes.Between(-60, -30) || k.Fill.Grain != shapes.Fixed(3) || k.Fill.Texture.Set ||
+		k.Place.Box == nil || *k.Place.Box != [4]float64{0, 0.5, 1, 1} || k.Prompts[0] != "crack" {
+		t.Fatalf("crack kind %+v", k)
+	}
+	if c.Kinds[1].Spec.Kind != shapes.Stain || c.Kinds[1].Place.Edge != shapes.Percent(5, 5) || len(c.Kinds[1].Regions) != 0 {
+		t.Fatalf("chip kind %+v", c.Kinds[1])
+	}
+	// Defaults: automatic contrast threshold, the any-pixel rule.
+	d, err := Parse(filepath.Join(dir, "d.yaml"), []byte("kinds:\n  - name: k\n    shape: pit\n"))
+	if err != nil || d.Checks.MinContrast != nil || d.Checks.LabelRule != "any-pixel" || d.Checks.Retries != 8 {
+		t.Fatalf("defaults %+v %v", d, err)
+	}
+}
+
+// Every bad shape, fill, place or check value is named by line and column.
+func TestShapeFillPlaceErrors(t *testing.T) {
+	dir := t.TempDir()
+	bad := `checks:
+  min_contrast: -1
+  label_rule: strict
+kinds:
+  - name: a
+    shape:
+      type: crack
+      length: [50, 10]
+      width: 0
+      angle: [0%, 10%]
+      branches: 1.5
+      radius: 4
+  - name: b
+    shape:
+      length: 10
+    fill:
+      contrast: [-20, 20]
+      texture: 2
+    place:
+      box: [0.5, 0, 0.2, 1]
+      edge: [1, 2]
+  - name: c
+    shape: {type: scratch, length: [10, 20%], width: nan}
+`
+	_, err := Parse(filepath.Join(dir, "bad.yaml"), []byte(bad))
+	want := []struct {
+		line, col int
+		text      string
+	}{
+		{2, 17, "checks.min_contrast must be in [0, 255]"},
+		{3, 15, `unknown label rule "strict"`},
+		{8, 15, "shape.length: min 50 is above max 10"},
+		{9, 14, "shape.width must be in [0.5, 500]"},
+		{10, 15, "shape.angle cannot be a percentage"},
+		{10, 19, "shape.angle cannot be a percentage"},
+		{11, 17, "shape.branches must be a whole number"},
+		{12, 7, `unknown key "radius" in shape`},
+		{15, 7, "shape needs a type:"},
+		{17, 17, "fill.contrast [-20, 20] contains 0"},
+		{18, 16, "fill.texture must be in [0, 1]"},
+		{20, 12, "place.box [0.5, 0, 0.2, 1] is empty"},
+		{21, 13, "place.edge must be one distance"},
+		{23, 36, "shape.length: give both ends in px or both in %"},
+		{23, 54, "shape.width must be a number"},
+	}
+	probs := Problems(err)
+	for _, w := range want {
+		found := false
+		for _, p := range probs {
+			if p.Line == w.line && p.Column == w.col && strings.Contains(p.Reason, w.text) {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("no problem at %d:%d containing %q; got:\n%v", w.line, w.col, w.text, err)
+		}
+	}
+	if len(probs) != len(want) {
+		t.Errorf("%d problems, want %d:\n%v", len(probs), len(want), err)
+	}
+}
+
+// The example catalogues shipped with diagd stay valid.
+func TestExamplesLoad(t *testing.T) {
+	files, _ := filepath.Glob(filepath.Join("..", "examples", "*.yaml"))
+	if len(files) == 0 {
+		t.Fatal("no example catalogue in augment/examples")
+	}
+	for _, f := range files {
+		if _, err := Load(f); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
 	}
 }

@@ -211,7 +211,7 @@ func bytesToUnicode() [256]rune {
 // Normalize is HF BasicTokenizer(do_lower_case=True, strip_accents=False,
 // do_split_on_punc=False): drop NUL, U+FFFD and control/unassigned characters, map
 // whitespace to ' ', pad CJK ideographs with spaces, NFC-normalise, split on whitespace,
-// lowercase, join.
+// lowercase (Python's str.lower, see PyLower), join.
 func Normalize(text string) string {
 	var b strings.Builder
 	for _, r := range text {
@@ -232,7 +232,7 @@ func Normalize(text string) string {
 	}
 	fields := strings.Fields(norm.NFC.String(b.String()))
 	for i, f := range fields {
-		fields[i] = strings.ToLower(f)
+		fields[i] = PyLower(f)
 	}
 	return strings.Join(fields, " ")
 }

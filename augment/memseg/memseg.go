@@ -6,7 +6,9 @@
 //	I' = (1−M)⊙I + (1−δ)(M⊙I) + δ(M⊙T),  δ ~ U[0.15, 1]
 //
 // It needs no model weights: it is the DIAG paper's comparison baseline and diagd's
-// fallback when no diffusion model is installed.
+// fallback when no diffusion model is installed. Paint is diagd's variant that a
+// technician can steer: any shape (cracks, pits, ...), a contrast against the surface
+// under the shape, texture re-centred on that surface, grey defects on grey images.
 package memseg
 
 import (

@@ -1,6 +1,7 @@
 // Package scheduler is diffusers' EulerDiscreteScheduler (v0.29.0) as SDXL ships it:
-// betas, sigmas and timesteps computed in float32 the way torch/numpy do, the strength
-// subset of the inpaint pipeline's get_timesteps, and the Euler step (spec §3).
+// betas and sigmas computed in float32 the way torch does, timesteps the way numpy does
+// (float64, then cast to float32), the strength subset of the inpaint pipeline's
+// get_timesteps, and the Euler step (spec §3).
 package scheduler
 
 import (
@@ -26,7 +27,14 @@ type Config struct {
 	TimestepType      string  `json:"timestep_type"`
 	RescaleZeroSNR    bool    `json:"rescale_betas_zero_snr"`
 	ClassName         string  `json:"_class_name"`
+	// TrainedBetas replaces the beta schedule when set, as diffusers does
+	// (torch.tensor(trained_betas, dtype=float32)); it must hold num_train_timesteps values.
+	TrainedBetas []float64 `json:"trained_betas"`
 }
+
+// MaxTrainTimesteps bounds num_train_timesteps: the tables are that long, and every
+// released Stable Diffusion scheduler uses 1000.
+const MaxTrainTimesteps = 100_000
 
 // SDXL is the configuration shipped with SDXL-base and the inpainting checkpoint (spec §3.1).
 func SDXL() Config {
@@ -54,20 +62,31 @@ func LoadConfig(path string) (Config, error) {
 	return c, nil
 }
 
-// Validate rejects settings this port does not reproduce.
+// Validate rejects settings this port does not reproduce, and betas that are not
+// probabilities (0 < β < 1: β = 0 makes a zero sigma the Euler step divides by, β ≥ 1
+// a zero or negative ᾱ).
 func (c Config) Validate() error {
+	if err := c.validateKind(); err != nil {
+		return err
+	}
+	return c.validateBetas()
+}
+
+func (c Config) validateKind() error {
 	bad := func(field string, v any, want string) error {
 		return fmt.Errorf("%s = %v is not supported (want %s)", field, v, want)
 	}
 	switch {
 	case c.ClassName != "" && c.ClassName != "EulerDiscreteScheduler":
 		return bad("_class_name", c.ClassName, "EulerDiscreteScheduler")
-	case c.NumTrainTimesteps < 2:
-		return bad("num_train_timesteps", c.NumTrainTimesteps, ">= 2")
+	case c.NumTrainTimesteps < 2 || c.NumTrainTimesteps > MaxTrainTimesteps:
+		return bad("num_train_timesteps", c.NumTrainTimesteps, fmt.Sprintf("2..%d", MaxTrainTimesteps))
 	case c.BetaSchedule != "scaled_linear" && c.BetaSchedule != "linear":
 		return bad("beta_schedule", c.BetaSchedule, "scaled_linear or linear")
 	case c.TimestepSpacing != "leading" && c.TimestepSpacing != "trailing" && c.TimestepSpacing != "linspace":
 		return bad("timestep_spacing", c.TimestepSpacing, "leading, trailing or linspace")
+	case c.StepsOffset < 0 || c.StepsOffset >= c.NumTrainTimesteps:
+		return bad("steps_offset", c.StepsOffset, fmt.Sprintf("0..%d", c.NumTrainTimesteps-1))
 	case c.PredictionType != "epsilon":
 		return bad("prediction_type", c.PredictionType, "epsilon")
 	case c.InterpolationType != "linear":
@@ -80,6 +99,33 @@ func (c Config) Validate() error {
 		return bad("timestep_type", c.TimestepType, "discrete")
 	case c.RescaleZeroSNR:
 		return bad("rescale_betas_zero_snr", true, "false")
+	}
+	return nil
+}
+
+func (c Config) validateBetas() error {
+	if c.TrainedBetas != nil {
+		if len(c.TrainedBetas) != c.NumTrainTimesteps {
+			return fmt.Errorf("trained_betas has %d values but num_train_timesteps = %d: they must match", len(c.TrainedBetas), c.NumTrainTimesteps)
+		}
+		for i, b := range c.TrainedBetas {
+			// The float32 value is what diffusers uses; a tiny float64 can round to 0.
+			if f := float32(b); !(f > 0 && f < 1) {
+				return fmt.Errorf("trained_betas[%d] = %v is not in (0, 1) as a float32", i, b)
+			}
+		}
+		return nil
+	}
+	for _, f := range []struct {
+		name string
+		v    float64
+	}{{"beta_start", c.BetaStart}, {"beta_end", c.BetaEnd}} {
+		if !(f.v > 0 && f.v < 1) {
+			return fmt.Errorf("%s = %v is not in (0, 1)", f.name, f.v)
+		}
+	}
+	if c.BetaStart > c.BetaEnd {
+		return fmt.Errorf("beta_start = %v is above beta_end = %v", c.BetaStart, c.BetaEnd)
 	}
 	return nil
 }
@@ -108,12 +154,18 @@ func linspace32(start, end float32, n int) []float32 {
 // accumulates in double and stores each element as float32 (spec §3.3).
 func (c Config) AlphasCumprod() []float32 {
 	var betas []float32
-	if c.BetaSchedule == "scaled_linear" {
+	switch {
+	case c.TrainedBetas != nil:
+		betas = make([]float32, len(c.TrainedBetas))
+		for i, b := range c.TrainedBetas {
+			betas[i] = float32(b)
+		}
+	case c.BetaSchedule == "scaled_linear":
 		betas = linspace32(float32(math.Sqrt(c.BetaStart)), float32(math.Sqrt(c.BetaEnd)), c.NumTrainTimesteps)
 		for i, b := range betas {
 			betas[i] = float32(b * b)
 		}
-	} else {
+	default:
 		betas = linspace32(float32(c.BetaStart), float32(c.BetaEnd), c.NumTrainTimesteps)
 	}
 	ac := make([]float32, len(betas))
@@ -150,31 +202,15 @@ func New(c Config, steps int) (*Schedule, error) {
 	if steps < 1 || steps > c.NumTrainTimesteps {
 		return nil, fmt.Errorf("scheduler: num_inference_steps = %d, want 1..%d", steps, c.NumTrainTimesteps)
 	}
-	n := c.NumTrainTimesteps
-	ts := make([]float64, steps)
-	switch c.TimestepSpacing {
-	case "leading":
-		ratio := n / steps
-		for i := range ts {
-			ts[steps-1-i] = math.RoundToEven(float64(i*ratio)) + float64(c.StepsOffset)
-		}
-	case "trailing":
-		ratio := float64(n) / float64(steps)
-		// np.arange(n, 0, -ratio).round() - 1
-		for i := range ts {
-			ts[i] = math.RoundToEven(float64(n)-float64(i)*ratio) - 1
-		}
-	case "linspace":
-		lin := linspace32(0, float32(n-1), steps) // numpy's float32 linspace; equal here for integer ends
-		for i := range ts {
-			ts[i] = float64(lin[steps-1-i])
-		}
+	ts, err := c.timesteps(steps)
+	if err != nil {
+		return nil, err
 	}
 	train := c.TrainSigmas()
 	s := &Schedule{Timesteps: make([]float32, steps), Sigmas: make([]float32, steps+1)}
 	for i, t := range ts {
-		s.Timesteps[i] = float32(t)
-		s.Sigmas[i] = float32(interp(t, train))
+		s.Timesteps[i] = t
+		s.Sigmas[i] = float32(interp(float64(t), train))
 	}
 	maxSigma := s.Sigmas[0]
 	for _, v := range s.Sigmas {
@@ -186,6 +222,86 @@ func New(c Config, steps int) (*Schedule, error) {
 		s.InitNoiseSigma = maxSigma
 	}
 	return s, nil
+}
+
+// timesteps is the timestep part of diffusers' set_timesteps: numpy arithmetic in
+// float64, cast to float32 at the end, as diffusers does.
+func (c Config) timesteps(steps int) ([]float32, error) {
+	n := c.NumTrainTimesteps
+	ts := make([]float32, steps)
+	switch c.TimestepSpacing {
+	case "leading":
+		// (np.arange(0, steps) * (n // steps)).round()[::-1].astype(float32) + steps_offset:
+		// integers, exact in both types.
+		ratio := n / steps
+		for i := range ts {
+			ts[steps-1-i] = float32(i*ratio) + float32(c.StepsOffset)
+		}
+	case "trailing":
+		// np.arange(n, 0, -n/steps).round().astype(float32) - 1
+		r := NumpyArange(float64(n), 0, -float64(n)/float64(steps))
+		if len(r) != steps {
+			// numpy's length ceil(n / (n/steps)) rounds up past steps here; diffusers then
+			// runs an extra step at timestep -1. Not a schedule worth reproducing.
+			return nil, fmt.Errorf("scheduler: trailing spacing with %d steps of %d: diffusers itself yields %d timesteps, the last -1 (numpy arange rounding); choose another step count", steps, n, len(r))
+		}
+		for i, v := range r {
+			ts[i] = float32(math.RoundToEven(v)) - 1
+		}
+	case "linspace":
+		// np.linspace(0, n-1, steps, dtype=float32)[::-1]: computed in float64, then cast.
+		lin := NumpyLinspace(0, float64(n-1), steps)
+		for i := range ts {
+			ts[i] = float32(lin[steps-1-i])
+		}
+	}
+	return ts, nil
+}
+
+// NumpyLinspace is np.linspace(start, stop, num) (endpoint=True) in float64, as
+// numpy/_core/function_base.py computes it: step = (stop-start)/(num-1), y[i] =
+// i*step + start (i/div*delta + start when step is 0), and the last element set to
+// stop; num = 1 gives [start].
+func NumpyLinspace(start, stop float64, num int) []float64 {
+	y := make([]float64, max(num, 0))
+	div := num - 1
+	delta := stop - start
+	step := delta / float64(div)
+	for i := range y {
+		switch {
+		case div <= 0:
+			y[i] = float64(i)*delta + start
+		case step == 0:
+			y[i] = float64(i)/float64(div)*delta + start
+		default:
+			y[i] = float64(i)*step + start
+		}
+	}
+	if num > 1 {
+		y[num-1] = stop
+	}
+	return y
+}
+
+// NumpyArange is np.arange(start, stop, step) for float64, as numpy's C code computes
+// it (PyArray_ArangeObj and the DOUBLE fill function): length ceil((stop-start)/step);
+// y[0] = start, y[1] = start+step, and y[i] = start + i*d for i ≥ 2 where d is
+// y[1]-y[0], which can differ from step in its last bits.
+func NumpyArange(start, stop, step float64) []float64 {
+	l := math.Ceil((stop - start) / step)
+	if !(l > 0) || l > 1<<24 {
+		return nil
+	}
+	y := make([]float64, int(l))
+	y[0] = start
+	if len(y) > 1 {
+		y[1] = start + step
+	}
+	d := y[min(1, len(y)-1)] - start
+	for i := 2; i < len(y); i++ {
+		y[i] = start + float64(i)*d
+	}
+	return y
 }
 
 // interp is np.interp(t, arange(len(y)), y) with clamping at the ends.

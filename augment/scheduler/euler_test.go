@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -74,7 +75,7 @@ func loadRef(t *testing.T) (reference, Config) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c != func() Config { s := SDXL(); s.ClassName = ""; s.TimestepType = "discrete"; return s }() {
+	if !reflect.DeepEqual(c, func() Config { s := SDXL(); s.ClassName = ""; s.TimestepType = "discrete"; return s }()) {
 		t.Fatalf("loaded config %+v differs from SDXL() %+v", c, SDXL())
 	}
 	return r, c

@@ -1,6 +1,9 @@
-// Package shapes draws random defect shapes inside a region mask: Perlin-noise blobs
-// (as in DRAEM and MemSeg), ellipses and scratches. Both generators use it when a defect
-// kind gives only "defects appear somewhere in here" regions instead of exact shapes.
+// Package shapes draws random defect shapes inside a region mask, with parameters a
+// technician sets in the catalogue: cracks (wandering, tapered, branching strokes),
+// scratches (straight or gently bent strokes), pits (small shaded hollows), stains
+// (soft-edged blobs), ellipses and Perlin-noise blobs (as in DRAEM and MemSeg). Both
+// generators use it when a defect kind gives "defects appear somewhere in here"
+// regions instead of exact shapes.
 package shapes
 
 import (
@@ -17,11 +20,17 @@ type Kind string
 const (
 	Blob    Kind = "blob"    // thresholded Perlin noise, MemSeg/DRAEM style
 	Ellipse Kind = "ellipse" // one filled, rotated ellipse
-	Scratch Kind = "scratch" // a thin, gently curved stroke
+	Scratch Kind = "scratch" // a thin, straight or gently bent stroke
+	Crack   Kind = "crack"   // a thin, wandering, tapered stroke with side branches
+	Pit     Kind = "pit"     // a small hollow: darker inside, one wall lit
+	Stain   Kind = "stain"   // a soft-edged, irregular blob
+	// File is the shape of a defect-shape mask file (catalogue masks:), not a name a
+	// catalogue's shape: may use.
+	File Kind = "file"
 )
 
-// Kinds lists the valid kinds, for validation messages.
-var Kinds = []Kind{Blob, Ellipse, Scratch}
+// Kinds lists the kinds a catalogue may name, for validation messages.
+var Kinds = []Kind{Blob, Ellipse, Scratch, Crack, Pit, Stain}
 
 // ParseKind accepts a kind name; "" means Blob.
 func ParseKind(s string) (Kind, error) {
@@ -43,33 +52,14 @@ var ErrEmptyRegion = errors.New("region mask is empty (no pixel > 0)")
 const PerlinThreshold = 0.5
 
 // Draw returns a binary mask (0 or 255) of the region's size holding one random shape
-// of the given kind, clipped to the region and never empty. Same rng state, same shape.
+// of the given kind with default parameters, clipped to the region and never empty.
+// Same rng state, same shape.
 func Draw(kind Kind, region *image.Gray, rng *rand.Rand) (*image.Gray, error) {
-	region = ZeroOrigin(region)
-	pts := regionPixels(region)
-	if len(pts) == 0 {
-		return nil, ErrEmptyRegion
+	sh, err := Render(Spec{Kind: kind}, region, rng)
+	if err != nil {
+		return nil, err
 	}
-	b := region.Bounds()
-	minPix := max(4, b.Dx()*b.Dy()/5000)
-	minPix = min(minPix, len(pts))
-	switch kind {
-	case Blob, "":
-		// Perlin blobs land anywhere in the frame; a narrow region can miss them, so
-		// retry a few times before falling back to an ellipse seeded in the region.
-		for range 8 {
-			m := PerlinMask(b.Dx(), b.Dy(), rng, PerlinThreshold)
-			if clip(m, region) >= minPix {
-				return m, nil
-			}
-		}
-		return drawEllipse(region, pts, rng), nil
-	case Ellipse:
-		return drawEllipse(region, pts, rng), nil
-	case Scratch:
-		return drawScratch(region, pts, rng), nil
-	}
-	return nil, fmt.Errorf("unknown shape %q", kind)
+	return sh.Mask, nil
 }
 
 func regionPixels(region *image.Gray) []image.Point {
@@ -107,8 +97,13 @@ func clip(m, region *image.Gray) int {
 // PerlinMask thresholds a rotated 2-D Perlin noise field, as DRAEM's anomaly source
 // does: lattice periods 2^U{0..5} per axis, a random rotation, threshold on the noise.
 func PerlinMask(w, h int, rng *rand.Rand, threshold float64) *image.Gray {
-	sx := 1 << rng.IntN(6)
-	sy := 1 << rng.IntN(6)
+	return perlinMask(w, h, rng, threshold, Between(0, 5))
+}
+
+// perlinMask is PerlinMask with the lattice exponents drawn from scale.
+func perlinMask(w, h int, rng *rand.Rand, threshold float64, scale Range) *image.Gray {
+	sx := 1 << scale.DrawInt(rng)
+	sy := 1 << scale.DrawInt(rng)
 	angle := (rng.Float64()*2 - 1) * math.Pi / 2
 	n := NewPerlin(sx, sy, rng)
 	m := image.NewGray(image.Rect(0, 0, w, h))
@@ -202,45 +197,6 @@ func drawEllipse(region *image.Gray, pts []image.Point, rng *rand.Rand) *image.G
 	m.Pix[c.Y*m.Stride+c.X] = 255
 	clip(m, region)
 	return m
-}
-
-// drawScratch strokes a thin curve from a region pixel: a random heading that turns
-// slowly, 10–40% of the shorter side long, 1–4 px wide.
-func drawScratch(region *image.Gray, pts []image.Point, rng *rand.Rand) *image.Gray {
-	b := region.Bounds()
-	w, h := b.Dx(), b.Dy()
-	m := image.NewGray(image.Rect(0, 0, w, h))
-	c := pts[rng.IntN(len(pts))]
-	short := float64(min(w, h))
-	length := short * (0.10 + 0.30*rng.Float64())
-	radius := 0.5 + 1.5*rng.Float64()
-	heading := rng.Float64() * 2 * math.Pi
-	turn := (rng.Float64()*2 - 1) * 0.02
-	x, y := float64(c.X), float64(c.Y)
-	for s := 0.0; s < length; s += 0.5 {
-		stamp(m, x, y, radius)
-		heading += turn
-		x += 0.5 * math.Cos(heading)
-		y += 0.5 * math.Sin(heading)
-	}
-	m.Pix[c.Y*m.Stride+c.X] = 255
-	clip(m, region)
-	return m
-}
-
-func stamp(m *image.Gray, cx, cy, r float64) {
-	w, h := m.Rect.Dx(), m.Rect.Dy()
-	for y := int(math.Floor(cy - r)); y <= int(math.Ceil(cy+r)); y++ {
-		for x := int(math.Floor(cx - r)); x <= int(math.Ceil(cx+r)); x++ {
-			if x < 0 || y < 0 || x >= w || y >= h {
-				continue
-			}
-			dx, dy := float64(x)-cx, float64(y)-cy
-			if dx*dx+dy*dy <= r*r {
-				m.Pix[y*m.Stride+x] = 255
-			}
-		}
-	}
 }
 
 // ZeroOrigin returns m itself when its bounds start at (0,0), else a copy that does;

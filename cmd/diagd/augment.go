@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -28,17 +29,19 @@ const exportHint = "export the inpainting model with optimum " +
 func runAugment(ctx context.Context, env *cliEnv, args []string) int {
 	fs := flag.NewFlagSet("augment", flag.ContinueOnError)
 	fs.SetOutput(env.stderr)
-	negDir := fs.String("negatives", "", "folder of good (defect-free) images to paint defects into")
+	negDir := fs.String("negatives", "", "good (defect-free) images to paint defects into: a folder (plain, KSDD2, ok/defect, images with masks) or a manifest .csv")
 	glob := fs.String("glob", "*", "only negatives whose file name matches this pattern (e.g. '*.jpg')")
 	catPath := fs.String("catalogue", envOr("DIAGD_CATALOGUE", ""), "defect catalogue (YAML)")
 	out := fs.String("out", "", "output folder (NNNNN.png, NNNNN_mask.png, NNNNN.json); a new batch appends")
 	n := fs.Int("n", 100, "number of images to make")
-	gen := fs.String("generator", "diag", "diag (SDXL inpainting, needs --model) or memseg (no model)")
+	gen := fs.String("generator", "auto", "diag (SDXL inpainting, needs --model), memseg (no model), or auto: diag when a model is configured, else memseg")
 	model := fs.String("model", envOr("DIAGD_SDXL_DIR", ""), "SDXL-inpainting ONNX export folder (for --generator diag)")
 	seed := fs.Int64("seed", -1, "batch seed; -1 uses the catalogue's generation.seed")
 	provider := fs.String("provider", envOr("DIAGD_PROVIDER", "auto"), "execution provider: auto, tensorrt, cuda or cpu")
+	rule := fs.String("label-rule", "", "label rule training will use: any (any-pixel) or paper; defects it would call ok are redrawn (default: the catalogue's checks.label_rule)")
+	realDir := fs.String("real-defects", "", "folder (or manifest) of real defect images with masks: the contact sheet shows crops of them beside the synthetic ones")
 	fs.Usage = func() {
-		fmt.Fprintln(env.stderr, "usage: diagd augment --negatives DIR --catalogue FILE --out DIR [--n N] [--generator diag|memseg] [--model DIR] [--seed S] [--provider P]")
+		fmt.Fprintln(env.stderr, "usage: diagd augment --negatives DIR --catalogue FILE --out DIR [--n N] [--generator auto|diag|memseg] [--model DIR] [--seed S] [--provider P] [--label-rule any|paper] [--real-defects DIR]")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -61,10 +64,17 @@ func runAugment(ctx context.Context, env *cliEnv, args []string) int {
 		return fail(2, "--n must be > 0, got %d", *n)
 	case *seed < -1:
 		return fail(2, "--seed must be ≥ 0 (or -1 for the catalogue's), got %d", *seed)
+	case *gen != "auto" && *gen != "diag" && *gen != "memseg":
+		return fail(2, "--generator must be auto, diag or memseg, got %q", *gen)
 	}
 	prov, err := ortenv.ParseProvider(*provider)
 	if err != nil {
 		return fail(2, "--provider: %v", err)
+	}
+	if *rule != "" {
+		if _, err := catalogue.ParseLabelRule(*rule); err != nil {
+			return fail(2, "--label-rule: %v", err)
+		}
 	}
 	cat, err := catalogue.Load(*catPath)
 	if err != nil {
@@ -78,33 +88,25 @@ func runAugment(ctx context.Context, env *cliEnv, args []string) int {
 		}
 		return fail(1, "%v", err)
 	}
-	negs, err := augment.ListNegatives(*negDir, *glob)
+	negs, err := augment.FindNegatives(*negDir, *glob)
 	if err != nil {
 		return fail(1, "%v", err)
 	}
+	fmt.Fprintf(env.stderr, "diagd augment: %d good images from %s (%s)", len(negs.Files), *negDir, negs.Layout)
+	if negs.Left > 0 {
+		fmt.Fprintf(env.stderr, "; %d defect images left out", negs.Left)
+	}
+	fmt.Fprintln(env.stderr)
 
-	var g augment.Generator
-	switch *gen {
-	case "memseg":
-		g = augment.NewMemSeg()
-	case "diag":
-		if *model == "" {
-			return fail(1, "--generator diag needs an SDXL-inpainting model folder (--model or DIAGD_SDXL_DIR): %s", exportHint)
-		}
-		if st, err := os.Stat(*model); err != nil || !st.IsDir() {
-			return fail(1, "model folder %s is not there: %s", *model, exportHint)
-		}
-		g, err = augment.OpenDIAG(env.log, *model, ortenv.Options{Provider: prov})
-		if err != nil {
-			return fail(1, "%v", err)
-		}
-	default:
-		return fail(2, "--generator must be diag or memseg, got %q", *gen)
+	g, err := openGenerator(env, *gen, *model, prov)
+	if err != nil {
+		return fail(1, "%v", err)
 	}
 	defer g.Close()
 
-	cfg := augment.Config{Negatives: negs, NegativesDir: *negDir, Out: *out, N: *n,
-		Catalogue: func() *catalogue.Catalogue { return cat }, Generator: g, Log: env.log}
+	cfg := augment.Config{Negatives: negs.Files, NegativesDir: *negDir, Out: *out, N: *n,
+		Catalogue: func() *catalogue.Catalogue { return cat }, Generator: g, Log: env.log,
+		LabelRule: *rule, RealDefects: *realDir}
 	if *seed >= 0 {
 		s := uint64(*seed)
 		cfg.Seed = &s
@@ -120,44 +122,96 @@ func runAugment(ctx context.Context, env *cliEnv, args []string) int {
 	return 0
 }
 
+// openGenerator opens the generator asked for; auto is diag when a model is
+// configured, else memseg, and says which.
+func openGenerator(env *cliEnv, name, model string, prov ortenv.Provider) (augment.Generator, error) {
+	if name == "auto" {
+		name = "diag"
+		if model == "" {
+			name = "memseg"
+			fmt.Fprintln(env.stderr, "diagd augment: no SDXL model configured (--model or DIAGD_SDXL_DIR): using the memseg generator, which needs none")
+		}
+	}
+	if name == "memseg" {
+		return augment.NewMemSeg(), nil
+	}
+	if model == "" {
+		return nil, fmt.Errorf("--generator diag needs an SDXL-inpainting model folder (--model or DIAGD_SDXL_DIR): %s", exportHint)
+	}
+	if st, err := os.Stat(model); err != nil || !st.IsDir() {
+		return nil, fmt.Errorf("model folder %s is not there: %s", model, exportHint)
+	}
+	return augment.OpenDIAG(env.log, model, ortenv.Options{Provider: prov})
+}
+
 func printSummary(w io.Writer, s augment.Summary) {
 	fmt.Fprintf(w, "%s: wrote %d of %d images (%s) in %s\n", s.Generator, s.Written, s.Requested, s.Range, s.Elapsed.Round(time.Millisecond))
+	fmt.Fprintf(w, "negatives: %s; visibility threshold %.0f grey levels; label rule %s\n", s.Surface, s.MinContrast, s.LabelRule)
 	if s.ContactSheet != "" {
 		fmt.Fprintf(w, "contact sheet: %s\n", s.ContactSheet)
 	}
 	if s.Warnings > 0 {
-		fmt.Fprintf(w, "warnings: %d (see each image's .json)\n", s.Warnings)
+		fmt.Fprintf(w, "warnings: %d (each image's .json lists its own)\n", s.Warnings)
+		for _, c := range s.WarningCounts {
+			fmt.Fprintf(w, "  %d× %s\n", c.Count, c.Example)
+		}
 	}
 	groups := []struct{ what, title string }{
 		{augment.SkipNegative, "negatives skipped (could not be decoded)"},
 		{augment.SkipImage, "images not produced"},
+		{augment.SkipInvisible, "defects too faint to label, redrawn"},
+		{augment.SkipLabelRule, "defects the label rule would call ok, redrawn"},
 		{augment.SkipMask, "mask draws rejected and redrawn"},
 	}
 	for _, g := range groups {
-		reasons := map[string]int{}
-		total := 0
+		var reasons []string
 		for _, k := range s.Skipped {
-			if k.What != g.what {
-				continue
+			if k.What == g.what {
+				reasons = append(reasons, k.Reason)
 			}
-			total++
-			reasons[k.Reason]++ // reasons name the file
 		}
-		if total == 0 {
+		if len(reasons) == 0 {
 			continue
 		}
-		fmt.Fprintf(w, "%s: %d\n", g.title, total)
-		keys := make([]string, 0, len(reasons))
-		for r := range reasons {
-			keys = append(keys, r)
-		}
-		sort.Strings(keys)
-		for _, r := range keys {
-			fmt.Fprintf(w, "  %d× %s\n", reasons[r], r)
-		}
+		fmt.Fprintf(w, "%s: %d\n", g.title, len(reasons))
+		printGrouped(w, reasons, 6)
 	}
 	if s.Stopped != "" {
 		fmt.Fprintf(w, "stopped early: %s\n", s.Stopped)
+	}
+}
+
+var digitRun = regexp.MustCompile(`[0-9]+(\.[0-9]+)?`)
+
+// printGrouped prints messages that differ only in their numbers once, with a count
+// and the first example, most frequent first, at most limit groups.
+func printGrouped(w io.Writer, msgs []string, limit int) {
+	type group struct {
+		example string
+		n       int
+	}
+	idx := map[string]int{}
+	var groups []group
+	for _, m := range msgs {
+		k := digitRun.ReplaceAllString(m, "N")
+		if i, ok := idx[k]; ok {
+			groups[i].n++
+			continue
+		}
+		idx[k] = len(groups)
+		groups = append(groups, group{m, 1})
+	}
+	sort.SliceStable(groups, func(i, j int) bool { return groups[i].n > groups[j].n })
+	for i, g := range groups {
+		if i == limit {
+			fmt.Fprintf(w, "  … and %d other kinds of reason\n", len(groups)-limit)
+			break
+		}
+		if g.n > 1 {
+			fmt.Fprintf(w, "  %d× like: %s\n", g.n, g.example)
+		} else {
+			fmt.Fprintf(w, "  %s\n", g.example)
+		}
 	}
 }
 

@@ -159,12 +159,33 @@ func TestAugmentCommandErrors(t *testing.T) {
 		t.Fatalf("diag without a model: exit %d, stderr %s", code, stderr)
 	}
 	code, _, stderr = runCLI(t, "augment", "--negatives", root, "--catalogue", cat, "--out", filepath.Join(root, "o"), "--generator", "gan")
-	if code != 2 || !strings.Contains(stderr, `--generator must be diag or memseg, got "gan"`) {
+	if code != 2 || !strings.Contains(stderr, `--generator must be auto, diag or memseg, got "gan"`) {
 		t.Fatalf("unknown generator: exit %d, stderr %s", code, stderr)
 	}
 	code, _, stderr = runCLI(t, "augment", "--catalogue", cat, "--out", filepath.Join(root, "o"))
 	if code != 2 || !strings.Contains(stderr, "--negatives is required") {
 		t.Fatalf("missing flag: exit %d, stderr %s", code, stderr)
+	}
+	code, _, stderr = runCLI(t, "augment", "--negatives", root, "--catalogue", cat, "--out", filepath.Join(root, "o"), "--label-rule", "strict")
+	if code != 2 || !strings.Contains(stderr, `--label-rule: unknown label rule "strict"`) {
+		t.Fatalf("bad label rule: exit %d, stderr %s", code, stderr)
+	}
+}
+
+// Without a generator flag or a configured SDXL model, augment uses MemSeg and says so.
+func TestAugmentPicksMemSegWithoutModel(t *testing.T) {
+	t.Setenv("DIAGD_SDXL_DIR", "")
+	root := t.TempDir()
+	for i := range 2 {
+		writeGood(t, filepath.Join(root, fmt.Sprintf("g%d.png", i)), 40, 40, i)
+	}
+	cat := filepath.Join(root, "defects.yaml")
+	os.WriteFile(cat, []byte("kinds:\n  - name: pits\n    shape: pit\n"), 0o644)
+	out := filepath.Join(root, "out")
+	code, stdout, stderr := runCLI(t, "augment", "--negatives", root, "--catalogue", cat, "--out", out, "--n", "2")
+	if code != 0 || !strings.Contains(stderr, "no SDXL model configured") || !strings.Contains(stderr, "using the memseg generator") ||
+		!strings.Contains(stdout, "memseg: wrote 2 of 2 images") {
+		t.Fatalf("exit %d\nstdout %s\nstderr %s", code, stdout, stderr)
 	}
 }
 

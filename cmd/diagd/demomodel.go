@@ -20,11 +20,11 @@ func runDemoModel(_ context.Context, env *cliEnv, args []string) int {
 	seed := fs.Uint64("seed", 1, "weight seed")
 	samples := fs.String("samples", "", "also write sample frames (a synthetic brushed-metal surface, half of them scratched) into this folder")
 	if err := fs.Parse(args); err != nil {
-		return 2
+		return exitUsage
 	}
 	if *out == "" {
 		fmt.Fprintln(env.stderr, "diagd demo-model: --out is required")
-		return 2
+		return exitUsage
 	}
 	meta, err := demo.WriteModel(*out, *full, *seed)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/diagd/diagd/detect"
@@ -37,66 +38,88 @@ func runDetect(ctx context.Context, env *cliEnv, args []string) int {
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
-		return 2
+		return exitUsage
 	}
 	if fs.NArg() == 0 {
 		fs.Usage()
-		return 2
+		return exitUsage
 	}
 	p, err := ortenv.ParseProvider(*provider)
 	if err != nil {
 		fmt.Fprintf(env.stderr, "diagd detect: --provider: %v\n", err)
-		return 2
+		return exitUsage
 	}
 	m, err := detect.LoadModel(env.log, *modelDir, detect.Options{Session: ortenv.Options{Provider: p}, MaxBatch: *batch, Workers: 1})
 	if err != nil {
 		fmt.Fprintf(env.stderr, "diagd detect: %v\n", err)
-		return 1
+		return exitFailure
 	}
 	defer m.Close()
 
-	enc := json.NewEncoder(env.stdout)
-	failed := 0
-	emit := func(l detectLine) {
-		if *asJSON {
-			enc.Encode(l)
-			return
-		}
-		if l.Error != "" {
-			fmt.Fprintf(env.stdout, "%s\terror\t%s\n", l.Image, l.Error)
-			return
-		}
-		fmt.Fprintf(env.stdout, "%s\t%s\tscore=%.6f\tthreshold=%.4f\tmodel=%s\n", l.Image, l.Verdict, l.Score, l.Threshold, l.ModelVersion)
-	}
+	out := detectPrinter{w: env.stdout, json: *asJSON}
 	paths := fs.Args()
 	// Batches are read, judged and printed in input order; a bad image is reported and
 	// the rest go on. A failure of the model itself is reported for every image left.
-	reported := 0
+	failed, reported := 0, 0
 	report := func(batch []detect.FileScore) {
-		for _, fsc := range batch {
-			l := detectLine{Image: fsc.Path}
-			if fsc.Err != nil {
-				l.Error = fsc.Err.Error()
+		for _, l := range detectLines(m, batch) {
+			if l.Error != "" {
 				failed++
-			} else {
-				r := m.Result(fsc.Logit)
-				l.Score, l.Threshold, l.ModelVersion, l.Verdict = r.Score, r.Threshold, r.ModelVersion, string(r.Verdict)
 			}
-			emit(l)
+			out.print(l)
 		}
 		reported += len(batch)
 	}
 	if _, err := m.ScoreFiles(ctx, paths, report); err != nil {
 		for _, p := range paths[reported:] {
-			emit(detectLine{Image: p, Error: err.Error()})
+			out.print(detectLine{Image: p, Error: err.Error()})
 			failed++
 		}
 	}
 	if failed > 0 {
 		fmt.Fprintf(env.stderr, "diagd detect: %d of %d images could not be judged\n", failed, len(paths))
-		return 1
+		return exitFailure
 	}
 	return 0
+}
+
+// detectLines turns scored files into result lines, in order. An image that cannot be
+// read, preprocessed or trusted (a non-finite score) gets its reason.
+func detectLines(m *detect.Model, batch []detect.FileScore) []detectLine {
+	lines := make([]detectLine, len(batch))
+	for i, f := range batch {
+		lines[i] = detectLine{Image: f.Path}
+		if f.Err != nil {
+			lines[i].Error = f.Err.Error()
+			continue
+		}
+		r := m.Result(f.Logit)
+		lines[i].Threshold, lines[i].ModelVersion = r.Threshold, r.ModelVersion
+		if r.Err != nil {
+			lines[i].Error = r.Err.Error()
+			continue
+		}
+		lines[i].Score, lines[i].Verdict = r.Score, string(r.Verdict)
+	}
+	return lines
+}
+
+// detectPrinter prints result lines as text or JSON lines.
+type detectPrinter struct {
+	w    io.Writer
+	json bool
+}
+
+func (p detectPrinter) print(l detectLine) {
+	if p.json {
+		json.NewEncoder(p.w).Encode(l)
+		return
+	}
+	if l.Error != "" {
+		fmt.Fprintf(p.w, "%s\terror\t%s\n", l.Image, l.Error)
+		return
+	}
+	fmt.Fprintf(p.w, "%s\t%s\tscore=%.6f\tthreshold=%.4f\tmodel=%s\n", l.Image, l.Verdict, l.Score, l.Threshold, l.ModelVersion)
 }
 
 func envOr(k, def string) string {

@@ -161,3 +161,53 @@ func TestBinaryFindsORT(t *testing.T) {
 		t.Errorf("DIAGD_ORT_LIB: err %v, output %q", err, out)
 	}
 }
+
+// A frame on which the model yields NaN is reported as not judged, in text and JSON,
+// and the exit status says so; a model that yields NaN on its probe images is refused.
+func TestDetectReportsNonFiniteScores(t *testing.T) {
+	testenv.ORT(t)
+	writeSqrt := func(offset float32) string {
+		dir := t.TempDir()
+		if err := zoo.WriteMeanSqrtDetector(32, 32, offset, filepath.Join(dir, detect.ModelFile)); err != nil {
+			t.Fatal(err)
+		}
+		meta := detect.DefaultMetadata("sqrt-1")
+		meta.Input.Height, meta.Input.Width = 32, 32
+		meta.Input.Mean, meta.Input.Std = [3]float32{}, [3]float32{1, 1, 1}
+		if err := detect.WriteMetadata(dir, meta); err != nil {
+			t.Fatal(err)
+		}
+		return dir
+	}
+	imgs := t.TempDir()
+	dark, bright := filepath.Join(imgs, "dark.png"), filepath.Join(imgs, "bright.png")
+	for p, v := range map[string]float64{dark: 20, bright: 200} {
+		m := gocv.NewMatWithSizeFromScalar(gocv.NewScalar(v, v, v, 0), 40, 40, gocv.MatTypeCV8UC3)
+		gocv.IMWrite(p, m)
+		m.Close()
+	}
+	model := writeSqrt(0.25) // NaN below pixel value 64
+	code, out, errs := runCLI(t, "detect", "--model", model, "--json", dark, bright)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if code != 1 || len(lines) != 2 || !strings.Contains(errs, "1 of 2 images") {
+		t.Fatalf("exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	var d, b detectLine
+	if json.Unmarshal([]byte(lines[0]), &d) != nil || json.Unmarshal([]byte(lines[1]), &b) != nil {
+		t.Fatalf("lines %q", lines)
+	}
+	if d.Verdict != "" || !strings.Contains(d.Error, "not a finite number") || d.ModelVersion != "sqrt-1" {
+		t.Errorf("dark image: %+v, want an error line naming the non-finite score", d)
+	}
+	if b.Error != "" || b.Verdict != "fail" {
+		t.Errorf("bright image: %+v", b)
+	}
+	code, out, _ = runCLI(t, "detect", "--model", model, dark)
+	if code != 1 || !strings.Contains(out, dark+"\terror\t") || strings.Contains(out, "NaN\tthreshold") {
+		t.Errorf("text output: exit %d %q", code, out)
+	}
+	code, _, errs = runCLI(t, "detect", "--model", writeSqrt(2), bright)
+	if code != 1 || !strings.Contains(errs, "refused") || !strings.Contains(errs, "probe image") {
+		t.Errorf("all-NaN model: exit %d %q", code, errs)
+	}
+}

@@ -17,6 +17,17 @@ import (
 // version is set at build time by scripts/setup.sh (-ldflags -X main.version=...).
 var version = "dev"
 
+// Exit statuses. A bad configuration of `diagd run` exits with exitConfig, after which
+// the systemd unit does not restart (RestartPreventExitStatus): restarting cannot fix
+// it. It is not 2, because the Go runtime itself exits 2 on an unrecovered panic and on
+// a fatal signal inside C code (OpenCV, ONNX Runtime); those are failures a restart may
+// cure, so the unit must restart them like any other exit 1.
+const (
+	exitFailure = 1
+	exitUsage   = 2  // a command's flags are wrong (interactive use)
+	exitConfig  = 78 // EX_CONFIG of sysexits.h: the configuration is bad
+)
+
 // command is one subcommand. run returns the process exit code.
 type command struct {
 	summary string
@@ -44,6 +55,9 @@ func main() {
 	os.Exit(dispatch(ctx, &cliEnv{stdout: os.Stdout, stderr: os.Stderr, log: newLogger(os.Stderr)}, os.Args[1:]))
 }
 
+// newLogger builds the logger every command uses from DIAGD_LOG_LEVEL and
+// DIAGD_LOG_FORMAT. A bad value falls back to the default here (a logger is needed to
+// report it); `diagd run` and `diagd validate` refuse it through internal/config.
 func newLogger(w io.Writer) *slog.Logger {
 	var level slog.Level // info unless DIAGD_LOG_LEVEL says debug, warn or error
 	if err := level.UnmarshalText([]byte(os.Getenv("DIAGD_LOG_LEVEL"))); err != nil {
@@ -59,7 +73,7 @@ func newLogger(w io.Writer) *slog.Logger {
 func dispatch(ctx context.Context, env *cliEnv, args []string) int {
 	if len(args) == 0 {
 		runHelp(ctx, env, nil)
-		return 2
+		return exitUsage
 	}
 	name := args[0]
 	if name == "-h" || name == "--help" {
@@ -68,7 +82,7 @@ func dispatch(ctx context.Context, env *cliEnv, args []string) int {
 	c, ok := commands[name]
 	if !ok {
 		fmt.Fprintf(env.stderr, "diagd: unknown command %q; run 'diagd help'\n", args[0])
-		return 2
+		return exitUsage
 	}
 	return c.run(ctx, env, args[1:])
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -276,6 +277,20 @@ func TestRunKilledAndRestarted(t *testing.T) {
 	if delivered >= 100 {
 		t.Fatalf("all 100 verdicts made before the kill were delivered with the broker down?")
 	}
+	checkOneVerdictPerFile(t, vs, names, logPath)
+	checkSIGHUPReloads(t, p, logPath, httpAddr)
+	// Graceful stop of the process: exit 0 and "stopped" retained.
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	if code := p.wait(t, 30*time.Second); code != 0 {
+		t.Fatalf("diagd exit code %d after SIGTERM, want 0", code)
+	}
+	waitUntil(t, 10*time.Second, "available=stopped", func() bool { return sub.last("diagd/t1/available") == "stopped" })
+}
+
+// checkOneVerdictPerFile: one messageid per file, seqs 1..N without gaps or extras, and
+// at most one batch judged again after the restart.
+func checkOneVerdictPerFile(t *testing.T, vs []mqtt.Verdict, names []string, logPath string) {
+	t.Helper()
 	byFile := map[string]bool{}
 	seqs := map[uint64]bool{}
 	for _, v := range vs {
@@ -307,38 +322,73 @@ func TestRunKilledAndRestarted(t *testing.T) {
 	} else {
 		t.Logf("%d files judged again (their verdicts were durable, their journal entries not yet)", again)
 	}
-
-	// Graceful stop of the process: exit 0 and "stopped" retained.
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	if code := p.wait(t, 30*time.Second); code != 0 {
-		t.Fatalf("diagd exit code %d after SIGTERM, want 0", code)
-	}
-	waitUntil(t, 10*time.Second, "available=stopped", func() bool { return sub.last("diagd/t1/available") == "stopped" })
 }
 
-// Bad DIAGD_* values make `diagd run` and `diagd validate` exit non-zero with messages
-// that name the variable.
+// checkSIGHUPReloads: SIGHUP reloads the model (and the catalogue) instead of killing
+// the daemon.
+func checkSIGHUPReloads(t *testing.T, p *daemonProc, logPath, httpAddr string) {
+	t.Helper()
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	waitUntil(t, 10*time.Second, "the SIGHUP reload", func() bool {
+		log, _ := os.ReadFile(logPath)
+		return strings.Contains(string(log), "SIGHUP: reloading the model and the defect catalogue") &&
+			strings.Count(string(log), "detector model installed") >= 3 // two starts and the reload
+	})
+	select {
+	case err := <-p.done:
+		t.Fatalf("diagd exited on SIGHUP: %v", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	if metricsValue(t, httpAddr, "diagd_model_load_failures_total") != 0 {
+		t.Fatal("the SIGHUP reload failed")
+	}
+}
+
+// Bad DIAGD_* values make `diagd validate` exit non-zero and `diagd run` exit 78 (the
+// unit's RestartPreventExitStatus: restarting cannot fix them), both naming the
+// variable. That covers what run needs beyond the values themselves (a writable data
+// folder, a free HTTP port, a broker URL the client takes, a CA file that holds a
+// certificate), so nothing validate passes makes run fail and restart forever.
 func TestRunAndValidateRejectBadEnvironment(t *testing.T) {
 	dir := t.TempDir()
 	good := map[string]string{
 		"DIAGD_STATION": "t1", "DIAGD_SOURCES": "cam=folder:" + dir, "DIAGD_DATA_DIR": filepath.Join(dir, "data"),
 		"DIAGD_MQTT_BROKER": "tcp://127.0.0.1:1", "DIAGD_HTTP_ADDR": "",
 	}
+	notPEM := filepath.Join(dir, "ca.pem")
+	os.WriteFile(notPEM, []byte("-----BEGIN NOTHING-----\n"), 0o644)
+	aFile := filepath.Join(dir, "a-file")
+	os.WriteFile(aFile, nil, 0o644)
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
 	for _, tc := range []struct {
 		name, value, want string
 	}{
 		{"DIAGD_BATCH_MAX", "0", "DIAGD_BATCH_MAX: 0 is outside 1..256"},
 		{"DIAGD_BATCH_MAX", "many", "DIAGD_BATCH_MAX"},
 		{"DIAGD_MODEL_POLL", "soon", "DIAGD_MODEL_POLL"},
+		{"DIAGD_MODEL_POLL", "1ns", "DIAGD_MODEL_POLL"},
+		{"DIAGD_RETRAIN_EVERY", "1ns", "DIAGD_RETRAIN_EVERY"},
 		{"DIAGD_SOURCES", "cam=floppy:/a", "DIAGD_SOURCES"},
 		{"DIAGD_SOURCES", "", "DIAGD_SOURCES: no camera sources configured"},
 		{"DIAGD_STATION", "line 3/a", "DIAGD_STATION"},
 		{"DIAGD_MQTT_BROKER", "localhost", "DIAGD_MQTT_BROKER"},
+		{"DIAGD_MQTT_BROKER", "amqp://127.0.0.1:5672", "DIAGD_MQTT_BROKER"},
+		{"DIAGD_MQTT_PREFIX", "plant/#", "DIAGD_MQTT_PREFIX"},
+		{"DIAGD_MQTT_CA_FILE", notPEM, "DIAGD_MQTT_CA_FILE"},
+		{"DIAGD_MQTT_CA_FILE", filepath.Join(dir, "missing.pem"), "DIAGD_MQTT_CA_FILE"},
 		{"DIAGD_PROVIDER", "tpu", "DIAGD_PROVIDER"},
 		{"DIAGD_HTTP_ADDR", "9410", "DIAGD_HTTP_ADDR"},
+		{"DIAGD_HTTP_ADDR", busy.Addr().String(), "DIAGD_HTTP_ADDR"},
+		{"DIAGD_DATA_DIR", filepath.Join(aFile, "data"), "DIAGD_DATA_DIR"},
 		{"DIAGD_OUTBOX_MAX_BYTES", "1000", "DIAGD_OUTBOX_MAX_BYTES"},
 		{"DIAGD_SHUTDOWN_TIMEOUT", "0s", "DIAGD_SHUTDOWN_TIMEOUT"},
-		{"DIAGD_MQTT_CA_FILE", filepath.Join(dir, "missing.pem"), "DIAGD_MQTT_CA_FILE"},
+		{"DIAGD_LOG_LEVEL", "verbose", "DIAGD_LOG_LEVEL"},
+		{"DIAGD_LOG_FORMAT", "yaml", "DIAGD_LOG_FORMAT"},
+		{"DIAGD_ORT_LIB", filepath.Join(dir, "libonnxruntime.so"), "DIAGD_ORT_LIB"},
 	} {
 		t.Run(tc.name+"="+tc.value, func(t *testing.T) {
 			for k, v := range good {
@@ -346,8 +396,8 @@ func TestRunAndValidateRejectBadEnvironment(t *testing.T) {
 			}
 			t.Setenv(tc.name, tc.value)
 			code, _, stderr := runCLI(t, "run")
-			if code == 0 || !strings.Contains(stderr, tc.want) {
-				t.Errorf("run: exit %d, stderr %q; want non-zero naming %q", code, stderr, tc.want)
+			if code != exitConfig || !strings.Contains(stderr, tc.want) {
+				t.Errorf("run: exit %d, stderr %q; want %d naming %q", code, stderr, exitConfig, tc.want)
 			}
 			code, _, stderr = runCLI(t, "validate")
 			if code == 0 || !strings.Contains(stderr, tc.want) {
@@ -386,8 +436,23 @@ func TestRunAndValidateRejectBadEnvironment(t *testing.T) {
 	if _, stdout, stderr := runCLI(t, "validate"); !strings.Contains(stdout, "validate: environment ok (station t1") {
 		t.Errorf("unprefixed variables were read: stdout %q stderr %q", stdout, stderr)
 	}
-	// run takes no arguments.
-	if code, _, stderr := runCLI(t, "run", "--model", "x"); code != 2 || !strings.Contains(stderr, "configured by DIAGD_* variables") {
+	// A misspelled variable is a warning naming the one meant.
+	t.Setenv("DIAGD_NEGATIVE_KEEP", "10")
+	if _, stdout, stderr := runCLI(t, "validate"); !strings.Contains(stdout, "environment ok") ||
+		!strings.Contains(stderr, "DIAGD_NEGATIVE_KEEP is not a diagd setting and is ignored (did you mean DIAGD_NEGATIVES_KEEP?)") {
+		t.Errorf("misspelled variable: stdout %q stderr %q", stdout, stderr)
+	}
+	// A password in the broker URL is not printed.
+	t.Setenv("DIAGD_MQTT_BROKER", "tcp://plc:hunter2@127.0.0.1:1")
+	if _, stdout, stderr := runCLI(t, "validate"); strings.Contains(stdout+stderr, "hunter2") || !strings.Contains(stdout, "broker tcp://127.0.0.1:1") {
+		t.Errorf("password in the broker URL: stdout %q stderr %q", stdout, stderr)
+	}
+	t.Setenv("DIAGD_MQTT_BROKER", "ftp://plc:hunter2@127.0.0.1:1")
+	if _, stdout, stderr := runCLI(t, "validate"); strings.Contains(stdout+stderr, "hunter2") || !strings.Contains(stderr, "plc:xxxxx@") {
+		t.Errorf("password in a bad broker URL: stdout %q stderr %q", stdout, stderr)
+	}
+	// run takes no arguments: the unit's ExecStart is wrong, which a restart cannot fix.
+	if code, _, stderr := runCLI(t, "run", "--model", "x"); code != exitConfig || !strings.Contains(stderr, "configured by DIAGD_* variables") {
 		t.Errorf("run with arguments: exit %d, stderr %q", code, stderr)
 	}
 }
@@ -406,7 +471,7 @@ func contains(s string, subs ...string) bool {
 func TestSystemdUnitVerifies(t *testing.T) {
 	sa, err := exec.LookPath("systemd-analyze")
 	if err != nil {
-		t.Skip("systemd-analyze is not installed (apt-get install systemd): the unit is not verified")
+		testenv.Missing(t, "systemd-analyze is not installed (apt-get install systemd): the unit is not verified")
 	}
 	root := testenv.ModuleRoot(t)
 	unit, err := os.ReadFile(filepath.Join(root, "systemd", "diagd.service"))
@@ -438,6 +503,11 @@ func TestSystemdUnitVerifies(t *testing.T) {
 		if !strings.Contains(text, "\n"+want) {
 			t.Errorf("unit lacks %q", want)
 		}
+	}
+	// A bad configuration is not restarted; anything else is, a Go crash (status 2)
+	// included.
+	if m := regexp.MustCompile(`\nRestartPreventExitStatus=(.*)\n`).FindStringSubmatch(text); m == nil || m[1] != strconv.Itoa(exitConfig) {
+		t.Errorf("unit: RestartPreventExitStatus %q, want exactly %d (diagd run's configuration error)", m, exitConfig)
 	}
 	// The stop timeout leaves room above the outbox flush deadline.
 	stop, err := time.ParseDuration(regexp.MustCompile(`\nTimeoutStopSec=(\S+)`).FindStringSubmatch(text)[1])
@@ -472,5 +542,31 @@ func TestEnvExampleDocumentsEveryVariable(t *testing.T) {
 		if def := f.Tag.Get("default"); def != "" && strings.Trim(line[1], `"`) != def {
 			t.Errorf("%s: the example shows %q, the default is %q", name, line[1], def)
 		}
+	}
+}
+
+// crashChild is run by TestGoCrashExitStatus in a child process.
+func TestCrashChild(t *testing.T) {
+	if os.Getenv("DIAGD_TEST_CRASH_CHILD") != "1" {
+		return // only meaningful in the child process
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); panic("a bug in a goroutine") }()
+	<-done
+}
+
+// The premise of the exit statuses: an unrecovered panic exits with status 2, so a
+// configuration error must use another status (exitConfig) for the unit to restart
+// crashes and only crashes.
+func TestGoCrashExitStatus(t *testing.T) {
+	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$")
+	cmd.Env = append(os.Environ(), "DIAGD_TEST_CRASH_CHILD=1")
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(out), "a bug in a goroutine") {
+		t.Fatalf("child: %v\n%s", err, out)
+	}
+	if exitConfig == 2 || exitConfig == exitFailure {
+		t.Fatalf("exitConfig %d collides with a crash or a failure", exitConfig)
 	}
 }

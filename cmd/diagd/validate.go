@@ -40,10 +40,21 @@ func runValidate(ctx context.Context, env *cliEnv, args []string) int {
 	var o validateOptions
 	fs.StringVar(&o.catalogue, "catalogue", envOr("DIAGD_CATALOGUE", ""), "defect catalogue to check (default $DIAGD_CATALOGUE)")
 	if err := fs.Parse(args); err != nil {
-		return 2
+		return exitUsage
 	}
+	// --catalogue FILE checks that file alone: a technician editing the catalogue need
+	// not have the daemon's settings (DIAGD_SOURCES, ...) at hand.
+	only := ""
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == "catalogue" {
+			only = "catalogue"
+		}
+	})
 	bad := 0
 	for _, c := range validateChecks {
+		if only != "" && c.name != only {
+			continue
+		}
 		if !c.run(ctx, env, o) {
 			fmt.Fprintf(env.stderr, "validate: %s: FAILED\n", c.name)
 			bad++
@@ -52,6 +63,10 @@ func runValidate(ctx context.Context, env *cliEnv, args []string) int {
 	if bad > 0 {
 		fmt.Fprintf(env.stderr, "validate: %d check(s) failed\n", bad)
 		return 1
+	}
+	if only != "" {
+		fmt.Fprintf(env.stdout, "validate: %s ok (only the %s was checked)\n", only, only)
+		return 0
 	}
 	fmt.Fprintln(env.stdout, "validate: configuration ok")
 	return 0
@@ -84,5 +99,12 @@ func checkCatalogue(_ context.Context, env *cliEnv, o validateOptions) bool {
 	g := c.Generation
 	fmt.Fprintf(env.stdout, "catalogue: %s ok: %d kinds, %d defect-shape masks, %d region masks; steps %d, guidance %g, strength %g, padding %d, working size %d, seed %d\n",
 		c.Path, len(c.Kinds), masks, regions, g.Steps, g.Guidance, g.Strength, g.Padding, g.WorkingSize, g.Seed)
+	for _, k := range c.Kinds {
+		contrast := "from the negatives"
+		if k.Fill.Contrast.Set {
+			contrast = k.Fill.Contrast.String()
+		}
+		fmt.Fprintf(env.stdout, "catalogue:   %s: %s, contrast %s, weight %g\n", k.Name, k.Spec.Kind, contrast, k.Weight)
+	}
 	return true
 }

@@ -36,3 +36,20 @@ func TestValidateCatalogueCheck(t *testing.T) {
 		}
 	}
 }
+
+// validate --catalogue FILE checks the catalogue alone, whatever the daemon's variables
+// say; without the flag the daemon's check runs too.
+func TestValidateCatalogueOnly(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.yaml")
+	os.WriteFile(good, []byte("kinds:\n  - name: cracks\n    shape: {type: crack, width: [1, 2]}\n    fill: {contrast: [-50, -20]}\n"), 0o644)
+	t.Setenv("DIAGD_SOURCES", "bogus")
+	code, stdout, stderr := runCLI(t, "validate", "--catalogue", good)
+	if code != 0 || !strings.Contains(stdout, "cracks: crack, contrast [-50, -20]") || !strings.Contains(stdout, "only the catalogue was checked") || stderr != "" {
+		t.Fatalf("exit %d\nstdout %s\nstderr %s", code, stdout, stderr)
+	}
+	t.Setenv("DIAGD_CATALOGUE", good)
+	if code, _, stderr := runCLI(t, "validate"); code != 1 || !strings.Contains(stderr, "DIAGD_SOURCES") {
+		t.Fatalf("without --catalogue: exit %d, stderr %s", code, stderr)
+	}
+}

@@ -3,12 +3,16 @@
 package config
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -50,6 +54,9 @@ type Config struct {
 	MQTTCertFile string `envconfig:"DIAGD_MQTT_CERT_FILE" desc:"client certificate for mutual TLS"`
 	MQTTKeyFile  string `envconfig:"DIAGD_MQTT_KEY_FILE" desc:"client key for mutual TLS"`
 
+	MQTTMaxPacket int    `envconfig:"DIAGD_MQTT_MAX_PACKET" default:"0" desc:"the broker's max_packet_size in bytes, if it sets one (larger verdicts go to the outbox's dead-letter file); 0: unknown"`
+	Commands      string `envconfig:"DIAGD_COMMANDS" desc:"comma-separated MQTT commands to answer, e.g. trigger,status (default: all)"`
+
 	OutboxMaxBytes   int64 `envconfig:"DIAGD_OUTBOX_MAX_BYTES" default:"268435456" desc:"outbox size limit; when full, frames are not taken (verdicts are never dropped)"`
 	OutboxMaxRecords int   `envconfig:"DIAGD_OUTBOX_MAX_RECORDS" default:"1000000" desc:"outbox record limit"`
 
@@ -70,123 +77,239 @@ type Config struct {
 	PromoteTolerance float64       `envconfig:"DIAGD_PROMOTE_TOLERANCE" default:"0" desc:"AP a candidate may lose: promote when the lower confidence bound of AP(candidate) - AP(serving) is >= -tolerance"`
 	JobThreads       int           `envconfig:"DIAGD_JOB_THREADS" default:"1" desc:"ONNX Runtime CPU threads for generation and retraining jobs (kept low so judging keeps up)"`
 
+	// Read by every command (the logger, ONNX Runtime), validated here for `run` and `validate`.
+	LogLevel  string `envconfig:"DIAGD_LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
+	LogFormat string `envconfig:"DIAGD_LOG_FORMAT" default:"json" desc:"json or text"`
+	ORTLib    string `envconfig:"DIAGD_ORT_LIB" desc:"ONNX Runtime shared library; default: next to the binary, then the loader's path"`
+
 	// The promotion gate (retrain/gate); the defaults are gate.Default*.
 	PromoteConfidence  float64 `envconfig:"DIAGD_PROMOTE_CONFIDENCE" default:"0.95" desc:"confidence of the promotion test (paired bootstrap of AP) and of the chance band"`
 	PromoteMinDefects  int     `envconfig:"DIAGD_PROMOTE_MIN_DEFECTS" default:"10" desc:"fewest validation defects to decide on; with fewer, the serving model stays"`
 	PromoteMaxGoodFail float64 `envconfig:"DIAGD_PROMOTE_MAX_GOOD_FAIL" default:"0.2" desc:"largest share of validation good parts a candidate's threshold may fail"`
 }
 
+// Limits on settings: values outside them are refused, since they only ever come from a
+// typo and some of them (a poll or schedule of nanoseconds) would burn a core or flood
+// the log.
+const (
+	MinModelPoll       = 100 * time.Millisecond
+	MaxModelPoll       = time.Hour
+	MinRetrainEvery    = time.Minute
+	MaxBatchWait       = time.Second
+	MinShutdownTimeout = time.Second
+	MaxShutdownTimeout = 10 * time.Minute
+	MaxThreads         = 1024
+	MaxDeviceID        = 255
+	MaxNegativesKeep   = 1_000_000
+)
+
 // Load reads the environment and validates it. Errors name the variable.
 func Load() (Config, error) {
 	var c Config
 	if err := envconfig.Process("", &c); err != nil {
 		// envconfig names the variable: "assigning DIAGD_X to X: converting ..."
-		return c, fmt.Errorf("configuration: %w", err)
+		return c, fmt.Errorf("configuration: %s", Redact(err.Error()))
 	}
 	return c, c.Validate()
 }
 
 var stationRE = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
 
-// Validate checks every setting and reports all problems at once.
+// problems collects validation errors, each naming its variable. Messages are redacted:
+// a value may carry a password (a broker or camera URL).
+type problems []error
+
+func (p *problems) bad(v string, format string, a ...any) {
+	*p = append(*p, fmt.Errorf("%s_%s: %s", Prefix, v, Redact(fmt.Sprintf(format, a...))))
+}
+
+// Validate checks every setting, fills in derived defaults, and reports all problems
+// at once.
 func (c *Config) Validate() error {
-	var errs []error
-	bad := func(v string, format string, a ...any) {
-		errs = append(errs, fmt.Errorf("%s_%s: %s", Prefix, v, fmt.Sprintf(format, a...)))
-	}
+	var p problems
+	c.validateCore(&p)
+	c.validateLimits(&p)
+	c.validateMQTT(&p)
+	c.validateJobs(&p)
+	c.validateRuntime(&p)
+	return errors.Join(p...)
+}
+
+func (c *Config) validateCore(p *problems) {
 	if c.Station == "" {
 		h, err := os.Hostname()
 		if err != nil {
-			bad("STATION", "not set and the host name is unavailable: %v", err)
+			p.bad("STATION", "not set and the host name is unavailable: %v", err)
 		}
 		c.Station = h
 	}
 	if !stationRE.MatchString(c.Station) {
-		bad("STATION", "%q: use letters, digits, '.', '_' and '-' only (it becomes an MQTT topic level and client id)", c.Station)
+		p.bad("STATION", "%q: use letters, digits, '.', '_' and '-' only (it becomes an MQTT topic level and client id)", c.Station)
 	}
 	if c.DataDir == "" {
-		bad("DATA_DIR", "must not be empty")
+		p.bad("DATA_DIR", "must not be empty")
 	}
 	if c.ModelDir == "" {
 		c.ModelDir = filepath.Join(c.DataDir, "models", "current")
 	}
-	if c.ModelPoll <= 0 {
-		bad("MODEL_POLL", "%v must be positive", c.ModelPoll)
-	}
 	if _, err := ortenv.ParseProvider(c.Provider); err != nil {
-		bad("PROVIDER", "%v", err)
-	}
-	if c.DeviceID < 0 {
-		bad("DEVICE_ID", "%d is negative", c.DeviceID)
-	}
-	if c.Threads < 0 {
-		bad("THREADS", "%d is negative", c.Threads)
-	}
-	if c.BatchMax < 1 || c.BatchMax > 256 {
-		bad("BATCH_MAX", "%d is outside 1..256", c.BatchMax)
-	}
-	if c.BatchWait < 0 {
-		bad("BATCH_WAIT", "%v is negative", c.BatchWait)
-	}
-	if c.NegativesKeep < 0 {
-		bad("NEGATIVES_KEEP", "%d is negative", c.NegativesKeep)
+		p.bad("PROVIDER", "%v", err)
 	}
 	if strings.TrimSpace(c.Sources) != "" {
 		if _, err := capture.ParseSources(c.Sources); err != nil {
-			bad("SOURCES", "%v", err)
+			p.bad("SOURCES", "%v", err)
 		}
 	} else if !c.Demo {
-		bad("SOURCES", "no camera sources configured (set DIAGD_SOURCES, or DIAGD_DEMO=true to try diagd on a generated video)")
-	}
-	if !strings.Contains(c.MQTTBroker, "://") {
-		bad("MQTT_BROKER", "%q is not a URL like tcp://host:1883", c.MQTTBroker)
-	}
-	for v, p := range map[string]string{"MQTT_CA_FILE": c.MQTTCAFile, "MQTT_CERT_FILE": c.MQTTCertFile, "MQTT_KEY_FILE": c.MQTTKeyFile} {
-		if p == "" {
-			continue
-		}
-		if _, err := os.Stat(p); err != nil {
-			bad(v, "%v", err)
-		}
-	}
-	if (c.MQTTCertFile == "") != (c.MQTTKeyFile == "") {
-		bad("MQTT_CERT_FILE", "client certificate and key (DIAGD_MQTT_KEY_FILE) must be given together")
-	}
-	if c.OutboxMaxBytes < 1<<20 {
-		bad("OUTBOX_MAX_BYTES", "%d is below 1 MiB", c.OutboxMaxBytes)
-	}
-	if c.OutboxMaxRecords < 100 {
-		bad("OUTBOX_MAX_RECORDS", "%d is below 100", c.OutboxMaxRecords)
-	} else if c.OutboxMaxRecords < c.BatchMax {
-		// A batch's verdicts are stored together: a bigger batch would never fit.
-		bad("OUTBOX_MAX_RECORDS", "%d is below DIAGD_BATCH_MAX (%d)", c.OutboxMaxRecords, c.BatchMax)
+		p.bad("SOURCES", "no camera sources configured (set DIAGD_SOURCES, or DIAGD_DEMO=true to try diagd on a generated video)")
 	}
 	if c.HTTPAddr != "" {
 		if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
-			bad("HTTP_ADDR", "%q: %v", c.HTTPAddr, err)
+			p.bad("HTTP_ADDR", "%q: %v", c.HTTPAddr, err)
 		}
 	}
-	if c.ShutdownTimeout <= 0 {
-		bad("SHUTDOWN_TIMEOUT", "%v must be positive", c.ShutdownTimeout)
-	}
-	c.validateJobs(bad)
-	return errors.Join(errs...)
 }
 
-// Summary is the configuration without secrets, for logs and the retained config state.
-func (c Config) Summary() map[string]any {
-	return map[string]any{
-		"station": c.Station, "sources": c.Sources, "dataDir": c.DataDir, "modelDir": c.ModelDir,
-		"provider": c.Provider, "batchMax": c.BatchMax, "mqttBroker": c.MQTTBroker, "mqttPrefix": c.MQTTPrefix,
-		"mqttTLS": c.MQTTCAFile != "" || c.MQTTCertFile != "", "mqttAuth": c.MQTTUsername != "",
-		"outboxMaxBytes": c.OutboxMaxBytes, "outboxMaxRecords": c.OutboxMaxRecords, "httpAddr": c.HTTPAddr, "demo": c.Demo,
-		"catalogue": c.Catalogue, "generator": c.Generator, "augmentN": c.AugmentN, "retrainEvery": c.RetrainEvery.String(),
-		"autoAccept": c.AutoAccept, "registry": c.Registry, "retrainMode": c.RetrainMode, "promoteTolerance": c.PromoteTolerance,
+// validateLimits checks numbers and durations against their sane ranges.
+func (c *Config) validateLimits(p *problems) {
+	if c.ModelPoll < MinModelPoll || c.ModelPoll > MaxModelPoll {
+		p.bad("MODEL_POLL", "%v is outside %v..%v", c.ModelPoll, MinModelPoll, MaxModelPoll)
+	}
+	if c.DeviceID < 0 || c.DeviceID > MaxDeviceID {
+		p.bad("DEVICE_ID", "%d is outside 0..%d", c.DeviceID, MaxDeviceID)
+	}
+	if c.Threads < 0 || c.Threads > MaxThreads {
+		p.bad("THREADS", "%d is outside 0..%d", c.Threads, MaxThreads)
+	}
+	if c.BatchMax < 1 || c.BatchMax > 256 {
+		p.bad("BATCH_MAX", "%d is outside 1..256", c.BatchMax)
+	}
+	if c.BatchWait < 0 || c.BatchWait > MaxBatchWait {
+		p.bad("BATCH_WAIT", "%v is outside 0..%v", c.BatchWait, MaxBatchWait)
+	}
+	if c.NegativesKeep < 0 || c.NegativesKeep > MaxNegativesKeep {
+		p.bad("NEGATIVES_KEEP", "%d is outside 0..%d", c.NegativesKeep, MaxNegativesKeep)
+	}
+	if c.OutboxMaxBytes < 1<<20 {
+		p.bad("OUTBOX_MAX_BYTES", "%d is below 1 MiB", c.OutboxMaxBytes)
+	}
+	if c.OutboxMaxRecords < 100 {
+		p.bad("OUTBOX_MAX_RECORDS", "%d is below 100", c.OutboxMaxRecords)
+	} else if c.OutboxMaxRecords < c.BatchMax {
+		// A batch's verdicts are stored together: a bigger batch would never fit.
+		p.bad("OUTBOX_MAX_RECORDS", "%d is below DIAGD_BATCH_MAX (%d)", c.OutboxMaxRecords, c.BatchMax)
+	}
+	if c.ShutdownTimeout < MinShutdownTimeout || c.ShutdownTimeout > MaxShutdownTimeout {
+		p.bad("SHUTDOWN_TIMEOUT", "%v is outside %v..%v", c.ShutdownTimeout, MinShutdownTimeout, MaxShutdownTimeout)
+	}
+}
+
+// brokerSchemes are the URL schemes the MQTT client speaks (plain and TLS).
+var brokerSchemes = map[string]bool{"tcp": false, "mqtt": false, "ssl": true, "tls": true, "mqtts": true, "tcps": true}
+
+// validateMQTT checks the broker URL, the topic prefix and the TLS files. Credentials in
+// the broker URL move to MQTTUsername/MQTTPassword, so the URL that is logged and
+// published carries none.
+func (c *Config) validateMQTT(p *problems) {
+	u, err := url.Parse(c.MQTTBroker)
+	switch {
+	case err != nil || !strings.Contains(c.MQTTBroker, "://"):
+		p.bad("MQTT_BROKER", "%q is not a URL like tcp://host:1883", c.MQTTBroker)
+	case !knownScheme(u.Scheme):
+		p.bad("MQTT_BROKER", "%q: scheme %q is not tcp, mqtt, ssl, tls, mqtts or tcps", c.MQTTBroker, u.Scheme)
+	case u.Hostname() == "":
+		p.bad("MQTT_BROKER", "%q has no host", c.MQTTBroker)
+	case u.User != nil:
+		pw, _ := u.User.Password()
+		if c.MQTTUsername != "" || c.MQTTPassword != "" {
+			p.bad("MQTT_BROKER", "%q carries credentials and DIAGD_MQTT_USERNAME/PASSWORD are set too: give them once", c.MQTTBroker)
+			break
+		}
+		c.MQTTUsername, c.MQTTPassword = u.User.Username(), pw
+		u.User = nil
+		c.MQTTBroker = u.String()
+	}
+	if strings.ContainsAny(c.MQTTPrefix, "+#") {
+		// Wildcards are for subscribing: a topic published under them is refused.
+		p.bad("MQTT_PREFIX", "%q holds + or #, which MQTT allows only in subscriptions", c.MQTTPrefix)
+	}
+	if c.MQTTPassword != "" && c.MQTTUsername == "" {
+		p.bad("MQTT_PASSWORD", "set without DIAGD_MQTT_USERNAME (MQTT sends no password without a user name)")
+	}
+	c.validateTLS(p)
+	c.validateCommands(p)
+}
+
+// CommandNames are the MQTT commands the daemon answers (DIAGD_COMMANDS picks from them).
+var CommandNames = []string{"status", "trigger", "reload", "augment", "retrain", "cycle"}
+
+// CommandList is DIAGD_COMMANDS as a list; nil when unset (every command).
+func (c *Config) CommandList() []string {
+	var out []string
+	for _, n := range strings.Split(c.Commands, ",") {
+		if n = strings.TrimSpace(n); n != "" {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// validateCommands checks the command allow-list and the broker's packet limit.
+func (c *Config) validateCommands(p *problems) {
+	if c.MQTTMaxPacket != 0 && (c.MQTTMaxPacket < 512 || c.MQTTMaxPacket > 268435455) {
+		p.bad("MQTT_MAX_PACKET", "%d: want 0 (unknown) or 512..268435455 bytes", c.MQTTMaxPacket)
+	}
+	if strings.TrimSpace(c.Commands) != "" && len(c.CommandList()) == 0 {
+		p.bad("COMMANDS", "%q names no command (leave it unset to answer every command)", c.Commands)
+	}
+	for _, n := range c.CommandList() {
+		if !slices.Contains(CommandNames, n) {
+			p.bad("COMMANDS", "unknown command %q (commands: %s)", n, strings.Join(CommandNames, ", "))
+		}
+	}
+}
+
+func knownScheme(s string) bool { _, ok := brokerSchemes[s]; return ok }
+
+func (c *Config) validateTLS(p *problems) {
+	if c.MQTTCAFile != "" {
+		if b, err := os.ReadFile(c.MQTTCAFile); err != nil {
+			p.bad("MQTT_CA_FILE", "%v", err)
+		} else if !x509.NewCertPool().AppendCertsFromPEM(b) {
+			p.bad("MQTT_CA_FILE", "%s holds no PEM certificate", c.MQTTCAFile)
+		}
+	}
+	if (c.MQTTCertFile == "") != (c.MQTTKeyFile == "") {
+		p.bad("MQTT_CERT_FILE", "client certificate and key (DIAGD_MQTT_KEY_FILE) must be given together")
+	} else if c.MQTTCertFile != "" {
+		if _, err := tls.LoadX509KeyPair(c.MQTTCertFile, c.MQTTKeyFile); err != nil {
+			p.bad("MQTT_CERT_FILE", "with DIAGD_MQTT_KEY_FILE: %v", err)
+		}
+	}
+}
+
+// validateRuntime checks logging and the ONNX Runtime library.
+func (c *Config) validateRuntime(p *problems) {
+	switch strings.ToLower(c.LogLevel) {
+	case "", "debug", "info", "warn", "error":
+	default:
+		p.bad("LOG_LEVEL", "%q: want debug, info, warn or error", c.LogLevel)
+	}
+	switch c.LogFormat {
+	case "", "json", "text":
+	default:
+		p.bad("LOG_FORMAT", "%q: want json or text", c.LogFormat)
+	}
+	if c.ORTLib != "" {
+		if st, err := os.Stat(c.ORTLib); err != nil {
+			p.bad("ORT_LIB", "%v (unset it to use the library next to the binary)", err)
+		} else if st.IsDir() {
+			p.bad("ORT_LIB", "%s is a folder; name libonnxruntime.so itself", c.ORTLib)
+		}
 	}
 }
 
 // validateJobs checks the settings of the generation and retraining job.
-func (c *Config) validateJobs(bad func(v string, format string, a ...any)) {
+func (c *Config) validateJobs(p *problems) {
 	if c.Registry == "" && c.DataDir != "" {
 		c.Registry = filepath.Join(c.DataDir, "models")
 	}
@@ -194,16 +317,40 @@ func (c *Config) validateJobs(bad func(v string, format string, a ...any)) {
 	// daemon keeps retrying on edits (jobs that need it refuse until it is valid).
 	if c.Catalogue != "" {
 		if st, err := os.Stat(c.Catalogue); err == nil && st.IsDir() {
-			bad("CATALOGUE", "%s is a folder; name the catalogue's YAML file", c.Catalogue)
+			p.bad("CATALOGUE", "%s is a folder; name the catalogue's YAML file", c.Catalogue)
 		}
 	}
 	if c.SDXLDir != "" {
 		if st, err := os.Stat(c.SDXLDir); err != nil {
-			bad("SDXL_DIR", "%v", err)
+			p.bad("SDXL_DIR", "%v", err)
 		} else if !st.IsDir() {
-			bad("SDXL_DIR", "%s is not a folder (want the optimum SDXL-inpainting export)", c.SDXLDir)
+			p.bad("SDXL_DIR", "%s is not a folder (want the optimum SDXL-inpainting export)", c.SDXLDir)
 		}
 	}
+	c.validateGenerator(p)
+	if c.AugmentN < 1 || c.AugmentN > 100000 {
+		p.bad("AUGMENT_N", "%d is outside 1..100000", c.AugmentN)
+	}
+	if c.RetrainEvery < 0 || (c.RetrainEvery > 0 && c.RetrainEvery < MinRetrainEvery) {
+		p.bad("RETRAIN_EVERY", "%v: want 0 (no schedule) or at least %v", c.RetrainEvery, MinRetrainEvery)
+	}
+	switch c.RetrainMode {
+	case "", "auto":
+		c.RetrainMode = "auto"
+	case "zero-shot", "full-shot":
+	default:
+		p.bad("RETRAIN_MODE", "%q: want auto, zero-shot or full-shot", c.RetrainMode)
+	}
+	if !(c.PromoteTolerance >= 0 && c.PromoteTolerance <= 1) {
+		p.bad("PROMOTE_TOLERANCE", "%v is outside 0..1 (it is an AP difference)", c.PromoteTolerance)
+	}
+	c.validateGate(p)
+	if c.JobThreads < 0 || c.JobThreads > MaxThreads {
+		p.bad("JOB_THREADS", "%d is outside 0..%d", c.JobThreads, MaxThreads)
+	}
+}
+
+func (c *Config) validateGenerator(p *problems) {
 	switch c.Generator {
 	case "", "auto":
 		c.Generator = "memseg"
@@ -213,42 +360,22 @@ func (c *Config) validateJobs(bad func(v string, format string, a ...any)) {
 	case "memseg":
 	case "diag":
 		if c.SDXLDir == "" {
-			bad("GENERATOR", "diag needs DIAGD_SDXL_DIR (an SDXL-inpainting ONNX export); use memseg to generate without a model")
+			p.bad("GENERATOR", "diag needs DIAGD_SDXL_DIR (an SDXL-inpainting ONNX export); use memseg to generate without a model")
 		}
 	default:
-		bad("GENERATOR", "%q: want auto, diag or memseg", c.Generator)
-	}
-	if c.AugmentN < 1 || c.AugmentN > 100000 {
-		bad("AUGMENT_N", "%d is outside 1..100000", c.AugmentN)
-	}
-	if c.RetrainEvery < 0 {
-		bad("RETRAIN_EVERY", "%v is negative (0 turns the schedule off)", c.RetrainEvery)
-	}
-	switch c.RetrainMode {
-	case "", "auto":
-		c.RetrainMode = "auto"
-	case "zero-shot", "full-shot":
-	default:
-		bad("RETRAIN_MODE", "%q: want auto, zero-shot or full-shot", c.RetrainMode)
-	}
-	if !(c.PromoteTolerance >= 0 && c.PromoteTolerance <= 1) {
-		bad("PROMOTE_TOLERANCE", "%v is outside 0..1 (it is an AP difference)", c.PromoteTolerance)
-	}
-	c.validateGate(bad)
-	if c.JobThreads < 0 {
-		bad("JOB_THREADS", "%d is negative", c.JobThreads)
+		p.bad("GENERATOR", "%q: want auto, diag or memseg", c.Generator)
 	}
 }
 
 // validateGate checks the promotion gate's settings (retrain/gate).
-func (c *Config) validateGate(bad func(v string, format string, a ...any)) {
+func (c *Config) validateGate(p *problems) {
 	if !(c.PromoteConfidence > 0.5 && c.PromoteConfidence < 1) {
-		bad("PROMOTE_CONFIDENCE", "%v is outside (0.5, 1)", c.PromoteConfidence)
+		p.bad("PROMOTE_CONFIDENCE", "%v is outside (0.5, 1)", c.PromoteConfidence)
 	}
 	if c.PromoteMinDefects < 1 || c.PromoteMinDefects > 100000 {
-		bad("PROMOTE_MIN_DEFECTS", "%d is outside 1..100000", c.PromoteMinDefects)
+		p.bad("PROMOTE_MIN_DEFECTS", "%d is outside 1..100000", c.PromoteMinDefects)
 	}
 	if !(c.PromoteMaxGoodFail > 0 && c.PromoteMaxGoodFail <= 1) {
-		bad("PROMOTE_MAX_GOOD_FAIL", "%v is outside (0, 1] (it is a share of good parts)", c.PromoteMaxGoodFail)
+		p.bad("PROMOTE_MAX_GOOD_FAIL", "%v is outside (0, 1] (it is a share of good parts)", c.PromoteMaxGoodFail)
 	}
 }

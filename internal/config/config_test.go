@@ -1,7 +1,9 @@
 package config
 
 import (
+	"encoding/json"
 	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -69,10 +71,153 @@ func TestErrorsNameTheVariable(t *testing.T) {
 	}
 }
 
-func TestPromotionGateSettings(t *testing.T) {
+func TestCommandsAndMaxPacket(t *testing.T) {
+	c := Defaults()
+	c.Demo, c.Station = true, "s1"
+	c.Commands = " trigger, status "
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.CommandList(); !reflect.DeepEqual(got, []string{"trigger", "status"}) {
+		t.Fatalf("CommandList %q", got)
+	}
+	for _, tc := range []struct {
+		commands string
+		packet   int
+		want     string
+	}{
+		{"trigger,retrian", 0, `DIAGD_COMMANDS: unknown command "retrian"`},
+		{" , ", 0, "DIAGD_COMMANDS: \" , \" names no command"},
+		{"", 100, "DIAGD_MQTT_MAX_PACKET: 100"},
+		{"", -1, "DIAGD_MQTT_MAX_PACKET: -1"},
+	} {
+		c := Defaults()
+		c.Demo, c.Station, c.Commands, c.MQTTMaxPacket = true, "s1", tc.commands, tc.packet
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("commands %q, max packet %d: %v, want an error containing %q", tc.commands, tc.packet, err, tc.want)
+		}
+	}
+}
+
+// goodEnv sets a valid configuration for the test.
+func goodEnv(t *testing.T) {
 	clearEnv(t)
-	t.Setenv("DIAGD_DEMO", "true")
 	t.Setenv("DIAGD_STATION", "s1")
+	t.Setenv("DIAGD_SOURCES", "cam=folder:"+t.TempDir())
+	t.Setenv("DIAGD_DATA_DIR", t.TempDir())
+}
+
+// Values that parse yet make no sense are refused, each naming its variable: a poll or
+// schedule of nanoseconds would burn a core and flood the log; a typo in the log
+// settings or a library path that is not there would be silently ignored.
+func TestNonsenseValuesRefused(t *testing.T) {
+	dir := t.TempDir()
+	notPEM := filepath.Join(dir, "ca.pem")
+	os.WriteFile(notPEM, []byte("not a certificate\n"), 0o644)
+	for _, tc := range []struct{ name, value, want string }{
+		{"DIAGD_MODEL_POLL", "1ns", "DIAGD_MODEL_POLL: 1ns is outside 100ms..1h0m0s"},
+		{"DIAGD_MODEL_POLL", "2h", "DIAGD_MODEL_POLL"},
+		{"DIAGD_RETRAIN_EVERY", "1ns", "DIAGD_RETRAIN_EVERY: 1ns: want 0 (no schedule) or at least 1m0s"},
+		{"DIAGD_BATCH_WAIT", "1h", "DIAGD_BATCH_WAIT"},
+		{"DIAGD_SHUTDOWN_TIMEOUT", "1ms", "DIAGD_SHUTDOWN_TIMEOUT"},
+		{"DIAGD_THREADS", "100000", "DIAGD_THREADS"},
+		{"DIAGD_JOB_THREADS", "-1", "DIAGD_JOB_THREADS"},
+		{"DIAGD_LOG_LEVEL", "verbose", `DIAGD_LOG_LEVEL: "verbose": want debug, info, warn or error`},
+		{"DIAGD_LOG_FORMAT", "xml", `DIAGD_LOG_FORMAT: "xml": want json or text`},
+		{"DIAGD_ORT_LIB", filepath.Join(dir, "libonnxruntime.so"), "DIAGD_ORT_LIB"},
+		{"DIAGD_MQTT_BROKER", "ftp://h:21", `scheme "ftp" is not tcp`},
+		{"DIAGD_MQTT_BROKER", "tcp://:1883", "DIAGD_MQTT_BROKER"},
+		{"DIAGD_MQTT_PREFIX", "plant/#", "DIAGD_MQTT_PREFIX"},
+		{"DIAGD_MQTT_PREFIX", "plant/+/x", "DIAGD_MQTT_PREFIX"},
+		{"DIAGD_MQTT_CA_FILE", notPEM, "DIAGD_MQTT_CA_FILE: " + notPEM + " holds no PEM certificate"},
+		{"DIAGD_MQTT_PASSWORD", "secret", "DIAGD_MQTT_PASSWORD: set without DIAGD_MQTT_USERNAME"},
+	} {
+		goodEnv(t)
+		if _, err := Load(); err != nil {
+			t.Fatalf("the good environment: %v", err)
+		}
+		t.Setenv(tc.name, tc.value)
+		_, err := Load()
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s=%s: got %v, want an error containing %q", tc.name, tc.value, err, tc.want)
+		}
+	}
+	// A client certificate and key that do not make a pair.
+	goodEnv(t)
+	t.Setenv("DIAGD_MQTT_CERT_FILE", notPEM)
+	t.Setenv("DIAGD_MQTT_KEY_FILE", notPEM)
+	if _, err := Load(); err == nil || !strings.Contains(err.Error(), "DIAGD_MQTT_CERT_FILE: with DIAGD_MQTT_KEY_FILE") {
+		t.Errorf("a bad key pair: %v", err)
+	}
+}
+
+// A password in the broker URL never reaches a log line, validate's output or the
+// retained state/config message: it moves into the credentials, the URL loses it.
+func TestBrokerCredentialsLeaveTheURL(t *testing.T) {
+	goodEnv(t)
+	t.Setenv("DIAGD_MQTT_BROKER", "ssl://plc:s3cr%40t@broker.local:8883")
+	c, err := Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.MQTTBroker != "ssl://broker.local:8883" || c.MQTTUsername != "plc" || c.MQTTPassword != "s3cr@t" {
+		t.Fatalf("broker %q user %q password %q", c.MQTTBroker, c.MQTTUsername, c.MQTTPassword)
+	}
+	b, _ := json.Marshal(c.Summary())
+	if strings.Contains(string(b), "s3cr") || !strings.Contains(string(b), `"mqttAuth":true`) || !strings.Contains(string(b), `"mqttTLS":true`) {
+		t.Fatalf("summary %s", b)
+	}
+	// Both in the URL and in the variables: ambiguous, refused (without echoing it).
+	t.Setenv("DIAGD_MQTT_USERNAME", "other")
+	_, err = Load()
+	if err == nil || !strings.Contains(err.Error(), "DIAGD_MQTT_BROKER") || strings.Contains(err.Error(), "s3cr") {
+		t.Fatalf("credentials given twice: %v", err)
+	}
+	// A bad URL with a password is reported without it.
+	clearEnv(t)
+	goodEnv(t)
+	t.Setenv("DIAGD_MQTT_BROKER", "ftp://plc:hunter2@broker:21")
+	if _, err := Load(); err == nil || strings.Contains(err.Error(), "hunter2") || !strings.Contains(err.Error(), "plc:"+RedactedPassword+"@broker") {
+		t.Fatalf("bad broker with a password: %v", err)
+	}
+}
+
+// Camera URLs in DIAGD_SOURCES keep their passwords out of the summary too.
+func TestRedact(t *testing.T) {
+	for in, want := range map[string]string{
+		"tcp://u:p@h:1883":                           "tcp://u:xxxxx@h:1883",
+		"cam=url:rtsp://admin:p@ss@10.0.0.5/s1":      "cam=url:rtsp://admin:xxxxx@10.0.0.5/s1",
+		"a=url:rtsp://u:1@h/x@y;b=url:http://v:2@g/": "a=url:rtsp://u:xxxxx@h/x@y;b=url:http://v:xxxxx@g/",
+		"tcp://user@h:1883":                          "tcp://user@h:1883",
+		"drop=folder:/srv/a:b@c":                     "drop=folder:/srv/a:b@c",
+		`parse "tcp://u:pw@h:x": invalid port`:       `parse "tcp://u:xxxxx@h:x": invalid port`,
+	} {
+		if got := Redact(in); got != want {
+			t.Errorf("Redact(%q) = %q, want %q", in, got, want)
+		}
+	}
+	c := Defaults()
+	c.Sources = "cam=url:rtsp://admin:pw1@10.0.0.5/s1"
+	if s := c.Summary(); strings.Contains(s.Sources, "pw1") {
+		t.Fatalf("summary sources %q", s.Sources)
+	}
+}
+
+// A misspelled DIAGD_* variable is named with the closest real one.
+func TestUnknownVariablesWarned(t *testing.T) {
+	got := UnknownVariables([]string{"DIAGD_RETRAIN_EVRY=1h", "DIAGD_BATCH_MAX=8", "PATH=/bin", "DIAGD_DEMO_SECONDS=3",
+		"DIAGD_COMPLETELY_DIFFERENT_THING=1"})
+	want := []string{
+		"DIAGD_COMPLETELY_DIFFERENT_THING is not a diagd setting and is ignored",
+		"DIAGD_RETRAIN_EVRY is not a diagd setting and is ignored (did you mean DIAGD_RETRAIN_EVERY?)",
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("warnings %q, want %q", got, want)
+	}
+}
+
+func TestPromotionGateSettings(t *testing.T) {
+	goodEnv(t)
 	c, err := Load()
 	if err != nil || c.PromoteConfidence != 0.95 || c.PromoteMinDefects != 10 || c.PromoteMaxGoodFail != 0.2 {
 		t.Fatalf("defaults %v %v %v: %v", c.PromoteConfidence, c.PromoteMinDefects, c.PromoteMaxGoodFail, err)

@@ -81,13 +81,6 @@ func (m *Image) RGBA() *image.RGBA {
 	return out
 }
 
-// Gray converts a 1-channel image to *image.Gray.
-func (m *Image) Gray() *image.Gray {
-	out := image.NewGray(image.Rect(0, 0, m.W, m.H))
-	copy(out.Pix, m.Pix)
-	return out
-}
-
 // Filter is a Pillow resampling filter.
 type Filter int
 

@@ -2,12 +2,13 @@
 // port, with a temporary config and persistence folder, anonymous access, and a large
 // queue for offline persistent sessions. The broker can be SIGKILLed and restarted on
 // the same port with its persistence, to test what survives a broker crash. StartWith
-// adds TLS and passwords; NewProxy puts a cuttable TCP link in front of the broker, to
-// make a client vanish without DISCONNECT (last will) while the broker keeps running.
+// adds TLS, passwords, an ACL and a packet size limit; NewProxy puts a cuttable TCP link in
+// front of the broker, to make a client vanish without DISCONNECT (last will) while the
+// broker keeps running, or to swallow the broker's PUBACKs.
 //
 //	b := mosquittotest.Start(t)          // b.URL() = tcp://127.0.0.1:<port>
 //	b.Kill(); b.Restart()                // crash and come back with its persistence
-//	p := mosquittotest.NewProxy(t, b)    // p.URL(); p.Sever(); p.SetDown(true)
+//	p := mosquittotest.NewProxy(t, b)    // p.URL(); p.Sever(); p.SetDown(true); p.DropPubacks(true)
 package mosquittotest
 
 import (
@@ -22,6 +23,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/diagd/diagd/internal/testenv"
 )
 
 // Binary is where Debian installs mosquitto; DIAGD_MOSQUITTO overrides it.
@@ -52,11 +55,16 @@ type Options struct {
 	// Users, when not empty, turns anonymous access off and accepts these
 	// user → password pairs (hashed with mosquitto_passwd).
 	Users map[string]string
+	// MaxPacketSize, when > 0, is mosquitto's max_packet_size: it drops a client that
+	// sends a larger packet.
+	MaxPacketSize int
+	// ACL, when not empty, is the content of mosquitto's acl_file (use with Users).
+	ACL string
 }
 
 // Start starts mosquitto and returns once it accepts connections. The broker is
 // killed when the test ends; its log is printed if the test failed. Without the binary
-// the test is skipped with a clear message.
+// the test fails under CI and is skipped elsewhere, with a clear message (testenv.Missing).
 func Start(t testing.TB) *Broker { t.Helper(); return StartWith(t, Options{}) }
 
 // StartWith is Start with TLS and/or passwords.
@@ -67,7 +75,7 @@ func StartWith(t testing.TB, opts Options) *Broker {
 		bin = Binary
 	}
 	if _, err := os.Stat(bin); err != nil {
-		t.Skipf("mosquittotest: mosquitto binary %s is absent (%v): apt-get install mosquitto", bin, err)
+		testenv.Missing(t, "mosquittotest: mosquitto binary %s is absent (%v): apt-get install mosquitto", bin, err)
 	}
 	b := &Broker{Port: freePort(t), Dir: t.TempDir(), t: t}
 	// Save after every change, so a SIGKILL loses (almost) nothing: tests kill the broker.
@@ -88,6 +96,16 @@ log_type notice
 log_type information
 connection_messages true
 `, b.Port, b.Dir, autosave, filepath.Join(b.Dir, "mosquitto.log"))
+	if opts.MaxPacketSize > 0 {
+		conf += fmt.Sprintf("max_packet_size %d\n", opts.MaxPacketSize)
+	}
+	if opts.ACL != "" {
+		acl := filepath.Join(b.Dir, "acl")
+		if err := os.WriteFile(acl, []byte(opts.ACL), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		conf += "acl_file " + acl + "\n"
+	}
 	if len(opts.Users) == 0 {
 		conf += "allow_anonymous true\n"
 	} else {
@@ -197,6 +215,24 @@ func (b *Broker) Kill() { b.signal(syscall.SIGKILL) }
 
 // Stop ends the broker with SIGTERM (it saves its persistence) and waits.
 func (b *Broker) Stop() { b.signal(syscall.SIGTERM) }
+
+// Pause SIGSTOPs the broker: its connections stay open and nothing is answered, as
+// with a hung broker or a half-open connection. Resume continues it; Kill and Restart
+// work on a paused broker.
+func (b *Broker) Pause() { b.raise(syscall.SIGSTOP) }
+
+// Resume SIGCONTs a paused broker.
+func (b *Broker) Resume() { b.raise(syscall.SIGCONT) }
+
+// raise sends sig without waiting for the broker to exit.
+func (b *Broker) raise(sig syscall.Signal) {
+	b.mu.Lock()
+	cmd := b.cmd
+	b.mu.Unlock()
+	if cmd != nil {
+		_ = cmd.Process.Signal(sig)
+	}
+}
 
 func (b *Broker) signal(sig syscall.Signal) {
 	b.mu.Lock()

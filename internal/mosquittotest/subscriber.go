@@ -30,6 +30,12 @@ type Subscriber struct {
 // would replay retained messages and make them look published twice.
 func Subscribe(t testing.TB, url, clientID, filter string) *Subscriber {
 	t.Helper()
+	return SubscribeAs(t, url, clientID, "", "", filter)
+}
+
+// SubscribeAs is Subscribe with a username and password (a broker with an ACL).
+func SubscribeAs(t testing.TB, url, clientID, user, password, filter string) *Subscriber {
+	t.Helper()
 	s := &Subscriber{}
 	handler := func(_ paho.Client, m paho.Message) {
 		s.mu.Lock()
@@ -38,6 +44,7 @@ func Subscribe(t testing.TB, url, clientID, filter string) *Subscriber {
 	}
 	subscribed := make(chan error, 1)
 	o := paho.NewClientOptions().AddBroker(url).SetClientID(clientID).SetCleanSession(false).
+		SetUsername(user).SetPassword(password).
 		SetProtocolVersion(4).SetAutoReconnect(true).SetConnectRetry(true).
 		SetConnectRetryInterval(100 * time.Millisecond).SetMaxReconnectInterval(300 * time.Millisecond).
 		SetDefaultPublishHandler(handler).
@@ -78,6 +85,15 @@ func (s *Subscriber) Snapshot() []Msg {
 func (s *Subscriber) Publish(t testing.TB, topic, payload string) {
 	t.Helper()
 	if tok := s.pc.Publish(topic, 1, false, payload); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("publish %s: %v", topic, tok.Error())
+	}
+}
+
+// PublishRetained sends a retained QoS 1 message, as a careless operator's
+// `mosquitto_pub -r` would.
+func (s *Subscriber) PublishRetained(t testing.TB, topic, payload string) {
+	t.Helper()
+	if tok := s.pc.Publish(topic, 1, true, payload); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 		t.Fatalf("publish %s: %v", topic, tok.Error())
 	}
 }

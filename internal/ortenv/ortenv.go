@@ -4,6 +4,7 @@
 package ortenv
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -24,7 +25,8 @@ const LibName = "libonnxruntime.so"
 
 // Candidates lists, in order, where the library is looked for: an explicit
 // DIAGD_ORT_LIB (so a user can point at a GPU build even when the CPU build sits next to
-// the binary), then next to the executable, then ../lib beside it (a /usr/local or /opt
+// the binary; when it does not exist Init fails rather than fall back), then next to
+// the executable, then ../lib beside it (a /usr/local or /opt
 // install), then the dynamic loader's own search path.
 func Candidates() []string {
 	var c []string
@@ -55,6 +57,13 @@ func Init(log *slog.Logger) (string, error) {
 }
 
 func initialise(log *slog.Logger) (string, error) {
+	if p := os.Getenv(LibEnv); p != "" {
+		// An explicit library that is not there is a mistake to report, not a reason to
+		// run silently on another build (a CPU library instead of the GPU one).
+		if _, err := os.Stat(p); err != nil {
+			return "", fmt.Errorf("%s=%s: %w", LibEnv, p, err)
+		}
+	}
 	var tried []string
 	for _, p := range Candidates() {
 		// A bare name goes to the loader's search path; a path must exist to be worth a dlopen.
@@ -120,6 +129,39 @@ type Session struct {
 	*ort.DynamicAdvancedSession
 	Provider Provider
 	Path     string
+}
+
+// RunContext is Run that ends early when ctx does: ONNX Runtime's RunOptions terminate
+// flag makes the run in flight fail at its next operator, so a stop or a cancelled job
+// does not wait for a long call (an SDXL UNet step takes seconds on a CPU). The error
+// then wraps ctx.Err().
+func (s *Session) RunContext(ctx context.Context, inputs, outputs []ort.Value) error {
+	if ctx.Done() == nil {
+		return s.Run(inputs, outputs)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("%s: not run: %w", s.Path, err)
+	}
+	ro, err := ort.NewRunOptions()
+	if err != nil {
+		return err
+	}
+	terminated := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		defer close(terminated)
+		ro.Terminate()
+	})
+	defer func() {
+		if !stop() {
+			<-terminated // Terminate is running or ran: let it finish before Destroy
+		}
+		ro.Destroy()
+	}()
+	err = s.RunWithOptions(inputs, outputs, ro)
+	if err != nil && ctx.Err() != nil {
+		return fmt.Errorf("%s: run terminated: %w", s.Path, ctx.Err())
+	}
+	return err
 }
 
 // OpenSession creates a session from a model path (so external weight files resolve)

@@ -48,15 +48,38 @@ func ORT(t testing.TB) {
 	}
 }
 
-// Shared returns a path under ../shared (beside the project), or skips the test with a
-// clear message when the shared folder is not there.
+// Shared returns a path under ../shared (beside the project). When the shared folder
+// is not there the test is skipped with a clear message, or fails under CI (see Missing).
 func Shared(t testing.TB, rel string) string {
 	t.Helper()
 	p := filepath.Join(ModuleRoot(t), "..", "shared", rel)
 	if _, err := os.Stat(p); err != nil {
-		t.Skipf("shared data %s is absent (%v): this test needs ../shared beside the project", rel, err)
+		Missing(t, "shared data %s is absent (%v): this test needs ../shared beside the project", rel, err)
 	}
 	return p
+}
+
+// CI reports whether the tests run under CI: the CI variable is set to anything but
+// "", "0" or "false" (GitHub, GitLab and most CI systems set CI=true; scripts/test.sh
+// sets CI=1 unless it is set).
+func CI() bool {
+	switch strings.ToLower(os.Getenv("CI")) {
+	case "", "0", "false":
+		return false
+	}
+	return true
+}
+
+// Missing reports a dependency the test needs and does not have. Under CI it fails the
+// test: nothing may skip silently there, since scripts/setup.sh installs everything
+// the tests need. Elsewhere (a developer's go test without setup.sh) it skips with the
+// message.
+func Missing(t testing.TB, format string, args ...any) {
+	t.Helper()
+	if CI() {
+		t.Fatalf("missing test dependency under CI: "+format, args...)
+	}
+	t.Skipf(format, args...)
 }
 
 // Logger returns a slog.Logger that writes through t.Log, so output appears only for

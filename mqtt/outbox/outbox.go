@@ -6,6 +6,7 @@
 //	<20-digit first seq>.seg  append-only segment logs of CRC-checked records
 //	ack                       ack watermark: every seq <= it was acknowledged (atomic file)
 //	ids                       recent messageids of deleted segments (atomic file)
+//	dead-letter.jsonl         records set aside because they can never be delivered
 //
 // Appends use group commit: concurrent Appends are encoded into one buffer; one of the
 // waiting appenders (the leader) writes and fdatasyncs it while the next batch gathers,
@@ -20,6 +21,11 @@
 //
 // When full (MaxRecords or MaxBytes of unacknowledged records) Append refuses with
 // ErrOutboxFull; stored verdicts are never dropped to make room.
+//
+// A failed write or fsync (ENOSPC, EIO) fails the appends of that batch with ErrStorage
+// and nothing of them is kept; Health reports the fault. Every later append tries again:
+// it first cuts the active segment back to its last durable record, so once space
+// returns the outbox works again without a restart.
 package outbox
 
 import (
@@ -32,7 +38,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/diagd/diagd/internal/atomicfile"
@@ -43,22 +48,37 @@ var (
 	// ErrOutboxFull: the outbox holds MaxRecords or MaxBytes of unacknowledged verdicts.
 	// Nothing was stored; the caller should stop taking frames and report not-ready.
 	ErrOutboxFull = errors.New("outbox full")
+	// ErrStorage: the disk refused the write or the fsync (full, I/O error). Nothing of
+	// the append is kept (only a crash before the next append or Close can leave part of
+	// it, to be delivered at least once); the next append tries again. The caller should
+	// hold its verdicts and stop taking frames, as for ErrOutboxFull.
+	ErrStorage = errors.New("outbox storage failed")
+	// ErrTooLarge: a record (or a batch) that can never be stored: over MaxRecordBytes,
+	// or bigger than the whole outbox. Retrying cannot help.
+	ErrTooLarge = errors.New("outbox record too large")
 	// ErrClosed: the outbox was closed.
 	ErrClosed = errors.New("outbox closed")
+	// ErrNotPending: DeadLetter of a record that is not stored or already acknowledged.
+	ErrNotPending = errors.New("outbox: no such unacknowledged record")
 )
 
 // Options tune an outbox. Zero values take the defaults shown.
 type Options struct {
 	MaxRecords      int           // unacknowledged records; default 1,000,000
 	MaxBytes        int64         // unacknowledged encoded bytes; default 256 MiB
+	MaxRecordBytes  int           // one record's data; default 64 KiB (a verdict is ~400 bytes)
 	SegmentBytes    int64         // rotate segments at this size; default 8 MiB
 	IDWindow        int           // messageids remembered for idempotent Append; default 100,000
 	NearFullRatio   float64       // OnNearFull fires when usage crosses it; default 0.8
 	AckSyncInterval time.Duration // how often the ack watermark is persisted; default 200 ms
+	// DeadLetterMaxBytes bounds DeadLetterFile; default 64 MiB.
+	DeadLetterMaxBytes int64
 	// OnNearFull is called (without locks held) when usage rises above NearFullRatio
 	// (near=true) and when it falls back below 90% of it (near=false).
 	OnNearFull func(s Stats, near bool)
-	Log        *slog.Logger
+	// OpenFile opens segment files; default the OS's. Tests inject failing writes here.
+	OpenFile OpenFileFunc
+	Log      *slog.Logger
 }
 
 func (o *Options) defaults() {
@@ -67,6 +87,9 @@ func (o *Options) defaults() {
 	}
 	if o.MaxBytes <= 0 {
 		o.MaxBytes = 256 << 20
+	}
+	if o.MaxRecordBytes <= 0 || o.MaxRecordBytes > maxDataLen {
+		o.MaxRecordBytes = 64 << 10
 	}
 	if o.SegmentBytes <= 0 {
 		o.SegmentBytes = 8 << 20
@@ -79,6 +102,12 @@ func (o *Options) defaults() {
 	}
 	if o.AckSyncInterval <= 0 {
 		o.AckSyncInterval = 200 * time.Millisecond
+	}
+	if o.DeadLetterMaxBytes <= 0 {
+		o.DeadLetterMaxBytes = 64 << 20
+	}
+	if o.OpenFile == nil {
+		o.OpenFile = openOSFile
 	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
@@ -105,10 +134,21 @@ type Stats struct {
 	Acked      uint64 // watermark: every seq <= Acked is acknowledged
 	Segments   int
 	NearFull   bool
-	// Truncated counts bytes cut off torn or corrupt segment tails when opening.
+	// Truncated counts bytes cut off torn segment tails when opening.
 	Truncated int64
+	// Corrupt counts records lost to corruption in the middle of a segment when opening
+	// (the valid records after them are kept).
+	Corrupt uint64
 	// Syncs counts fdatasyncs of appended batches (group commit: Syncs < appends).
 	Syncs uint64
+	// WriteErrors counts failed segment writes, fsyncs and rotations.
+	WriteErrors uint64
+	// Fault is the storage error that failed the last append, "" once an append works
+	// again; FaultSince is when the failures began.
+	Fault      string
+	FaultSince time.Time
+	// DeadLetters counts records set aside (DeadLetter).
+	DeadLetters uint64
 }
 
 type entry struct {
@@ -134,28 +174,34 @@ type Outbox struct {
 	opts Options
 	log  *slog.Logger
 
-	mu        sync.Mutex
-	nextSeq   uint64
-	durable   uint64 // every seq <= durable is on disk
-	watermark uint64 // every seq <= watermark is acknowledged
-	queue     []entry
-	acked     map[uint64]struct{}
-	bytes     int64
-	ids       map[string]uint64
-	idOrder   []idEntry // FIFO of the window, oldest first, from idHead
-	idHead    int
-	pend      []byte
-	spare     []byte
-	cur       *batch
-	changed   chan struct{}
-	segs      []segment // last one is active
-	active    *os.File
-	activeLen int64
-	err       error // sticky write error
-	closed    bool
-	near      bool
-	truncated int64
-	syncs     uint64
+	mu            sync.Mutex
+	nextSeq       uint64
+	durable       uint64 // every seq <= durable is on disk
+	watermark     uint64 // every seq <= watermark is acknowledged
+	queue         []entry
+	acked         map[uint64]struct{}
+	bytes         int64
+	ids           map[string]uint64
+	idOrder       []idEntry // FIFO of the window, oldest first, from idHead
+	idHead        int
+	pend          []byte
+	spare         []byte
+	cur           *batch
+	changed       chan struct{}
+	segs          []segment // last one is active
+	active        File
+	activeLen     int64 // bytes of durable records in the active segment
+	fault         error // the last append's storage error; nil once one works
+	faultSince    time.Time
+	repair        bool // a write failed: cut the active segment back to activeLen first
+	rotateFailing bool
+	writeErrors   uint64
+	closed        bool
+	near          bool
+	truncated     int64
+	corrupt       uint64
+	syncs         uint64
+	deadLetters   uint64
 
 	flushing  bool          // a leader is writing a batch
 	flushIdle chan struct{} // closed when that leader is done
@@ -164,6 +210,7 @@ type Outbox struct {
 	// maintMu serialises maintenance (ack file, ids snapshot, segment deletion).
 	maintMu     sync.Mutex
 	persistedWM uint64
+	dlMu        sync.Mutex // serialises DeadLetter calls (and so DeadLetterFile appends)
 }
 
 type idEntry struct {
@@ -172,7 +219,8 @@ type idEntry struct {
 }
 
 // Open opens or creates the outbox in dir, recovering what the last run left: torn
-// tails are truncated, unacknowledged records are queued for replay in seq order.
+// tails are truncated, corrupt records skipped, unacknowledged records are queued for
+// replay in seq order.
 func Open(dir string, opts Options) (*Outbox, error) {
 	opts.defaults()
 	if err := os.MkdirAll(dir, 0o750); err != nil {
@@ -204,132 +252,6 @@ func Open(dir string, opts Options) (*Outbox, error) {
 }
 
 func segName(first uint64) string { return fmt.Sprintf("%020d.seg", first) }
-
-func (o *Outbox) recover() error {
-	wm, err := readAck(filepath.Join(o.dir, "ack"))
-	if err != nil {
-		return err
-	}
-	o.watermark, o.persistedWM = wm, wm
-	snap, snapMax, err := readIDs(filepath.Join(o.dir, "ids"))
-	if err != nil {
-		return err
-	}
-	for _, e := range snap {
-		o.rememberID(e.id, e.seq)
-	}
-	maxSeq := max(wm, snapMax)
-
-	names, err := filepath.Glob(filepath.Join(o.dir, "*.seg"))
-	if err != nil {
-		return fmt.Errorf("outbox: %w", err)
-	}
-	sort.Strings(names) // zero-padded names sort by first seq
-	for _, path := range names {
-		first, err := strconv.ParseUint(strings.TrimSuffix(filepath.Base(path), ".seg"), 10, 64)
-		if err != nil {
-			o.log.Warn("outbox: ignoring file with unexpected name", "file", path)
-			continue
-		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return fmt.Errorf("outbox: %w", err)
-		}
-		seg := segment{path: path, first: first, last: first - 1}
-		off := 0
-		for off < len(b) {
-			seq, id, data, size, err := decodeRecord(b[off:])
-			if err == nil && seq != seg.last+1 {
-				err = fmt.Errorf("%w: seq %d where %d was expected", errTorn, seq, seg.last+1)
-			}
-			if err != nil {
-				o.log.Warn("outbox: truncating segment tail; records before it are kept",
-					"file", path, "offset", off, "bytes", len(b)-off, "err", err)
-				if err := truncateSync(path, int64(off)); err != nil {
-					return err
-				}
-				o.truncated += int64(len(b) - off)
-				break
-			}
-			seg.last = seq
-			off += size
-			if seq <= snapMax && o.ids[id] == seq {
-				// Already in the window from the snapshot.
-			} else {
-				o.rememberID(id, seq)
-			}
-			if seq > wm {
-				// Copy: b is released after the scan.
-				o.queue = append(o.queue, entry{seq: seq, id: id, data: append([]byte(nil), data...), size: size})
-				o.bytes += int64(size)
-			}
-		}
-		if seg.last < seg.first {
-			// Empty segment (a restart before anything was appended): remove it.
-			if err := os.Remove(path); err != nil {
-				return fmt.Errorf("outbox: %w", err)
-			}
-			continue
-		}
-		if seg.first <= maxSeq && len(o.segs) > 0 {
-			o.log.Warn("outbox: segment overlaps earlier seqs", "file", path, "first", seg.first)
-		}
-		maxSeq = max(maxSeq, seg.last)
-		o.segs = append(o.segs, seg)
-	}
-	if len(o.queue) > 0 && o.queue[0].seq != o.watermark+1 {
-		o.log.Warn("outbox: gap after ack watermark (records lost to corruption or deleted segments)",
-			"acked", o.watermark, "first_stored", o.queue[0].seq)
-	}
-	o.nextSeq = maxSeq + 1
-	o.durable = maxSeq
-	if err := o.newSegment(o.nextSeq); err != nil {
-		return err
-	}
-	if len(o.queue) > 0 || o.truncated > 0 {
-		o.log.Info("outbox: recovered", "dir", o.dir, "pending", len(o.queue), "bytes", o.bytes,
-			"next_seq", o.nextSeq, "acked", o.watermark, "truncated_bytes", o.truncated)
-	}
-	return nil
-}
-
-func truncateSync(path string, size int64) error {
-	f, err := os.OpenFile(path, os.O_WRONLY, 0)
-	if err != nil {
-		return fmt.Errorf("outbox: %w", err)
-	}
-	defer f.Close()
-	if err := f.Truncate(size); err != nil {
-		return fmt.Errorf("outbox: truncate %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("outbox: fsync %s: %w", path, err)
-	}
-	return nil
-}
-
-// newSegment creates the active segment whose first record will be first. Called
-// without o.mu by the flushing leader (the only writer) or during Open.
-func (o *Outbox) newSegment(first uint64) error {
-	path := filepath.Join(o.dir, segName(first))
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND|os.O_TRUNC, 0o640)
-	if err != nil {
-		return fmt.Errorf("outbox: %w", err)
-	}
-	if err := atomicfile.SyncDir(o.dir); err != nil {
-		f.Close()
-		return fmt.Errorf("outbox: %w", err)
-	}
-	o.mu.Lock()
-	old := o.active
-	o.active, o.activeLen = f, 0
-	o.segs = append(o.segs, segment{path: path, first: first, last: first - 1})
-	o.mu.Unlock()
-	if old != nil {
-		return old.Close()
-	}
-	return nil
-}
 
 func (o *Outbox) rememberID(id string, seq uint64) {
 	o.ids[id] = seq
@@ -368,69 +290,27 @@ type Item struct {
 
 // AppendBatch stores several verdicts (a judged batch of frames) with consecutive seqs
 // and one fsync, and returns their records in order once all are durable. It is all or
-// nothing: on any error (a render failure, ErrOutboxFull for the batch as a whole)
-// nothing is stored. Ids already stored, or repeated within the batch, come back as
-// duplicates of the original.
+// nothing: on any error (a render failure, ErrOutboxFull or ErrTooLarge for the batch as
+// a whole, ErrStorage) nothing is stored. Ids already stored, or repeated within the
+// batch, come back as duplicates of the original.
 func (o *Outbox) AppendBatch(items []Item) ([]Record, error) {
 	for _, it := range items {
 		if it.MessageID == "" {
 			return nil, errors.New("outbox: empty messageid")
 		}
 		if len(it.MessageID) > maxIDLen {
-			return nil, fmt.Errorf("outbox: messageid is %d bytes, limit %d", len(it.MessageID), maxIDLen)
+			return nil, fmt.Errorf("%w: messageid is %d bytes, limit %d", ErrTooLarge, len(it.MessageID), maxIDLen)
 		}
 	}
-	out := make([]Record, len(items))
 	o.mu.Lock()
 	if o.closed {
 		o.mu.Unlock()
 		return nil, ErrClosed
 	}
-	if o.err != nil {
-		err := o.err
+	out, fresh, err := o.renderLocked(items)
+	if err != nil {
 		o.mu.Unlock()
 		return nil, err
-	}
-	// Render everything first, so that a failure or a full outbox leaves no trace.
-	var (
-		fresh []entry
-		size  int64
-		local map[string]uint64
-		seq   = o.nextSeq
-	)
-	for i, it := range items {
-		if s, ok := o.ids[it.MessageID]; ok {
-			out[i] = Record{Seq: s, MessageID: it.MessageID, Duplicate: true}
-			continue
-		}
-		if s, ok := local[it.MessageID]; ok {
-			out[i] = Record{Seq: s, MessageID: it.MessageID, Duplicate: true}
-			continue
-		}
-		data, err := it.Render(seq)
-		if err != nil {
-			o.mu.Unlock()
-			return nil, fmt.Errorf("outbox: render %s: %w", it.MessageID, err)
-		}
-		if len(data) > maxDataLen {
-			o.mu.Unlock()
-			return nil, fmt.Errorf("outbox: record %s is %d bytes, limit %d", it.MessageID, len(data), maxDataLen)
-		}
-		n := recordSize(it.MessageID, data)
-		fresh = append(fresh, entry{seq: seq, id: it.MessageID, data: data, size: n})
-		size += int64(n)
-		if local == nil {
-			local = map[string]uint64{}
-		}
-		local[it.MessageID] = seq
-		out[i] = Record{Seq: seq, MessageID: it.MessageID, Data: data}
-		seq++
-	}
-	if len(o.queue)+len(fresh) > o.opts.MaxRecords || o.bytes+size > o.opts.MaxBytes {
-		records, bytes := len(o.queue), o.bytes // read under the lock, for the message
-		o.mu.Unlock()
-		return nil, fmt.Errorf("%w: %d records, %d bytes (limits %d, %d)",
-			ErrOutboxFull, records, bytes, o.opts.MaxRecords, o.opts.MaxBytes)
 	}
 	for _, e := range fresh {
 		o.pend = appendRecord(o.pend, e.seq, e.id, e.data)
@@ -438,7 +318,7 @@ func (o *Outbox) AppendBatch(items []Item) ([]Record, error) {
 		o.bytes += int64(e.size)
 		o.rememberID(e.id, e.seq)
 	}
-	o.nextSeq = seq
+	o.nextSeq += uint64(len(fresh))
 	b := o.cur
 	notify, stats := o.checkNear()
 	o.mu.Unlock()
@@ -463,14 +343,62 @@ func (o *Outbox) AppendBatch(items []Item) ([]Record, error) {
 	return out, nil
 }
 
+// renderLocked renders the new records of items with seqs from o.nextSeq and checks the
+// limits, so that a failure or a full outbox leaves no trace. Caller holds o.mu.
+func (o *Outbox) renderLocked(items []Item) ([]Record, []entry, error) {
+	out := make([]Record, len(items))
+	var (
+		fresh []entry
+		size  int64
+		local map[string]uint64
+		seq   = o.nextSeq
+	)
+	for i, it := range items {
+		if s, ok := o.ids[it.MessageID]; ok {
+			out[i] = Record{Seq: s, MessageID: it.MessageID, Duplicate: true}
+			continue
+		}
+		if s, ok := local[it.MessageID]; ok {
+			out[i] = Record{Seq: s, MessageID: it.MessageID, Duplicate: true}
+			continue
+		}
+		data, err := it.Render(seq)
+		if err != nil {
+			return nil, nil, fmt.Errorf("outbox: render %s: %w", it.MessageID, err)
+		}
+		if len(data) > o.opts.MaxRecordBytes {
+			return nil, nil, fmt.Errorf("%w: record %s is %d bytes, limit %d", ErrTooLarge, it.MessageID, len(data), o.opts.MaxRecordBytes)
+		}
+		n := recordSize(it.MessageID, data)
+		fresh = append(fresh, entry{seq: seq, id: it.MessageID, data: data, size: n})
+		size += int64(n)
+		if local == nil {
+			local = map[string]uint64{}
+		}
+		local[it.MessageID] = seq
+		out[i] = Record{Seq: seq, MessageID: it.MessageID, Data: data}
+		seq++
+	}
+	if len(fresh) > o.opts.MaxRecords || size > o.opts.MaxBytes {
+		return nil, nil, fmt.Errorf("%w: a batch of %d records, %d bytes can never fit (limits %d, %d)",
+			ErrTooLarge, len(fresh), size, o.opts.MaxRecords, o.opts.MaxBytes)
+	}
+	if len(o.queue)+len(fresh) > o.opts.MaxRecords || o.bytes+size > o.opts.MaxBytes {
+		return nil, nil, fmt.Errorf("%w: %d records, %d bytes (limits %d, %d)",
+			ErrOutboxFull, len(o.queue), o.bytes, o.opts.MaxRecords, o.opts.MaxBytes)
+	}
+	return out, fresh, nil
+}
+
 // duplicate returns the stored record for messageID once it is durable.
 func (o *Outbox) duplicate(id string, seq uint64) (Record, error) {
 	for {
 		o.mu.Lock()
-		if o.err != nil {
-			err := o.err
+		if s, ok := o.ids[id]; !ok || s != seq {
+			// The original's batch failed and was forgotten (its seq may be given out again).
+			err := o.fault
 			o.mu.Unlock()
-			return Record{}, err
+			return Record{}, fmt.Errorf("outbox: original of %s not stored: %w", id, errors.Join(ErrStorage, err))
 		}
 		if seq <= o.durable {
 			r := Record{Seq: seq, MessageID: id, Duplicate: true}
@@ -588,118 +516,23 @@ func (o *Outbox) Stats() Stats {
 }
 
 func (o *Outbox) statsLocked() Stats {
-	return Stats{
+	s := Stats{
 		Records: len(o.queue), Bytes: o.bytes, MaxRecords: o.opts.MaxRecords, MaxBytes: o.opts.MaxBytes,
-		NextSeq: o.nextSeq, Acked: o.watermark, Segments: len(o.segs), NearFull: o.near, Truncated: o.truncated, Syncs: o.syncs,
+		NextSeq: o.nextSeq, Acked: o.watermark, Segments: len(o.segs), NearFull: o.near, Truncated: o.truncated,
+		Corrupt: o.corrupt, Syncs: o.syncs, WriteErrors: o.writeErrors, DeadLetters: o.deadLetters,
 	}
+	if o.fault != nil {
+		s.Fault, s.FaultSince = o.fault.Error(), o.faultSince
+	}
+	return s
 }
 
-// commit returns once batch b is written and synced, flushing it itself when no other
-// appender is flushing (leader/follower group commit).
-func (o *Outbox) commit(b *batch) {
-	for {
-		o.mu.Lock()
-		select {
-		case <-b.done:
-			o.mu.Unlock()
-			return
-		default:
-		}
-		if b == o.cur && len(o.pend) == 0 {
-			// Nothing was queued in b (Close on an idle outbox).
-			o.mu.Unlock()
-			return
-		}
-		if !o.flushing {
-			o.flushing = true
-			o.mu.Unlock()
-			o.flushOnce()
-			o.mu.Lock()
-			o.flushing = false
-			close(o.flushIdle)
-			o.flushIdle = make(chan struct{})
-			o.mu.Unlock()
-			continue
-		}
-		idle := o.flushIdle
-		o.mu.Unlock()
-		select {
-		case <-b.done:
-			return
-		case <-idle:
-		}
-	}
-}
-
-// flushOnce writes the pending batch and fdatasyncs it. Only the leader calls it.
-func (o *Outbox) flushOnce() {
+// Health is nil while appends are stored, else the storage error (wrapping ErrStorage)
+// that failed the last one: the outbox cannot take verdicts until an append works again.
+func (o *Outbox) Health() error {
 	o.mu.Lock()
-	if len(o.pend) == 0 {
-		o.mu.Unlock()
-		return
-	}
-	buf, b, last := o.pend, o.cur, o.nextSeq-1
-	o.pend, o.spare = o.spare[:0], nil
-	o.cur = &batch{done: make(chan struct{})}
-	f := o.active
-	err := o.err
-	o.mu.Unlock()
-
-	if err == nil {
-		if _, err = f.Write(buf); err == nil {
-			// fdatasync also flushes the file size, which appends need to be readable.
-			err = syscall.Fdatasync(int(f.Fd()))
-		}
-		if err != nil {
-			err = fmt.Errorf("outbox: write %s: %w", f.Name(), err)
-			o.log.Error("outbox: write failed; refusing further appends", "err", err)
-		}
-	}
-	o.mu.Lock()
-	rotate := false
-	if err != nil {
-		o.err = err
-		b.err = err
-		// The records of this batch are not durable: forget them so they are never
-		// published. Their appenders get the error.
-		o.dropUndurable()
-	} else {
-		o.durable = last
-		o.syncs++
-		o.activeLen += int64(len(buf))
-		o.segs[len(o.segs)-1].last = last
-		rotate = o.activeLen >= o.opts.SegmentBytes
-	}
-	if cap(buf) <= 4<<20 {
-		o.spare = buf[:0]
-	}
-	close(o.changed)
-	o.changed = make(chan struct{})
-	next := o.durable + 1
-	o.mu.Unlock()
-	close(b.done)
-	if rotate {
-		// Records appended meanwhile carry seqs from next on and go to the new segment.
-		if err := o.newSegment(next); err != nil {
-			o.mu.Lock()
-			o.err = err
-			o.mu.Unlock()
-			o.log.Error("outbox: cannot rotate segment; refusing further appends", "err", err)
-		}
-	}
-}
-
-// dropUndurable removes queued records above o.durable after a write failure. Caller
-// holds o.mu.
-func (o *Outbox) dropUndurable() {
-	for len(o.queue) > 0 && o.queue[len(o.queue)-1].seq > o.durable {
-		e := o.queue[len(o.queue)-1]
-		o.bytes -= int64(e.size)
-		if o.ids[e.id] == e.seq {
-			delete(o.ids, e.id)
-		}
-		o.queue = o.queue[:len(o.queue)-1]
-	}
+	defer o.mu.Unlock()
+	return o.fault
 }
 
 func (o *Outbox) maintainer() {
@@ -793,6 +626,17 @@ func (o *Outbox) Close() error {
 		idle := o.flushIdle
 		o.mu.Unlock()
 		<-idle
+	}
+	o.mu.Lock()
+	repair := o.repair
+	o.mu.Unlock()
+	if repair {
+		// The last write failed: cut off what it left, so the next Open does not find
+		// records whose appenders were told they were not stored. (A crash before this
+		// may leave them: delivery is at least once, consumers dedupe.)
+		if _, err := o.repairActive(); err != nil {
+			o.log.Warn("outbox: cannot cut off the failed write at close; the next open may replay it", "err", err)
+		}
 	}
 	close(o.stop)
 	<-o.maintDone

@@ -12,12 +12,17 @@ import (
 //	u32 body length | u32 CRC-32C of body | body
 //	body = u64 seq | u16 messageid length | messageid | data
 //
-// A record is valid only when the whole body is present and its CRC matches, so a
-// torn write at the end of a segment (power cut mid-append) is detected and cut off.
+// A record is valid only when the whole body is present and its CRC matches. A torn
+// write at the end of a segment (power cut mid-append) is detected and cut off; a
+// corrupt record in the middle (a bad sector, a flipped bit) is skipped, and reading
+// resumes at the next valid record (see resync). The format has not changed since the
+// first release, so every segment ever written reads the same way.
 const (
-	headerLen  = 8
-	bodyFixed  = 8 + 2
-	maxIDLen   = 1024
+	headerLen = 8
+	bodyFixed = 8 + 2
+	maxIDLen  = 1024
+	// maxDataLen bounds what the reader accepts (the format's limit); appends are held to
+	// the much smaller Options.MaxRecordBytes.
 	maxDataLen = 16 << 20
 )
 
@@ -69,4 +74,22 @@ func decodeRecord(b []byte) (seq uint64, id string, data []byte, size int, err e
 	id = string(body[bodyFixed : bodyFixed+idLen])
 	data = body[bodyFixed+idLen:]
 	return seq, id, data, headerLen + n, nil
+}
+
+// resync looks for the first valid record in b at or after from whose seq is above
+// after: where reading resumes past a corrupt stretch in the middle of a segment. It
+// returns -1 when none follows (a torn tail). A false match needs a length in range, a
+// matching CRC-32C and a plausible seq at once.
+func resync(b []byte, from int, after uint64) int {
+	for off := from; off+headerLen+bodyFixed <= len(b); off++ {
+		n := int(binary.LittleEndian.Uint32(b[off:]))
+		if n < bodyFixed || n > bodyFixed+maxIDLen+maxDataLen || off+headerLen+n > len(b) {
+			continue
+		}
+		seq, _, _, _, err := decodeRecord(b[off:])
+		if err == nil && seq > after {
+			return off
+		}
+	}
+	return -1
 }

@@ -163,16 +163,6 @@ func Float32(name string, v float32) Attr {
 	return &pb.AttributeProto{Name: proto.String(name), Type: pb.AttributeProto_FLOAT.Enum(), F: proto.Float32(v)}
 }
 
-// String is a string attribute.
-func String(name, v string) Attr {
-	return &pb.AttributeProto{Name: proto.String(name), Type: pb.AttributeProto_STRING.Enum(), S: []byte(v)}
-}
-
-// TensorAttr is a tensor attribute (Constant's value).
-func TensorAttr(name string, t *pb.TensorProto) Attr {
-	return &pb.AttributeProto{Name: proto.String(name), Type: pb.AttributeProto_TENSOR.Enum(), T: t}
-}
-
 // Node appends a node with explicit output names.
 func (g *Graph) Node(op string, inputs, outputs []string, attrs ...Attr) {
 	for _, in := range inputs {

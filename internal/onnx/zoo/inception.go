@@ -6,20 +6,31 @@ import (
 	"math/rand/v2"
 
 	"github.com/diagd/diagd/internal/onnx/build"
-	"github.com/diagd/diagd/retrain/fid/inception"
 )
 
-// InceptionConfig is a stand-in for the FID Inception: the input and outputs that
-// retrain/fid/inception defines (the real export's), with a
-// few cheap convolutions per block, each block halving the resolution roughly where
-// Inception-v3's blocks do (73, 35, 17 and 8 pixels), filled with seeded random weights.
+// InceptionConfig is a stand-in for the FID Inception: a few cheap convolutions per
+// block, each block halving the resolution roughly where Inception-v3's blocks do (73,
+// 35, 17 and 8 pixels), filled with seeded random weights, built to the interface the
+// caller passes: retrain/fid/inception owns it (the real export's), and the zoo, on
+// the ground floor, imports no room.
 type InceptionConfig struct {
 	Seed uint64
+	// Input is the input's name and Size its height and width; Output names the output
+	// of each feature dimension (64, 192, 768, 2048), as inception.Output does.
+	Input  string
+	Size   int
+	Output func(dims int) (string, bool)
 }
 
-// Build returns the graph: input [batch,3,299,299] float32 → pool_64 [batch,64],
-// pool_192 [batch,192], pre_aux_768 [batch,768], pool_2048 [batch,2048].
+// inceptionDims are the four blocks' feature dimensions.
+var inceptionDims = []int{64, 192, 768, 2048}
+
+// Build returns the graph: input [batch,3,Size,Size] float32 → one [batch,d] output per
+// feature dimension d of 64, 192, 768 and 2048.
 func (c InceptionConfig) Build() (*build.Graph, error) {
+	if c.Input == "" || c.Size < 75 || c.Output == nil {
+		return nil, fmt.Errorf("zoo: inception stand-in needs the interface (Input, Size >= 75, Output); got %q %d", c.Input, c.Size)
+	}
 	g := build.New("fid-inception-standin")
 	g.SetMetadata("diagd.interface", "fid-inception-v3 blocks 0-3, globally averaged")
 	rng := rand.New(rand.NewPCG(c.Seed, 0x1ce9))
@@ -37,11 +48,11 @@ func (c InceptionConfig) Build() (*build.Graph, error) {
 		bn := g.Init(name+".bias", []int64{int64(out)}, b)
 		return g.Relu(g.Conv2D(x, wn, bn, int64(k), int64(stride), int64(pad)))
 	}
-	out := func(d int) string { name, _ := inception.Output(d); return name }
+	out := func(d int) string { name, _ := c.Output(d); return name }
 	pooled := func(x, name string) string {
 		return g.Identity(g.Flatten(g.GlobalAveragePool(x), 1), name)
 	}
-	x := g.Input(inception.Input, build.Float, "batch", 3, inception.Size, inception.Size)
+	x := g.Input(c.Input, build.Float, "batch", 3, int64(c.Size), int64(c.Size))
 	// Block 0: 299 → 149 (conv, stride 2) → 74 (max-pool), 64 channels.
 	b0 := g.MaxPool2D(conv(x, "block0.conv", 3, 64, 3, 2, 0), 3, 2, 0)
 	pooled(b0, out(64))
@@ -54,7 +65,7 @@ func (c InceptionConfig) Build() (*build.Graph, error) {
 	// Block 3: 17 → 8, 2048 channels.
 	b3 := conv(g.MaxPool2D(b2, 3, 2, 0), "block3.conv", 768, 2048, 1, 1, 0)
 	pooled(b3, out(2048))
-	for _, d := range inception.Dims() {
+	for _, d := range inceptionDims {
 		g.Output(out(d), build.Float, "batch", d)
 	}
 	if err := g.Err(); err != nil {

@@ -19,7 +19,7 @@ import (
 func TestInceptionStandInInterface(t *testing.T) {
 	testenv.ORT(t)
 	path := filepath.Join(t.TempDir(), "inception.onnx")
-	if err := zoo.WriteInception(zoo.InceptionConfig{Seed: 1}, path); err != nil {
+	if err := zoo.WriteInception(zoo.InceptionConfig{Seed: 1, Input: inception.Input, Size: inception.Size, Output: inception.Output}, path); err != nil {
 		t.Fatal(err)
 	}
 	ins, outs, err := ortenv.Describe(testenv.Logger(t), path)
