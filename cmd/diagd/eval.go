@@ -78,25 +78,25 @@ func runEval(ctx context.Context, env *cliEnv, args []string) int {
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
-		return 2
+		return exitUsage
 	}
 	if *modelDir == "" || *data == "" || fs.NArg() > 0 {
 		fs.Usage()
-		return 2
+		return exitUsage
 	}
 	fail := func(format string, a ...any) int {
 		fmt.Fprintf(env.stderr, "diagd eval: "+format+"\n", a...)
-		return 1
+		return exitFailure
 	}
 	p, err := ortenv.ParseProvider(*provider)
 	if err != nil {
 		fmt.Fprintf(env.stderr, "diagd eval: --provider: %v\n", err)
-		return 2
+		return exitUsage
 	}
 	lr, err := dataset.ParseLabelRule(*rule)
 	if err != nil {
 		fmt.Fprintf(env.stderr, "diagd eval: --label-rule: %v\n", err)
-		return 2
+		return exitUsage
 	}
 	set, err := dataset.Load(*data, dataset.Options{Rule: lr, Split: *split})
 	if err != nil {

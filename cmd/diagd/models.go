@@ -45,28 +45,28 @@ func runModels(_ context.Context, env *cliEnv, args []string) int {
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
-		return 2
+		return exitUsage
 	}
 	rest := fs.Args()
 	if *regDir == "" || len(rest) == 0 {
 		fs.Usage()
-		return 2
+		return exitUsage
 	}
 	act, ok := modelsActions[rest[0]]
 	if !ok {
 		fmt.Fprintf(env.stderr, "diagd models: unknown action %q\n", rest[0])
 		fs.Usage()
-		return 2
+		return exitUsage
 	}
 	if len(rest) != act.args+1 {
 		fmt.Fprintf(env.stderr, "diagd models %s: want %d argument(s)\n", rest[0], act.args)
-		return 2
+		return exitUsage
 	}
 	if err := modelsRun(env, *regDir, *keep, rest[0], act, rest[1:]); err != nil {
 		if err != errListProblems {
 			fmt.Fprintf(env.stderr, "diagd models: %v\n", err)
 		}
-		return 1
+		return exitFailure
 	}
 	return 0
 }

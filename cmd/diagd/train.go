@@ -121,15 +121,15 @@ func parseTrainMode(s string) (dataset.Mode, error) {
 func runTrain(ctx context.Context, env *cliEnv, args []string) int {
 	fs, f := newTrainFlags(env)
 	if err := fs.Parse(args); err != nil {
-		return 2
+		return exitUsage
 	}
 	fail := func(err error) int {
 		fmt.Fprintf(env.stderr, "diagd train: %v\n", err)
-		return 1
+		return exitFailure
 	}
 	if f.o.Registry == "" || f.o.Data == "" {
 		fmt.Fprintln(env.stderr, "diagd train: --registry and --data are required")
-		return 2
+		return exitUsage
 	}
 	if err := f.options(); err != nil {
 		return fail(err)
