@@ -2,6 +2,7 @@ package retrain
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -27,16 +28,16 @@ func (r *run) scoreCandidate(ctx context.Context) error {
 			r.candLogits[i] = r.cand.Score(f)
 		}
 		if err := r.verify(ctx); err != nil {
-			return err
+			return r.refuseNonFinite(err)
 		}
 	} else {
 		l, err := modelLogits(ctx, r.log, r.staging, r.va.items, r.c.Session)
 		if err != nil {
-			return fmt.Errorf("the written model does not serve: %w", err)
+			return r.refuseNonFinite(fmt.Errorf("the written model does not serve: %w", err))
 		}
 		r.candLogits = l
 	}
-	if n, _ := metrics.NonFinite(r.candLogits); n > 0 {
+	if n, _ := metrics.NonFinite(r.candLogits); n > 0 || r.refused != nil {
 		return nil
 	}
 	y := r.va.labels()
@@ -53,6 +54,17 @@ func (r *run) scoreCandidate(ctx context.Context) error {
 		}
 		r.thr, r.rule = thr, fmt.Sprintf("recall>=%v (precision %.4f, recall %.4f on validation)", r.c.TargetRecall, p, rc)
 	}
+	return nil
+}
+
+// refuseNonFinite keeps a load refusal for non-finite output (detect checks a probe
+// image) as the candidate's refusal, for the gate to record; other errors end the run.
+func (r *run) refuseNonFinite(err error) error {
+	if !errors.Is(err, detect.ErrNonFinite) {
+		return err
+	}
+	r.refused = err
+	r.log.Warn("the candidate yields non-finite scores", "err", err.Error())
 	return nil
 }
 
@@ -102,7 +114,11 @@ func (r *run) scoreServing(ctx context.Context) error {
 		for i, f := range r.va.feat {
 			sl[i] = sh.Logit(f)
 		}
-	} else if sl, err = modelLogits(ctx, r.log, r.serving.Dir, r.va.items, r.c.Session); err != nil {
+	} else if sl, err = modelLogits(ctx, r.log, r.serving.Dir, r.va.items, r.c.Session); errors.Is(err, detect.ErrNonFinite) {
+		r.servProb = fmt.Sprintf("%s: %v", r.serving.Name, err)
+		r.log.Warn("the serving model cannot be compared", "why", r.servProb)
+		return nil
+	} else if err != nil {
 		return fmt.Errorf("evaluating the serving model %s: %w", r.serving.Name, err)
 	}
 	if n, first := metrics.NonFinite(sl); n > 0 {
@@ -121,6 +137,9 @@ func (r *run) scoreServing(ctx context.Context) error {
 // decide runs the promotion gate on the validation scores.
 func (r *run) decide() gate.Result {
 	r.emit(Progress{Stage: "decide"})
+	if r.refused != nil {
+		return gate.RefuseNonFinite(r.refused.Error())
+	}
 	names := make([]string, len(r.va.items))
 	for i, it := range r.va.items {
 		names[i] = it.Path

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/diagd/diagd/detect"
@@ -105,6 +106,7 @@ type run struct {
 	rule       string
 	servLogits []float64
 	servProb   string
+	refused    error // the written candidate was refused at load for non-finite output
 	overlap    int
 }
 
@@ -128,8 +130,8 @@ func Run(ctx context.Context, c Config) (*Outcome, error) {
 			return nil, err
 		}
 	}
-	if r.out.Gate = r.decide(); r.out.Gate.NonFinite > 0 {
-		return r.out, r.finish(false)
+	if r.out.Gate = r.decide(); slices.Contains(r.out.Gate.Flags, gate.FlagNonFinite) {
+		return r.out, r.finish(false) // a model that cannot serve is not stored
 	}
 	if err := r.writeRecords(); err != nil {
 		return nil, err

@@ -135,30 +135,91 @@ func (nanTrainer) Train(_ context.Context, ds TrainSet, _ func(Progress)) (*Cand
 	}, Training: map[string]any{"method": "nan"}}, nil
 }
 
+// someNaN wraps a trainer whose scores are NaN on every third validation image (the
+// i-th call scores validation image i): finite on the probe, non-finite on some data.
+type someNaN struct{ Trainer }
+
+func (s someNaN) Train(ctx context.Context, ds TrainSet, p func(Progress)) (*Candidate, error) {
+	c, err := s.Trainer.Train(ctx, ds, p)
+	if err != nil {
+		return nil, err
+	}
+	score, calls := c.Score, 0
+	c.Score = func(f []float32) float64 {
+		calls++
+		if calls%3 == 1 {
+			return math.NaN()
+		}
+		return score(f)
+	}
+	return c, nil
+}
+
 // Issue 8: a candidate whose validation scores are not finite is refused with the
-// reason, not stored, and v1 keeps serving.
+// reason, not stored, and v1 keeps serving: whether the written model is refused at
+// load (detect's probe) or only some validation images score NaN.
 func TestRunRefusesNonFiniteCandidate(t *testing.T) {
 	testenv.ORT(t)
+	for _, c := range []struct {
+		name    string
+		trainer Trainer
+		reason  func(va *dataset.Set) string
+	}{
+		{"refused-at-load", nanTrainer{}, func(*dataset.Set) string { return "not a finite number on its probe image" }},
+		{"some-images", someNaN{HeadTrainer{}}, func(va *dataset.Set) string {
+			return "non-finite scores on 10 of 30 validation images (first: " + va.Items[0].Path + ", NaN)"
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			base := rtest.Model(t, filepath.Join(t.TempDir(), "base"), "base", 7)
+			reg := servingRegistry(t, base)
+			tr := noiseFolder(t, t.TempDir(), 30, 10, 1)
+			va := noiseFolder(t, t.TempDir(), 30, 12, 2)
+			out, err := Run(t.Context(), Config{Log: testenv.Logger(t), Registry: reg, Train: tr, Val: va, ValName: "nan",
+				Trainer: c.trainer, Session: cpu})
+			if err != nil {
+				t.Fatal(err)
+			}
+			d := out.Decision
+			t.Logf("%s: %s", d.Action, d.Reason)
+			if out.Promoted || d.Action != gate.Reject || !slices.Equal(d.Flags, []string{gate.FlagNonFinite}) || out.Version != "" ||
+				d.Candidate != "" || !strings.Contains(d.Reason, "not stored") || !strings.Contains(d.Reason, c.reason(va)) {
+				t.Fatalf("decision %+v outcome version %q", d, out.Version)
+			}
+			vs, _, err := reg.List()
+			if err != nil || len(vs) != 1 {
+				t.Errorf("registry versions %d (%v); the refused candidate must not be stored", len(vs), err)
+			}
+			if ds, _ := reg.Decisions(); len(ds) != 2 || ds[1].Action != gate.Reject {
+				t.Errorf("decisions %+v", ds)
+			}
+		})
+	}
+}
+
+// A serving model that yields non-finite scores cannot be compared with: the gate says
+// so and judges the candidate on its own.
+func TestRunServingNonFinite(t *testing.T) {
+	testenv.ORT(t)
 	base := rtest.Model(t, filepath.Join(t.TempDir(), "base"), "base", 7)
-	reg := servingRegistry(t, base)
-	tr := noiseFolder(t, t.TempDir(), 30, 10, 1)
-	va := noiseFolder(t, t.TempDir(), 30, 12, 2)
-	out, err := Run(t.Context(), Config{Log: testenv.Logger(t), Registry: reg, Train: tr, Val: va, ValName: "nan",
-		Trainer: nanTrainer{}, Session: cpu})
+	broken := filepath.Join(t.TempDir(), "broken")
+	os.MkdirAll(broken, 0o755)
+	meta, _ := detect.ReadMetadata(base)
+	h := &head.Head{W: make([]float32, 16)}
+	h.W[3] = float32(math.NaN())
+	if err := head.WriteBack(filepath.Join(base, detect.ModelFile), filepath.Join(broken, detect.ModelFile), meta.Outputs.Logit, meta.Outputs.Features, h); err != nil {
+		t.Fatal(err)
+	}
+	detect.WriteMetadata(broken, meta)
+	reg := servingRegistry(t, broken) // v1 serves NaN
+	tr, va := crackSet(t, 120, 40, 1), crackSet(t, 60, 20, 2)
+	out, err := Run(t.Context(), Config{Log: testenv.Logger(t), Registry: reg, BaseModel: base, Train: tr, Val: va, ValName: "cracks", Session: cpu})
 	if err != nil {
 		t.Fatal(err)
 	}
 	d := out.Decision
 	t.Logf("%s: %s", d.Action, d.Reason)
-	if out.Promoted || d.Action != gate.Reject || !slices.Equal(d.Flags, []string{gate.FlagNonFinite}) || out.Version != "" || d.Candidate != "" ||
-		!strings.Contains(d.Reason, "non-finite scores on 30 of 30 validation images") || !strings.Contains(d.Reason, "not stored") || !strings.Contains(d.Reason, "(first: "+va.Items[0].Path+", NaN)") {
-		t.Fatalf("decision %+v outcome version %q", d, out.Version)
-	}
-	vs, _, err := reg.List()
-	if err != nil || len(vs) != 1 {
-		t.Errorf("registry versions %d (%v); the refused candidate must not be stored", len(vs), err)
-	}
-	if ds, _ := reg.Decisions(); len(ds) != 2 || ds[1].Action != gate.Reject {
-		t.Errorf("decisions %+v", ds)
+	if !out.Promoted || out.Serving != nil || !strings.Contains(d.Reason, "the serving model cannot be compared (v1") {
+		t.Errorf("decision %+v", d)
 	}
 }

@@ -163,6 +163,13 @@ func (s Settings) Decide(in Input) Result {
 	return r
 }
 
+// RefuseNonFinite is the decision for a candidate whose model gave non-finite output
+// before it could be scored (detect refuses such a model at load); why says where.
+func RefuseNonFinite(why string) Result {
+	return Result{Action: Reject, Flags: []string{FlagNonFinite},
+		Reason: "the candidate yields non-finite scores (" + why + "); it cannot be judged or served"}
+}
+
 // health checks the candidate on its own: better than chance, and a threshold that
 // passes most good parts. It returns the problems found, worded for a person.
 func (s Settings) health(in Input, r *Result) []string {
