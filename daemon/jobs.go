@@ -50,7 +50,7 @@ const (
 const minNegatives = 10
 
 // validationFraction is the share of real images held out for validation when
-// DATA_DIR/validation does not exist (as `diagd train`'s default).
+// DATA_DIR/validation (retrain.ValidationDir) does not exist (as `diagd train`'s default).
 const validationFraction = 0.2
 
 // progressEvery throttles progress events: at most one per second within a phase,
@@ -59,9 +59,8 @@ const progressEvery = time.Second
 
 // Sub-folders of DATA_DIR the jobs use.
 const (
-	validationDir = "validation"          // optional labelled validation set (any dataset.Load layout)
-	pendingDir    = "synthetic/pending"   // batches awaiting review (AUTO_ACCEPT=false)
-	incomingDir   = "synthetic/.incoming" // batches being generated; renamed when done
+	pendingDir  = "synthetic/pending"   // batches awaiting review (AUTO_ACCEPT=false)
+	incomingDir = "synthetic/.incoming" // batches being generated; renamed when done
 )
 
 var errBusy = errors.New("busy")
