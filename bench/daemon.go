@@ -36,7 +36,7 @@ func init() { register("daemon", benchDaemon) }
 // same process:
 //   - throughput: N files renamed into the watched folder at once; frames per second
 //     from the first rename to the subscriber receiving the last verdict, vs a loop of
-//     imageio.Read + Detector.Judge in batches of the same size (target ratio ≥ 0.9);
+//     detect's ScoreFiles (read, batch, logits) in batches of the same size (target ratio ≥ 0.9);
 //   - latency: files renamed in one at a time at a modest rate; time from the rename
 //     to the subscriber receiving the verdict. The subscriber's receipt stands in for
 //     the broker's acknowledgement (the broker forwards a QoS 1 message to subscribers
@@ -214,7 +214,7 @@ func (b *daemonBench) report(sub *benchSub, base, judgeOnly, fps float64, burst 
 	fmt.Printf("\nmodel SmallResNet %dx%d (HxW), frames %dx%d PNG, batch %d, folder settle %s × 2 polls, after=%s, CPU\n",
 		b.mh, b.mw, b.h, b.w, b.batch, b.settle, b.after)
 	fmt.Printf("detect alone, decoded frames (Judge only):   %8.1f frames/s (the model's ceiling)\n", judgeOnly)
-	fmt.Printf("detect alone (ReadImage + Judge):            %8.1f frames/s\n", base)
+	fmt.Printf("detect alone (ScoreFiles: read + logits):    %8.1f frames/s\n", base)
 	fmt.Printf("whole daemon (folder→detect→outbox→MQTT→sub): %8.1f frames/s\n", fps)
 	fmt.Printf("ratio daemon / detect alone:                  %8.3f (target ≥ 0.9; the daemon decodes the next files while the model runs)\n", fps/base)
 	fmt.Printf("ratio daemon / Judge only:                    %8.3f\n", fps/judgeOnly)
@@ -246,8 +246,9 @@ func arrive(src, dst string, inplace bool, at map[string]time.Time) error {
 	return os.WriteFile(dst, b, 0o644)
 }
 
-// baselineDetect reads and judges the files in batches on one detector, one after the
-// other (frames/s), then judges already decoded frames only (frames/s).
+// baselineDetect reads and scores the files in batches with detect's ScoreFiles, one
+// batch after the other (frames/s), then judges already decoded frames only on the
+// Detector (frames/s).
 func baselineDetect(log *slog.Logger, modelDir, dir string, names []string, batch int) (float64, float64, error) {
 	det := detect.New(log, detect.Options{Session: ortenv.Options{Provider: ortenv.CPU}, MaxBatch: batch, Workers: 1})
 	defer det.Close()
@@ -261,23 +262,27 @@ func baselineDetect(log *slog.Logger, modelDir, dir string, names []string, batc
 	}
 	det.Judge([]gocv.Mat{warm}, res[:1])
 	warm.Close()
+	// Read + judge: detect's ScoreFiles loop on the detector's own model.
+	m, err := detect.LoadModel(log, modelDir, detect.Options{Session: ortenv.Options{Provider: ortenv.CPU}, MaxBatch: batch, Workers: 1})
+	if err != nil {
+		return 0, 0, err
+	}
+	defer m.Close()
+	paths := make([]string, len(names))
+	for i, name := range names {
+		paths[i] = filepath.Join(dir, name)
+	}
+	if _, err := m.ScoreFiles(context.Background(), paths[:1], nil); err != nil { // warm-up
+		return 0, 0, err
+	}
 	start := time.Now()
-	mats := make([]gocv.Mat, 0, batch)
-	for i := 0; i < len(names); i += batch {
-		mats = mats[:0]
-		for _, name := range names[i:min(i+batch, len(names))] {
-			m, err := imageio.Read(filepath.Join(dir, name))
-			if err != nil {
-				return 0, 0, err
-			}
-			mats = append(mats, m)
-		}
-		err := det.Judge(mats, res[:len(mats)])
-		for _, m := range mats {
-			m.Close()
-		}
-		if err != nil {
-			return 0, 0, err
+	scored, err := m.ScoreFiles(context.Background(), paths, nil)
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, r := range scored {
+		if r.Err != nil {
+			return 0, 0, r.Err
 		}
 	}
 	withRead := float64(len(names)) / time.Since(start).Seconds()

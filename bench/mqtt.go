@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -211,10 +210,4 @@ func clientRate(dir string, n, batch, workers int) (outbox.Stats, error) {
 	}
 	wg.Wait()
 	return ob.Stats(), first
-}
-
-func median(xs []float64) float64 {
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	return s[len(s)/2]
 }

@@ -66,6 +66,8 @@ type Daemon struct {
 	stopping atomic.Bool
 	tally    tally
 	httpAddr atomic.Value // string: the real listen address (see HTTPAddr)
+
+	console *consoleBackend // the web console (console.go); nil when off
 }
 
 // New prepares everything that can fail on bad configuration before anything runs:
@@ -115,6 +117,10 @@ func New(log *slog.Logger, cfg config.Config) (*Daemon, error) {
 	}
 	d.after = newAfterBatch(d, 4)
 	d.jobs = newJobs(d)
+	if d.console, err = newConsole(d); err != nil {
+		d.ob.Close()
+		return nil, err
+	}
 	d.registerCommands()
 	return d, nil
 }
@@ -179,6 +185,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.goLoop(bg, &bgWG, "watchdog", d.watchdog)
 	bgWG.Add(1)
 	go func() { defer bgWG.Done(); d.jobs.runJobs(bg) }() // catalogue, schedule, job commands
+	bgWG.Add(1)
+	go func() { defer bgWG.Done(); d.console.run(bg) }() // failed frames ring, live frames
 	notify("READY=1\nSTATUS=judging frames")
 
 	var runErr error

@@ -41,6 +41,9 @@ func (d *Daemon) serveHTTP(errc chan<- error) (func(context.Context) error, erro
 		json.NewEncoder(w).Encode(readyz{Ready: ready, Reasons: why})
 	})
 	mux.Handle("/metrics", promhttp.HandlerFor(d.reg, promhttp.HandlerOpts{Registry: d.reg}))
+	if d.console != nil {
+		mux.Handle("/", d.console.handler) // the console (console.go); the paths above stay open
+	}
 	ln, err := net.Listen("tcp", d.cfg.HTTPAddr)
 	if err != nil {
 		return nil, fmt.Errorf("DIAGD_HTTP_ADDR %s: %w", d.cfg.HTTPAddr, err)

@@ -1,27 +1,26 @@
 package daemon
 
-// The retrain job: train a candidate on DATA_DIR, evaluate it against the serving model,
-// promote it when it is at least as good.
+// The retrain job: train a candidate on DATA_DIR through retrain.RunDataDir, evaluate it
+// against the serving model, promote it when the gate allows.
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
+	"log/slog"
 	"path/filepath"
 	"time"
 
-	"github.com/diagd/diagd/detect"
 	"github.com/diagd/diagd/retrain"
 	"github.com/diagd/diagd/retrain/dataset"
-	"github.com/diagd/diagd/retrain/head"
+	"github.com/diagd/diagd/retrain/gate"
 	"github.com/diagd/diagd/retrain/registry"
 )
 
 // retrain trains a candidate on DATA_DIR (negatives, real defects, accepted synthetic
-// defects), evaluates it against the serving model and promotes it when it is at
-// least as good (within PROMOTE_TOLERANCE). Outcome: promoted, rejected, failed,
-// cancelled.
+// defects) through retrain.RunDataDir, evaluates it against the serving model and
+// promotes it when the gate allows (DIAGD_PROMOTE_*). Outcome: promoted, rejected (the
+// gate refused or made no decision; the reason says which), failed, cancelled.
 func (j *jobs) retrain(ctx context.Context) (outcome, reason string) {
 	j.d.m.jobRunning.WithLabelValues(jobRetrain).Set(1)
 	defer j.d.m.jobRunning.WithLabelValues(jobRetrain).Set(0)
@@ -43,83 +42,24 @@ func (j *jobs) retrain(ctx context.Context) (outcome, reason string) {
 		}
 		return out, ev.Reason
 	}
-	reg, err := registry.Open(log, cfg.Registry, registry.Options{})
-	if err != nil {
-		return done("failed", err)
-	}
-	release, err := reg.Lock()
-	if err != nil {
-		return done("failed", err)
-	}
-	defer release()
-	servedByLink := sameDir(cfg.ModelDir, filepath.Join(reg.Dir, registry.CurrentLink))
-	if _, err := reg.Current(); errors.Is(err, registry.ErrNoCurrent) {
-		// An empty registry starts from the serving model, unless MODEL_DIR is the
-		// registry's own (empty) current link.
-		if servedByLink {
-			return done("failed", fmt.Errorf("the registry %s has no model and DIAGD_MODEL_DIR is its current link: install a model with 'diagd models --registry %s import DIR' then promote it", reg.Dir, reg.Dir))
-		}
-		if _, err := detect.ReadMetadata(cfg.ModelDir); err != nil {
-			return done("failed", fmt.Errorf("the registry %s is empty and DIAGD_MODEL_DIR %s holds no model to start from: %w", reg.Dir, cfg.ModelDir, err))
-		}
-		v, err := retrain.EnsureBase(reg, cfg.ModelDir)
-		if err != nil {
-			return done("failed", fmt.Errorf("importing the serving model %s into the registry: %w", cfg.ModelDir, err))
-		}
-		ev.ImportedBase = v
-		log.Info("registry was empty: imported the serving model", "model_dir", cfg.ModelDir, "version", v)
-	} else if err != nil {
-		return done("failed", err)
-	}
-
-	real, syn, err := dataset.DataDir(cfg.DataDir, dataset.Options{})
-	if err != nil {
-		return done("failed", err)
-	}
-	mode := dataset.Mode(cfg.RetrainMode)
-	if cfg.RetrainMode == "auto" {
-		mode = dataset.ZeroShot
-		if _, pos := real.Counts(); pos > 0 {
-			mode = dataset.FullShot // real defects exist: train on them too
+	servedByLink := sameDir(cfg.ModelDir, filepath.Join(cfg.Registry, registry.CurrentLink))
+	importBase := cfg.ModelDir // an empty registry starts from the serving model...
+	if servedByLink {
+		importBase = "" // ...unless MODEL_DIR is the registry's own (empty) current link
+		if err := registryServes(log, cfg.Registry); err != nil {
+			return done("failed", err)
 		}
 	}
-	ev.Mode = string(mode)
-	train, err := dataset.Compose(real, syn, mode, 0)
-	if err != nil {
-		return done("failed", err)
-	}
-	var val *dataset.Set
-	var valName string
-	if vdir := filepath.Join(cfg.DataDir, validationDir); isDir(vdir) {
-		if val, err = dataset.Load(vdir, dataset.Options{}); err != nil {
-			return done("failed", fmt.Errorf("validation set: %w", err))
-		}
-		valName = vdir
-	} else {
-		train, val, valName = retrain.HoldoutValidation(train, real, mode, validationFraction, 0, cfg.DataDir)
-	}
-	ev.Validation = valName
 	rep := &reporter{j: j, job: jobRetrain}
-	out, err := retrain.Run(ctx, retrain.Config{
-		Log: log, Registry: reg, Train: train, Val: val, ValName: valName,
-		Trainer:   retrain.HeadTrainer{Config: head.Config{Imbalance: head.PosWeight}},
-		Tolerance: cfg.PromoteTolerance, CacheDir: filepath.Join(reg.Dir, "cache"),
-		Session: j.jobSession(),
-		Progress: func(p retrain.Progress) {
-			frac := 0.0
-			switch {
-			case p.Total > 0:
-				frac = float64(p.Done) / float64(p.Total)
-			case p.Stage == "done":
-				frac = 1
-			}
-			jp := jobProgress{Phase: p.Stage, Done: p.Done, Total: p.Total, Fraction: frac, Message: p.Message}
-			if p.Stage == "train" {
-				jp.Loss = &p.Loss
-			}
-			rep.progress(jp)
-		},
+	out, plan, err := retrain.RunDataDir(ctx, retrain.DataDirOptions{
+		Log: log, Registry: cfg.Registry, ImportIfEmpty: importBase, Data: cfg.DataDir,
+		Mode: dataset.Mode(cfg.RetrainMode), ValFraction: validationFraction,
+		Gate: gate.Settings{Tolerance: cfg.PromoteTolerance, Confidence: cfg.PromoteConfidence,
+			MinDefects: cfg.PromoteMinDefects, MaxGoodFail: cfg.PromoteMaxGoodFail},
+		Session:  j.jobSession(),
+		Progress: func(p retrain.Progress) { reportRetrain(rep, p) },
 	})
+	ev.ImportedBase, ev.Mode, ev.Validation = plan.Imported, string(plan.Mode), plan.ValName
 	if err != nil {
 		if ctx.Err() != nil {
 			return done("cancelled", err)
@@ -132,17 +72,23 @@ func (j *jobs) retrain(ctx context.Context) (outcome, reason string) {
 		ev.ServingAP, ev.ServingVersion = &out.Serving.AP, out.Decision.Serving
 	}
 	ev.Threshold = &out.Decision.Threshold
-	ev.PRCurve = filepath.Join(out.Dir, retrain.PRCurveFile)
-	ev.TrainImages, ev.ValidationImages = len(train.Items), out.Candidate.N
+	if out.Dir != "" { // a candidate refused before it was stored has none
+		ev.PRCurve = filepath.Join(out.Dir, retrain.PRCurveFile)
+	}
+	ev.TrainImages, ev.ValidationImages = plan.Train.Total, out.Candidate.N
+	ev.Decision, ev.Flags = out.Decision.Action, out.Decision.Flags
+	if d := out.Decision.APDiff; d != nil {
+		ev.APDiff, ev.APDiffLower, ev.APDiffUpper = &d.Diff, &d.Lower, &d.Upper
+	}
 	if !out.Promoted {
 		return done("rejected", nil)
 	}
 	if servedByLink {
 		ev.Served = "the model watcher swaps it in within DIAGD_MODEL_POLL"
 	} else {
-		ev.Served = "not served: DIAGD_MODEL_DIR is not the registry's current link " + filepath.Join(reg.Dir, registry.CurrentLink)
+		ev.Served = "not served: DIAGD_MODEL_DIR is not the registry's current link " + filepath.Join(cfg.Registry, registry.CurrentLink)
 		log.Warn("a promoted model is not served: point DIAGD_MODEL_DIR at the registry's current link",
-			"model_dir", cfg.ModelDir, "current", filepath.Join(reg.Dir, registry.CurrentLink))
+			"model_dir", cfg.ModelDir, "current", filepath.Join(cfg.Registry, registry.CurrentLink))
 	}
 	return done("promoted", nil)
 }
@@ -164,7 +110,31 @@ func sameDir(a, b string) bool {
 	return err1 == nil && err2 == nil && pa == pb && filepath.Base(ca) == filepath.Base(cb)
 }
 
-func isDir(p string) bool {
-	st, err := os.Stat(p)
-	return err == nil && st.IsDir()
+// registryServes fails with what to do when the registry has no model to start from
+// (MODEL_DIR is its own current link, so there is nothing else to import).
+func registryServes(log *slog.Logger, dir string) error {
+	reg, err := registry.Open(log, dir, registry.Options{})
+	if err != nil {
+		return err
+	}
+	if _, err := reg.Current(); errors.Is(err, registry.ErrNoCurrent) {
+		return fmt.Errorf("the registry %s has no model and DIAGD_MODEL_DIR is its current link: install a model with 'diagd models --registry %s import DIR' then promote it", dir, dir)
+	}
+	return nil
+}
+
+// reportRetrain forwards a retraining stage's progress as a job progress event.
+func reportRetrain(rep *reporter, p retrain.Progress) {
+	frac := 0.0
+	switch {
+	case p.Total > 0:
+		frac = float64(p.Done) / float64(p.Total)
+	case p.Stage == "done":
+		frac = 1
+	}
+	jp := jobProgress{Phase: p.Stage, Done: p.Done, Total: p.Total, Fraction: frac, Message: p.Message}
+	if p.Stage == "train" {
+		jp.Loss = &p.Loss
+	}
+	rep.progress(jp)
 }

@@ -50,7 +50,7 @@ const (
 const minNegatives = 10
 
 // validationFraction is the share of real images held out for validation when
-// DATA_DIR/validation does not exist (as `diagd train`'s default).
+// DATA_DIR/validation (retrain.ValidationDir) does not exist (as `diagd train`'s default).
 const validationFraction = 0.2
 
 // progressEvery throttles progress events: at most one per second within a phase,
@@ -59,9 +59,8 @@ const progressEvery = time.Second
 
 // Sub-folders of DATA_DIR the jobs use.
 const (
-	validationDir = "validation"          // optional labelled validation set (any dataset.Load layout)
-	pendingDir    = "synthetic/pending"   // batches awaiting review (AUTO_ACCEPT=false)
-	incomingDir   = "synthetic/.incoming" // batches being generated; renamed when done
+	pendingDir  = "synthetic/pending"   // batches awaiting review (AUTO_ACCEPT=false)
+	incomingDir = "synthetic/.incoming" // batches being generated; renamed when done
 )
 
 var errBusy = errors.New("busy")
@@ -95,6 +94,9 @@ type jobs struct {
 	ctx      context.Context // the runner's; nil until runJobs starts
 	running  string          // the job running, "" when idle
 	since    time.Time
+	cancel   context.CancelFunc // cancels the running job (the console's cancel button)
+	last     string             // the job that ran last, and when it finished
+	lastEnd  time.Time
 	wg       sync.WaitGroup
 	lastSkip string // the reason the last scheduled cycle was skipped, logged once
 }
@@ -211,17 +213,19 @@ func (j *jobs) start(name string, o jobOptions) (any, error) {
 	j.running, j.since = name, time.Now()
 	since := j.since.UTC()
 	j.d.client.SetState("job", jobState{Running: &name, Since: &since, Options: &o})
-	ctx := j.ctx
+	ctx, cancel := context.WithCancel(j.ctx)
+	j.cancel = cancel
 	j.wg.Add(1)
 	go func() {
 		defer j.wg.Done()
+		defer cancel()
 		if err := LowerJobPriority(); err != nil {
 			j.d.log.Warn("job runs at normal priority", "job", name, "err", err)
 		}
 		j.run(ctx, name, kind, o)
 		j.mu.Lock()
-		j.running = ""
 		finished := time.Now().UTC()
+		j.running, j.last, j.lastEnd = "", name, finished
 		j.d.client.SetState("job", jobState{Last: name, Finished: &finished})
 		j.mu.Unlock()
 	}()

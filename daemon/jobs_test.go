@@ -38,10 +38,28 @@ const (
 // painted defect stands out.
 func writeSurface(t testing.TB, path string, r *rand.Rand) {
 	t.Helper()
+	m := surface(r)
+	defer m.Close()
+	if !gocv.IMWrite(path, m) {
+		t.Fatalf("cannot write %s", path)
+	}
+}
+
+// surface is a 64×64 grey surface with noise, of random brightness.
+func surface(r *rand.Rand) gocv.Mat {
 	base := float64(110 + r.IntN(30))
 	m := gocv.NewMatWithSize(64, 64, gocv.MatTypeCV8UC3)
-	defer m.Close()
 	gocv.RandN(&m, gocv.NewScalar(base, base, base, 0), gocv.NewScalar(6, 6, 6, 0))
+	return m
+}
+
+// writeSpot writes a surface like writeSurface's with a bright spot: a real defect.
+func writeSpot(t testing.TB, path string, r *rand.Rand) {
+	t.Helper()
+	m := surface(r)
+	defer m.Close()
+	gocv.Circle(&m, image.Pt(16+r.IntN(32), 16+r.IntN(32)), 5+r.IntN(4), color.RGBA{250, 250, 245, 0}, -1)
+	os.MkdirAll(filepath.Dir(path), 0o755)
 	if !gocv.IMWrite(path, m) {
 		t.Fatalf("cannot write %s", path)
 	}
@@ -213,9 +231,15 @@ func TestJobCycleEndToEnd(t *testing.T) {
 	b := mosquittotest.Start(t)
 	sub := subscribe(t, b.URL(), "plc-1", "diagd/line1/#")
 	s := newJobSetup(t, b.URL(), 24, goodCatalogue)
-	// Any AP difference is within a tolerance of 1 (AP is in [0,1]), so the candidate is
-	// promoted whatever random weights give: this test is about the swap, not the score.
-	s.cfg.PromoteTolerance = 1
+	// This test is about the swap, not the score: real defects the stand-in backbone
+	// tells apart (bright spots) make a candidate the promotion gate can accept (better
+	// than chance on 5 held-out defects, the minimum lowered to match), and a tolerance
+	// of 1 accepts any AP difference from the random base.
+	r0 := rand.New(rand.NewPCG(5, 6))
+	for i := range 24 {
+		writeSpot(t, filepath.Join(s.cfg.DataDir, "defects", fmt.Sprintf("spot-%03d.png", i)), r0)
+	}
+	s.cfg.PromoteTolerance, s.cfg.PromoteMinDefects = 1, 5
 	r := start(t, s.cfg)
 	sub.WaitFor(t, 20*time.Second, "model v1 served", func(ms []msg) bool { return strings.Contains(last(ms, modelStateTopic), `"version":"v1"`) })
 	sub.WaitFor(t, 10*time.Second, "catalogue loaded", catalogueApplied(t))
@@ -517,8 +541,8 @@ func TestJobConfigValidation(t *testing.T) {
 
 // Separate augment and retrain commands on an empty registry: the serving model
 // (MODEL_DIR, outside the registry) is imported as v1 and the candidate becomes v2;
-// the decision follows the rule (candidate AP >= serving AP - 0), and a model that is
-// not promoted changes nothing that serves.
+// the outcome follows the promotion gate's decision, and a model that is not promoted
+// changes nothing that serves.
 func TestJobAugmentThenRetrainFromEmptyRegistry(t *testing.T) {
 	testenv.ORT(t)
 	b := mosquittotest.Start(t)
@@ -543,9 +567,9 @@ func TestJobAugmentThenRetrainFromEmptyRegistry(t *testing.T) {
 		t.Fatalf("retrain from an empty registry: %v", rf)
 	}
 	cand, serv := rf["candidate_ap"].(float64), rf["serving_ap"].(float64)
-	promoted := cand >= serv
-	if want := map[bool]string{true: "promoted", false: "rejected"}[promoted]; rf["outcome"] != want || rf["promoted"] != promoted {
-		t.Fatalf("candidate AP %v, serving AP %v: outcome %v, want %s", cand, serv, rf["outcome"], want)
+	promoted := rf["decision"] == "promote"
+	if want := map[bool]string{true: "promoted", false: "rejected"}[promoted]; rf["outcome"] != want || rf["promoted"] != promoted || rf["reason"] == "" {
+		t.Fatalf("candidate AP %v, serving AP %v, decision %v: outcome %v (%v), want %s", cand, serv, rf["decision"], rf["outcome"], rf["reason"], want)
 	}
 	reg, err := registry.Open(testenv.Logger(t), s.cfg.Registry, registry.Options{})
 	if err != nil {

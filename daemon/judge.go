@@ -106,6 +106,9 @@ func (d *Daemon) judgeBatch(batch []capture.Frame, mats []gocv.Mat) {
 		vs[i] = verdictFor(f, res[i], err)
 	}
 	judged := d.deliver(batch, vs)
+	for i, f := range batch {
+		d.console.offer(f, vs[i]) // copies what it keeps: the Mats are handed on next
+	}
 	handed = true
 	d.after.release(batch, res, judged)
 }

@@ -148,6 +148,13 @@ type retrainFinish struct {
 	TrainImages      int      `json:"train_images,omitempty"`
 	ValidationImages int      `json:"validation_images,omitempty"`
 	Served           string   `json:"served,omitempty"`
+	// The promotion gate's decision (promote, reject, no-decision), the flags that
+	// refused the candidate, and AP(candidate) − AP(serving) with its interval.
+	Decision    string   `json:"decision,omitempty"`
+	Flags       []string `json:"flags,omitempty"`
+	APDiff      *float64 `json:"ap_diff,omitempty"`
+	APDiffLower *float64 `json:"ap_diff_lower,omitempty"`
+	APDiffUpper *float64 `json:"ap_diff_upper,omitempty"`
 }
 
 // jobFinish is the cycle job's last event, and that of any job that could not run (a

@@ -39,6 +39,13 @@ type Candidate struct {
 	// Score gives the candidate's logit from the base model's features, when the trainer
 	// kept the backbone (nil otherwise; then the written model is run to score).
 	Score func(features []float32) float64
+	// ScoreRounding, when set, bounds how far the written model's float32 logit may lie
+	// from Score (see head.Head.RoundingBound); the write-back check allows for it.
+	ScoreRounding func(features []float32) float64
+	// NotConverged says why the optimiser stopped short of its convergence test ("" when
+	// it converged or the trainer cannot tell). Such a candidate is reported, not
+	// refused: its validation scores still decide.
+	NotConverged string
 	// Training describes how it was trained; it goes into model.json's training map.
 	Training map[string]any
 }
@@ -50,7 +57,8 @@ type Trainer interface {
 	Train(ctx context.Context, ds TrainSet, progress func(Progress)) (*Candidate, error)
 }
 
-// HeadTrainer trains Linear(F,1) on frozen backbone features (package head).
+// HeadTrainer trains Linear(F,1) on frozen backbone features (package head); the zero
+// Config is the default recipe.
 type HeadTrainer struct {
 	Config head.Config
 }
@@ -64,46 +72,66 @@ func (t HeadTrainer) Train(ctx context.Context, ds TrainSet, progress func(Progr
 		return nil, fmt.Errorf("head trainer: %d feature rows for %d images", len(ds.Features), len(ds.Items))
 	}
 	y := make([]bool, len(ds.Items))
+	pos := 0
 	for i, it := range ds.Items {
 		y[i] = it.Label
+		if it.Label {
+			pos++
+		}
 	}
 	c := t.Config.WithDefaults()
 	h, err := head.Fit(ctx, ds.Features, y, nil, c, func(p head.Progress) {
 		if progress != nil {
-			progress(Progress{Stage: "train", Done: p.Epoch, Total: p.Epochs, Loss: p.Loss})
+			progress(Progress{Stage: "train", Done: p.Step, Total: p.Steps, Loss: p.Loss})
 		}
 	})
 	if err != nil {
 		return nil, err
-	}
-	pos := 0
-	for _, l := range y {
-		if l {
-			pos++
-		}
 	}
 	base := filepath.Join(ds.BaseDir, detect.ModelFile)
 	return &Candidate{
 		WriteModel: func(path string) error {
 			return head.WriteBack(base, path, ds.BaseMeta.Outputs.Logit, ds.BaseMeta.Outputs.Features, h)
 		},
-		Score: func(f []float32) float64 { return h.Logit(f) },
-		Training: map[string]any{
-			"method":          "head",
-			"description":     "backbone frozen; Linear(F,1) retrained on pooled features with BCE-with-logits and Adam",
-			"epochs":          c.Epochs,
-			"lr":              c.LR,
-			"batch":           c.Batch,
-			"seed":            c.Seed,
-			"adam":            map[string]any{"beta1": c.Beta1, "beta2": c.Beta2, "eps": c.Eps},
-			"imbalance":       string(c.Imbalance),
-			"pos_weight":      h.PosWeight,
-			"imbalance_why":   "pos_weight = negatives/positives gives both classes equal weight in the loss while keeping every sample and the paper's batch/epoch schedule",
-			"final_loss":      h.Loss[len(h.Loss)-1],
-			"loss_per_epoch":  h.Loss,
-			"train_images":    len(y),
-			"train_positives": pos,
-			"feature_dim":     len(h.W),
-		},
+		Score:         func(f []float32) float64 { return h.Logit(f) },
+		ScoreRounding: h.RoundingBound,
+		NotConverged:  notConverged(h.Report),
+		Training:      headTraining(c, h, len(y), pos),
 	}, nil
+}
+
+func notConverged(r head.Report) string {
+	if r.Converged {
+		return ""
+	}
+	return fmt.Sprintf("%s solver stopped after %d iterations (%s) with gradient %.2g", r.Solver, r.Iterations, r.Status, r.GradNorm)
+}
+
+// headTraining is what model.json's training map records about a head fit.
+func headTraining(c head.Config, h *head.Head, n, pos int) map[string]any {
+	m := map[string]any{
+		"method":          "head",
+		"solver":          string(c.Solver),
+		"standardized":    true,
+		"seed":            c.Seed,
+		"imbalance":       string(c.Imbalance),
+		"pos_weight":      h.PosWeight,
+		"imbalance_why":   "pos_weight = negatives/positives gives both classes equal weight in the loss while keeping every sample",
+		"final_loss":      h.Report.FinalLoss,
+		"loss_trace":      h.Loss,
+		"convergence":     h.Report,
+		"train_images":    n,
+		"train_positives": pos,
+		"feature_dim":     len(h.W),
+	}
+	switch c.Solver {
+	case head.LogReg:
+		m["description"] = "backbone frozen; features standardised (folded into the written Gemm); L2-regularised logistic regression by L-BFGS, λ by stratified cross-validation (pooled out-of-fold AP)"
+		m["lambda"] = h.Report.Lambda
+	case head.Adam:
+		m["description"] = "backbone frozen; features standardised (folded into the written Gemm); Linear(F,1) trained with BCE-with-logits and Adam (the paper's recipe)"
+		m["epochs"], m["lr"], m["batch"] = c.Epochs, c.LR, c.Batch
+		m["adam"] = map[string]any{"beta1": c.Beta1, "beta2": c.Beta2, "eps": c.Eps}
+	}
+	return m
 }

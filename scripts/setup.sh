@@ -20,7 +20,8 @@ sudo_() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # 1. Debian packages
 # systemd provides systemd-analyze, which the tests use to verify the service unit.
-pkgs=(libopencv-dev mosquitto mosquitto-clients systemd pkg-config gcc g++ ca-certificates git)
+# chromium drives the console's browser tests.
+pkgs=(libopencv-dev mosquitto mosquitto-clients systemd pkg-config gcc g++ ca-certificates git chromium)
 missing=()
 for p in "${pkgs[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p"); done
 # npm only fetches the ONNX Runtime package; any npm will do (Debian's, or a NodeSource install).

@@ -3,16 +3,12 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 
-	"gocv.io/x/gocv"
-
 	"github.com/diagd/diagd/detect"
-	"github.com/diagd/diagd/internal/imageio"
 	"github.com/diagd/diagd/internal/ortenv"
 )
 
@@ -30,7 +26,7 @@ type detectLine struct {
 	Error        string  `json:"error,omitempty"`
 }
 
-func runDetect(_ context.Context, env *cliEnv, args []string) int {
+func runDetect(ctx context.Context, env *cliEnv, args []string) int {
 	fs := flag.NewFlagSet("detect", flag.ContinueOnError)
 	fs.SetOutput(env.stderr)
 	modelDir := fs.String("model", envOr("DIAGD_MODEL_DIR", "models/current"), "model folder holding model.onnx and model.json")
@@ -62,13 +58,22 @@ func runDetect(_ context.Context, env *cliEnv, args []string) int {
 
 	out := detectPrinter{w: env.stdout, json: *asJSON}
 	paths := fs.Args()
-	failed := 0
-	for start := 0; start < len(paths); start += m.MaxBatch() {
-		for _, l := range judgeFiles(m, paths[start:min(start+m.MaxBatch(), len(paths))]) {
+	// Batches are read, judged and printed in input order; a bad image is reported and
+	// the rest go on. A failure of the model itself is reported for every image left.
+	failed, reported := 0, 0
+	report := func(batch []detect.FileScore) {
+		for _, l := range detectLines(m, batch) {
 			if l.Error != "" {
 				failed++
 			}
 			out.print(l)
+		}
+		reported += len(batch)
+	}
+	if _, err := m.ScoreFiles(ctx, paths, report); err != nil {
+		for _, p := range paths[reported:] {
+			out.print(detectLine{Image: p, Error: err.Error()})
+			failed++
 		}
 	}
 	if failed > 0 {
@@ -78,46 +83,17 @@ func runDetect(_ context.Context, env *cliEnv, args []string) int {
 	return 0
 }
 
-// judgeFiles decodes a batch, judges it and returns one line per path, in order. An
-// image that cannot be read, preprocessed or trusted (a non-finite score) gets its
-// reason; the others are still judged.
-func judgeFiles(m *detect.Model, paths []string) []detectLine {
-	lines := make([]detectLine, len(paths))
-	var mats []gocv.Mat
-	var idx []int
-	for i, path := range paths {
-		lines[i] = detectLine{Image: path}
-		mat, err := imageio.Read(path)
-		if err != nil {
-			var pe *os.PathError
-			if errors.As(err, &pe) {
-				err = fmt.Errorf("cannot read: %w", pe.Err)
-			}
-			lines[i].Error = err.Error()
+// detectLines turns scored files into result lines, in order. An image that cannot be
+// read, preprocessed or trusted (a non-finite score) gets its reason.
+func detectLines(m *detect.Model, batch []detect.FileScore) []detectLine {
+	lines := make([]detectLine, len(batch))
+	for i, f := range batch {
+		lines[i] = detectLine{Image: f.Path}
+		if f.Err != nil {
+			lines[i].Error = f.Err.Error()
 			continue
 		}
-		mats = append(mats, mat)
-		idx = append(idx, i)
-	}
-	defer func() {
-		for _, mat := range mats {
-			mat.Close()
-		}
-	}()
-	logits := make([]float32, len(mats))
-	errs := make([]error, len(mats))
-	if err := m.Logits(mats, logits, errs); err != nil {
-		for _, i := range idx {
-			lines[i].Error = err.Error()
-		}
-		return lines
-	}
-	for j, i := range idx {
-		if errs[j] != nil {
-			lines[i].Error = errs[j].Error()
-			continue
-		}
-		r := m.Result(logits[j])
+		r := m.Result(f.Logit)
 		lines[i].Threshold, lines[i].ModelVersion = r.Threshold, r.ModelVersion
 		if r.Err != nil {
 			lines[i].Error = r.Err.Error()

@@ -3,20 +3,17 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"time"
-
-	"gocv.io/x/gocv"
 
 	"github.com/diagd/diagd/detect"
 	"github.com/diagd/diagd/internal/atomicfile"
-	"github.com/diagd/diagd/internal/imageio"
 	"github.com/diagd/diagd/internal/ortenv"
 	"github.com/diagd/diagd/retrain/dataset"
 	"github.com/diagd/diagd/retrain/metrics"
@@ -71,7 +68,7 @@ func runEval(ctx context.Context, env *cliEnv, args []string) int {
 	fs.SetOutput(env.stderr)
 	modelDir := fs.String("model", "", "model folder holding model.onnx and model.json (required)")
 	data := fs.String("data", "", "labelled data: KSDD2 folder (NNNNN.png + NNNNN_GT.png, or with train/ test/), a folder with ok/ and defect/, or a manifest .csv (required)")
-	outDir := fs.String("out", "", "folder for scores.csv, pr_curve.png and metrics.json (default eval-<model version>)")
+	outDir := fs.String("out", "eval", "parent folder: scores.csv, pr_curve.png and metrics.json go to <out>/<model version>-<first 8 hex of model.onnx's sha256>, so models never overwrite each other")
 	provider := fs.String("provider", "auto", "execution provider: auto, tensorrt, cuda or cpu")
 	rule := fs.String("label-rule", "any", "how KSDD2/generator masks become labels: any (a defect pixel) or paper (a pixel exactly 255 after the paper's bilinear resize to 704x256, spec §1.5)")
 	split := fs.String("split", "", "manifest only: keep rows of this split")
@@ -81,29 +78,25 @@ func runEval(ctx context.Context, env *cliEnv, args []string) int {
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
-		return 2
+		return exitUsage
 	}
 	if *modelDir == "" || *data == "" || fs.NArg() > 0 {
 		fs.Usage()
-		return 2
+		return exitUsage
 	}
 	fail := func(format string, a ...any) int {
 		fmt.Fprintf(env.stderr, "diagd eval: "+format+"\n", a...)
-		return 1
+		return exitFailure
 	}
 	p, err := ortenv.ParseProvider(*provider)
 	if err != nil {
 		fmt.Fprintf(env.stderr, "diagd eval: --provider: %v\n", err)
-		return 2
+		return exitUsage
 	}
-	ruleName := *rule
-	if ruleName == "any" {
-		ruleName = "any-pixel"
-	}
-	lr, err := dataset.ParseLabelRule(ruleName)
+	lr, err := dataset.ParseLabelRule(*rule)
 	if err != nil {
 		fmt.Fprintf(env.stderr, "diagd eval: --label-rule: %v\n", err)
-		return 2
+		return exitUsage
 	}
 	set, err := dataset.Load(*data, dataset.Options{Rule: lr, Split: *split})
 	if err != nil {
@@ -134,51 +127,58 @@ func runEval(ctx context.Context, env *cliEnv, args []string) int {
 		fmt.Fprintf(env.stderr, "skipped %s: %s\n", s.Path, s.Reason)
 	}
 
-	out := *outDir
-	if out == "" {
-		out = "eval-" + safeName(m.Meta.ModelVersion)
-	}
-	if err := os.MkdirAll(out, 0o755); err != nil {
+	res := evalResult{ModelDir: *modelDir, ModelVersion: m.Meta.ModelVersion, ModelSHA256: digest,
+		Data: *data, LabelRule: *rule, Score: "sigmoid(logit)", Skipped: skipped}
+	out := filepath.Join(*outDir, evalFolder(m.Meta.ModelVersion, digest))
+	if err := writeEval(out, &res, evalScores{names, scores, labels}, m.Meta.Threshold); err != nil {
 		return fail("%v", err)
 	}
-	rep, evalErr := metrics.Evaluate(scores, labels)
-	// The per-image scores are kept even when the set cannot be scored as a whole.
+	printEval(env.stdout, res, out)
+	return 0
+}
+
+// evalScores are the scored images, in order.
+type evalScores struct {
+	names  []string
+	scores []float64
+	labels []bool
+}
+
+// writeEval computes the metrics into res and writes scores.csv, pr_curve.png and
+// metrics.json into out. The per-image scores are kept even when the set cannot be
+// scored as a whole (a single class).
+func writeEval(out string, res *evalResult, s evalScores, modelThreshold float64) error {
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return err
+	}
+	rep, evalErr := metrics.Evaluate(s.scores, s.labels)
 	thr := rep.Threshold
 	if evalErr != nil {
-		thr = m.Meta.Threshold
+		thr = modelThreshold
 	}
-	if err := metrics.WriteScoresCSV(filepath.Join(out, "scores.csv"), names, scores, labels, thr); err != nil {
-		return fail("%v", err)
+	csvPath := filepath.Join(out, "scores.csv")
+	if err := metrics.WriteScoresCSV(csvPath, s.names, s.scores, s.labels, thr); err != nil {
+		return err
 	}
 	if evalErr != nil {
-		return fail("%s: %v (scores written to %s)", *data, evalErr, filepath.Join(out, "scores.csv"))
+		return fmt.Errorf("%s: %w (scores written to %s)", res.Data, evalErr, csvPath)
 	}
-	title := fmt.Sprintf("%s on %s (%d images, %d defects)", m.Meta.ModelVersion, filepath.Base(filepath.Clean(*data)), rep.N, rep.Positives)
-	if err := metrics.WritePRCurvePNG(filepath.Join(out, "pr_curve.png"), scores, labels, title); err != nil {
-		return fail("%v", err)
+	title := fmt.Sprintf("%s on %s (%d images, %d defects)", res.ModelVersion, filepath.Base(filepath.Clean(res.Data)), rep.N, rep.Positives)
+	if err := metrics.WritePRCurvePNG(filepath.Join(out, "pr_curve.png"), s.scores, s.labels, title); err != nil {
+		return err
 	}
-	res := evalResult{
-		ModelDir: *modelDir, ModelVersion: m.Meta.ModelVersion, ModelSHA256: digest,
-		Data: *data, LabelRule: *rule, Score: "sigmoid(logit)",
-		Images: rep.N, Positives: rep.Positives, AP: rep.AP, AUROC: rep.AUROC, F1Max: rep.F1Max,
-		MaxF1: evalPoint{Threshold: rep.Threshold, Precision: rep.Precision, Recall: rep.Recall,
-			TP: rep.TP, FP: rep.FP, TN: rep.TN, FN: rep.FN},
-		AtModelThreshold: pointAt(scores, labels, m.Meta.Threshold),
-		Skipped:          skipped,
-		CreatedAt:        time.Now().UTC().Truncate(time.Second),
-	}
+	res.Images, res.Positives, res.AP, res.AUROC, res.F1Max = rep.N, rep.Positives, rep.AP, rep.AUROC, rep.F1Max
+	res.MaxF1 = evalPoint{Threshold: rep.Threshold, Precision: rep.Precision, Recall: rep.Recall, TP: rep.TP, FP: rep.FP, TN: rep.TN, FN: rep.FN}
+	res.AtModelThreshold = pointAt(s.scores, s.labels, modelThreshold)
+	res.CreatedAt = time.Now().UTC().Truncate(time.Second)
 	if res.Skipped == nil {
 		res.Skipped = []evalSkip{}
 	}
 	b, err := json.MarshalIndent(res, "", "  ")
 	if err != nil {
-		return fail("%v", err)
+		return err
 	}
-	if err := atomicfile.WriteFile(filepath.Join(out, "metrics.json"), append(b, '\n'), 0o644); err != nil {
-		return fail("%v", err)
-	}
-	printEval(env.stdout, res, out)
-	return 0
+	return atomicfile.WriteFile(filepath.Join(out, "metrics.json"), append(b, '\n'), 0o644)
 }
 
 func pointAt(scores []float64, labels []bool, thr float64) evalPoint {
@@ -209,62 +209,43 @@ func printEval(w io.Writer, r evalResult, out string) {
 
 var unsafeChars = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
 
-func safeName(s string) string {
-	s = unsafeChars.ReplaceAllString(s, "_")
-	if s == "" {
-		return "model"
+// evalFolder names a model's results: its version (made safe for a file name; it comes
+// from model.json) and the start of its model.onnx digest, so two models never share a
+// folder even when their versions collide (v3 of two registries).
+func evalFolder(version, digest string) string {
+	v := strings.Trim(unsafeChars.ReplaceAllString(version, "_"), ".")
+	if v == "" {
+		v = "model"
 	}
-	return s
+	return v + "-" + digest[:min(8, len(digest))]
 }
 
-// scoreItems decodes and scores the items in batches of the model's size. Unreadable
-// images and frames the model cannot take are returned as skips, never silently
-// dropped; a failure of the model itself ends the run.
+// scoreItems scores the items with detect's ScoreFiles. Unreadable images and frames
+// the model cannot take are returned as skips, never silently dropped; a failure of the
+// model itself ends the run.
 func scoreItems(ctx context.Context, m *detect.Model, items []dataset.Item, progress func(done, total int)) (
 	names []string, scores []float64, labels []bool, skipped []evalSkip, err error) {
-	bs := m.MaxBatch()
-	for start := 0; start < len(items); start += bs {
-		if err := ctx.Err(); err != nil {
-			return nil, nil, nil, nil, err
+	paths := make([]string, len(items))
+	for i, it := range items {
+		paths[i] = it.Path
+	}
+	done := 0
+	res, err := m.ScoreFiles(ctx, paths, func(b []detect.FileScore) {
+		if done += len(b); progress != nil {
+			progress(done, len(items))
 		}
-		chunk := items[start:min(start+bs, len(items))]
-		var mats []gocv.Mat
-		var idx []int
-		for i, it := range chunk {
-			mat, err := imageio.Read(it.Path)
-			if err != nil {
-				var pe *os.PathError
-				if errors.As(err, &pe) {
-					err = fmt.Errorf("cannot read: %w", pe.Err)
-				}
-				skipped = append(skipped, evalSkip{it.Path, err.Error()})
-				continue
-			}
-			mats = append(mats, mat)
-			idx = append(idx, i)
+	})
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	for i, r := range res {
+		if r.Err != nil {
+			skipped = append(skipped, evalSkip{r.Path, r.Err.Error()})
+			continue
 		}
-		logits := make([]float32, len(mats))
-		errs := make([]error, len(mats))
-		runErr := m.Logits(mats, logits, errs)
-		for _, mat := range mats {
-			mat.Close()
-		}
-		if runErr != nil {
-			return nil, nil, nil, nil, runErr
-		}
-		for j, i := range idx {
-			it := chunk[i]
-			if errs[j] != nil {
-				skipped = append(skipped, evalSkip{it.Path, errs[j].Error()})
-				continue
-			}
-			names = append(names, it.Path)
-			scores = append(scores, detect.Sigmoid(logits[j]))
-			labels = append(labels, it.Label)
-		}
-		if progress != nil {
-			progress(start+len(chunk), len(items))
-		}
+		names = append(names, r.Path)
+		scores = append(scores, detect.Sigmoid(r.Logit))
+		labels = append(labels, items[i].Label)
 	}
 	return names, scores, labels, skipped, nil
 }

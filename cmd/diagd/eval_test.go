@@ -170,9 +170,19 @@ func writeCorrupt(t *testing.T, path string) {
 	}
 }
 
-func readResult(t *testing.T, dir string) evalResult {
+// resultDir is the one model folder eval wrote under out.
+func resultDir(t *testing.T, out string) string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(dir, "metrics.json"))
+	m, _ := filepath.Glob(filepath.Join(out, "*", "metrics.json"))
+	if len(m) != 1 {
+		t.Fatalf("%s holds results %v; want one model's", out, m)
+	}
+	return filepath.Dir(m[0])
+}
+
+func readResult(t *testing.T, out string) evalResult {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(resultDir(t, out), "metrics.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,7 +196,7 @@ func readResult(t *testing.T, dir string) evalResult {
 // readScores returns scores.csv as base name -> (score, label).
 func readScores(t *testing.T, dir string) map[string][2]float64 {
 	t.Helper()
-	f, err := os.Open(filepath.Join(dir, "scores.csv"))
+	f, err := os.Open(filepath.Join(resultDir(t, dir), "scores.csv"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -238,7 +248,7 @@ func TestEvalLayoutsPerfectDetector(t *testing.T) {
 			if !strings.Contains(stdout, "AP         1.0000") {
 				t.Errorf("summary:\n%s", stdout)
 			}
-			if _, err := os.Stat(filepath.Join(out, "pr_curve.png")); err != nil {
+			if _, err := os.Stat(filepath.Join(resultDir(t, out), "pr_curve.png")); err != nil {
 				t.Error(err)
 			}
 			got := readScores(t, out)
@@ -356,6 +366,39 @@ func TestEvalLabelRule(t *testing.T) {
 		}
 		if r := readResult(t, out); r.Positives != positives || r.LabelRule != rule {
 			t.Errorf("rule %s: %d positives, want %d", rule, r.Positives, positives)
+		}
+	}
+}
+
+// Results go under a folder named by the model's version and digest: two models, even
+// two with the same version, never overwrite each other's results in one --out.
+func TestEvalOutputPerModel(t *testing.T) {
+	testenv.ORT(t)
+	ss := makeSamples(t, 4, 2)
+	data := writeFolders(t, ss, "ok", "defect")
+	out := t.TempDir()
+	var dirs []string
+	for i, seed := range []uint64{1, 2} {
+		g, err := zoo.SmallResNet(evalH, evalW, seed).Build()
+		if err != nil {
+			t.Fatal(err)
+		}
+		model := writeModelDir(t, g, "v3") // the same version in two registries
+		code, stdout, stderr := runCLI(t, "eval", "--model", model, "--data", data, "--out", out, "--provider", "cpu")
+		if code != 0 {
+			t.Fatalf("model %d: exit %d\n%s\n%s", i, code, stdout, stderr)
+		}
+		m, _ := filepath.Glob(filepath.Join(out, "v3-*", "metrics.json"))
+		dirs = m
+	}
+	if len(dirs) != 2 || dirs[0] == dirs[1] {
+		t.Fatalf("results %v; want one folder per model", dirs)
+	}
+	for _, d := range dirs {
+		b, _ := os.ReadFile(d)
+		var r evalResult
+		if err := json.Unmarshal(b, &r); err != nil || !strings.HasPrefix(filepath.Base(filepath.Dir(d)), "v3-"+r.ModelSHA256[:8]) {
+			t.Errorf("%s holds model %s (%v)", d, r.ModelSHA256, err)
 		}
 	}
 }

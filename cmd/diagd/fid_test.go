@@ -16,6 +16,7 @@ import (
 
 	"github.com/diagd/diagd/internal/onnx/zoo"
 	"github.com/diagd/diagd/internal/testenv"
+	"github.com/diagd/diagd/retrain/fid/inception"
 )
 
 // fidFolder writes n noisy grey PNGs (with a bright disc when blob) under dir; prefix
@@ -63,7 +64,7 @@ func TestFIDEndToEnd(t *testing.T) {
 	testenv.ORT(t)
 	root := t.TempDir()
 	model := filepath.Join(root, "inception.onnx")
-	if err := zoo.WriteInception(zoo.InceptionConfig{Seed: 3}, model); err != nil {
+	if err := zoo.WriteInception(zoo.InceptionConfig{Seed: 3, Input: inception.Input, Size: inception.Size, Output: inception.Output}, model); err != nil {
 		t.Fatal(err)
 	}
 	a, aCopy := filepath.Join(root, "a"), filepath.Join(root, "a-copy")

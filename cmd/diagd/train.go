@@ -6,160 +6,139 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/diagd/diagd/internal/ortenv"
 	"github.com/diagd/diagd/retrain"
 	"github.com/diagd/diagd/retrain/dataset"
+	"github.com/diagd/diagd/retrain/gate"
 	"github.com/diagd/diagd/retrain/head"
-	"github.com/diagd/diagd/retrain/registry"
 )
 
 func init() {
-	register("train", command{summary: "retrain the detector's head on real + synthetic images and promote it if it is not worse", run: runTrain})
+	register("train", command{summary: "retrain the detector's head on real + synthetic images and promote it only when it is shown not to be worse", run: runTrain})
 }
 
-// Exit codes of diagd train: 0 promoted, 3 trained but not promoted (rejected or
-// --no-promote), 1 error, 2 usage.
+// Exit codes of diagd train: 0 promoted, 3 trained but not promoted (rejected, no
+// decision, or --no-promote), 1 error, 2 usage.
 const exitNotPromoted = 3
 
-func runTrain(ctx context.Context, env *cliEnv, args []string) int {
+// trainFlags are diagd train's flags.
+type trainFlags struct {
+	o                     retrain.DataDirOptions
+	base                  string
+	mode, rule, imbalance string
+	solver                string
+	hc                    head.Config
+	provider              string
+	threads               int
+}
+
+func newTrainFlags(env *cliEnv) (*flag.FlagSet, *trainFlags) {
+	f := &trainFlags{}
 	fs := flag.NewFlagSet("train", flag.ContinueOnError)
 	fs.SetOutput(env.stderr)
-	regDir := fs.String("registry", "", "model registry folder (required)")
-	base := fs.String("base-model", "", "model folder whose backbone is used (default: the registry's current model; imported as v1 into an empty registry)")
-	data := fs.String("data", "", "real images: diagd's data folder (negatives/, defects/, synthetic/accepted/), ok/+defect/ folders, KSDD2 root, or a manifest .csv (required)")
-	synth := fs.String("synthetic", "", "generator output folder (default: <data>/synthetic/accepted when present)")
-	n := fs.Int("n", 0, "synthetic images to use, first N by name (0 = all)")
-	val := fs.String("val", "", "labelled validation set (any --data layout); default: KSDD2's test/ split, else hold out --val-fraction of the real images plus, in zero-shot, every real defect")
-	valFrac := fs.Float64("val-fraction", 0.2, "share of real images held out for validation when --val is not given")
-	modeName := fs.String("mode", string(dataset.ZeroShot), "zero-shot (real negatives + synthetic) or full-shot (all real + synthetic)")
-	rule := fs.String("label-rule", "any-pixel", "mask labelling: any-pixel, or paper (DIAG's resize-and-truncate rule, spec §1.5)")
-	epochs := fs.Int("epochs", 30, "training epochs")
-	lr := fs.Float64("lr", 1e-4, "Adam learning rate")
-	batch := fs.Int("batch", 32, "training batch size")
-	seed := fs.Uint64("seed", 0, "seed for initialisation, shuffling and the hold-out split")
-	imb := fs.String("imbalance", string(head.PosWeight), "class imbalance: pos-weight (BCE pos_weight = negatives/positives) or none")
-	tol := fs.Float64("tolerance", 0, "promote when candidate AP >= serving AP - tolerance")
-	recall := fs.Float64("target-recall", 0, "choose the threshold reaching this recall on validation (default: max-F1)")
-	keep := fs.Int("keep", 5, "versions kept besides current and previous")
-	noPromote := fs.Bool("no-promote", false, "add the candidate to the registry but do not promote it")
-	cache := fs.String("cache", "", "feature cache folder (default: <registry>/cache)")
-	provider := fs.String("provider", "auto", "execution provider: auto, tensorrt, cuda or cpu")
-	threads := fs.Int("threads", 0, "CPU intra-op threads (0 = ORT's choice)")
+	o := &f.o
+	fs.StringVar(&o.Registry, "registry", "", "model registry folder (required)")
+	fs.StringVar(&f.base, "base-model", "", "model folder whose backbone is used (default: the registry's current model; imported as v1 into an empty registry)")
+	fs.StringVar(&o.Data, "data", "", "real images: diagd's data folder (negatives/, defects/, synthetic/accepted/), ok/+defect/ folders, KSDD2 root, or a manifest .csv (required)")
+	fs.StringVar(&o.Synthetic, "synthetic", "", "generator output folder (default: <data>/synthetic/accepted when present)")
+	fs.IntVar(&o.N, "n", 0, "synthetic images to use, first N by name (0 = all)")
+	fs.StringVar(&o.Val, "val", "", "labelled validation set (any --data layout); default: <data>/validation, KSDD2's test/, else hold out --val-fraction of the real images plus, in zero-shot, every real defect")
+	fs.Float64Var(&o.ValFraction, "val-fraction", 0.2, "share of real images held out for validation when no validation set is given")
+	fs.StringVar(&f.mode, "mode", string(dataset.ZeroShot), "zero-shot (real negatives + synthetic), full-shot (all real + synthetic) or auto (full-shot when real defects exist)")
+	fs.StringVar(&f.rule, "label-rule", "any", "mask labelling: any (any marked pixel; also any-pixel), or paper (DIAG's resize-and-truncate rule, spec §1.5)")
+	fs.StringVar(&f.solver, "solver", string(head.LogReg), "head solver: logreg (standardised L2 logistic regression, λ by cross-validation; nothing to tune) or adam (the paper's recipe)")
+	fs.IntVar(&f.hc.Epochs, "epochs", 0, "adam only: training epochs (default 30)")
+	fs.Float64Var(&f.hc.LR, "lr", 0, "adam only: learning rate (default 1e-4)")
+	fs.IntVar(&f.hc.Batch, "batch", 0, "adam only: batch size (default 32)")
+	fs.Uint64Var(&o.Seed, "seed", 0, "seed for the hold-out split, the cross-validation folds and adam's initialisation")
+	fs.StringVar(&f.imbalance, "imbalance", string(head.PosWeight), "class imbalance: pos-weight (positives weighted negatives/positives) or none")
+	fs.Float64Var(&o.Gate.Tolerance, "tolerance", 0, "AP the candidate may lose: promote when the lower confidence bound of AP(candidate) − AP(serving) is >= −tolerance")
+	fs.Float64Var(&o.Gate.Confidence, "confidence", gate.DefaultConfidence, "confidence of the promotion test and of the chance band")
+	fs.IntVar(&o.Gate.MinDefects, "min-defects", gate.DefaultMinDefects, "fewest validation defects to decide on; with fewer, nothing is promoted")
+	fs.Float64Var(&o.Gate.MaxGoodFail, "max-good-fail", gate.DefaultMaxGoodFail, "largest share of validation good parts the candidate's threshold may fail")
+	fs.Float64Var(&o.TargetRecall, "target-recall", 0, "choose the threshold reaching this recall on validation (default: max-F1)")
+	fs.IntVar(&o.Keep, "keep", 5, "versions kept besides current and previous")
+	fs.BoolVar(&o.NoPromote, "no-promote", false, "add the candidate to the registry but do not promote it")
+	fs.StringVar(&o.CacheDir, "cache", "", "feature cache folder (default: <registry>/cache)")
+	fs.StringVar(&f.provider, "provider", "auto", "execution provider: auto, tensorrt, cuda or cpu")
+	fs.IntVar(&f.threads, "threads", 0, "CPU intra-op threads (0 = ORT's choice)")
+	return fs, f
+}
+
+// options checks the flags and turns them into the run's options.
+func (f *trainFlags) options() error {
+	var err error
+	o := &f.o
+	if o.Mode, err = parseTrainMode(f.mode); err != nil {
+		return err
+	}
+	if o.Rule, err = dataset.ParseLabelRule(f.rule); err != nil {
+		return err
+	}
+	if f.hc.Imbalance, err = head.ParseImbalance(f.imbalance); err != nil {
+		return err
+	}
+	if f.hc.Solver, err = head.ParseSolver(f.solver); err != nil {
+		return err
+	}
+	f.hc.Seed = o.Seed
+	if err := f.hc.Validate(); err != nil {
+		return fmt.Errorf("--solver %s: %w", f.hc.Solver, err)
+	}
+	prov, err := ortenv.ParseProvider(f.provider)
+	if err != nil {
+		return err
+	}
+	if !(o.ValFraction > 0 && o.ValFraction < 1) && o.Val == "" {
+		return fmt.Errorf("--val-fraction %v must be within (0,1)", o.ValFraction)
+	}
+	if o.TargetRecall < 0 || o.TargetRecall > 1 {
+		return fmt.Errorf("--target-recall %v must be within (0,1]", o.TargetRecall)
+	}
+	// Every gate setting comes from a flag with its default, so a 0 was typed: check the
+	// values as given (WithDefaults would take 0 for "unset").
+	g := o.Gate
+	g.Replicates, g.Permutations = gate.DefaultResamples, gate.DefaultResamples
+	if err := g.Validate(); err != nil {
+		return err
+	}
+	o.ImportIfEmpty, o.BaseModel = f.base, f.base
+	o.Trainer = retrain.HeadTrainer{Config: f.hc}
+	o.Session = ortenv.Options{Provider: prov, Threads: f.threads}
+	return nil
+}
+
+func parseTrainMode(s string) (dataset.Mode, error) {
+	if dataset.Mode(s) == retrain.ModeAuto {
+		return retrain.ModeAuto, nil
+	}
+	return dataset.ParseMode(s)
+}
+
+func runTrain(ctx context.Context, env *cliEnv, args []string) int {
+	fs, f := newTrainFlags(env)
 	if err := fs.Parse(args); err != nil {
-		return 2
+		return exitUsage
 	}
 	fail := func(err error) int {
 		fmt.Fprintf(env.stderr, "diagd train: %v\n", err)
-		return 1
+		return exitFailure
 	}
-	if *regDir == "" || *data == "" {
+	if f.o.Registry == "" || f.o.Data == "" {
 		fmt.Fprintln(env.stderr, "diagd train: --registry and --data are required")
-		return 2
+		return exitUsage
 	}
-	mode, err := dataset.ParseMode(*modeName)
-	if err != nil {
+	if err := f.options(); err != nil {
 		return fail(err)
 	}
-	lrule, err := dataset.ParseLabelRule(*rule)
-	if err != nil {
-		return fail(err)
-	}
-	imbalance, err := head.ParseImbalance(*imb)
-	if err != nil {
-		return fail(err)
-	}
-	prov, err := ortenv.ParseProvider(*provider)
-	if err != nil {
-		return fail(err)
-	}
-	if !(*valFrac > 0 && *valFrac < 1) && *val == "" {
-		return fail(fmt.Errorf("--val-fraction %v must be within (0,1)", *valFrac))
-	}
-	if *recall < 0 || *recall > 1 {
-		return fail(fmt.Errorf("--target-recall %v must be within (0,1]", *recall))
-	}
-	if *cache == "" {
-		*cache = filepath.Join(*regDir, "cache")
-	}
-	opts := dataset.Options{Rule: lrule}
-
-	reg, err := registry.Open(env.log, *regDir, registry.Options{Keep: *keep})
-	if err != nil {
-		return fail(err)
-	}
-	release, err := reg.Lock()
-	if err != nil {
-		return fail(err)
-	}
-	defer release()
-	if v, err := retrain.EnsureBase(reg, *base); err != nil {
-		return fail(err)
-	} else if v != "" {
-		fmt.Fprintf(env.stdout, "registry was empty: imported %s as %s and made it current\n", *base, v)
-		*base = ""
-	}
-
-	// Data.
-	var real, syn, ksddTest *dataset.Set
-	isDir := func(p string) bool { st, err := os.Stat(p); return err == nil && st.IsDir() }
-	switch {
-	case isDir(filepath.Join(*data, dataset.NegativesDir)):
-		if real, syn, err = dataset.DataDir(*data, opts); err != nil {
-			return fail(err)
-		}
-	case isDir(filepath.Join(*data, "train")):
-		// KSDD2: train on train/, validate on test/ as the paper does (spec §1.5).
-		if real, err = dataset.KSDD2(*data, "train", opts); err != nil {
-			return fail(err)
-		}
-		if isDir(filepath.Join(*data, "test")) {
-			if ksddTest, err = dataset.KSDD2(*data, "test", opts); err != nil {
-				return fail(err)
-			}
-		}
-	default:
-		if real, err = dataset.Load(*data, opts); err != nil {
-			return fail(err)
-		}
-	}
-	if *synth != "" {
-		if syn, err = dataset.Generator(*synth, opts); err != nil {
-			return fail(err)
-		}
-	}
-	train, err := dataset.Compose(real, syn, mode, *n)
-	if err != nil {
-		return fail(err)
-	}
-	var valSet *dataset.Set
-	valName := *val
-	switch {
-	case *val != "":
-		if valSet, err = dataset.Load(*val, opts); err != nil {
-			return fail(err)
-		}
-	case ksddTest != nil:
-		valSet, valName = ksddTest, filepath.Join(*data, "test")
-	default:
-		train, valSet, valName = retrain.HoldoutValidation(train, real, mode, *valFrac, *seed, *data)
-	}
-	fmt.Fprintf(env.stdout, "training set (%s):\n%s\nvalidation set (%s):\n%s\n", mode, train.Summarize(), valName, valSet.Summarize())
-	for _, s := range append(train.Skipped, valSet.Skipped...) {
-		env.log.Warn("file skipped", "path", s.Path, "reason", s.Reason)
-	}
-
+	f.o.Log = env.log
+	f.o.Plan = func(p retrain.Plan) { printPlan(env, p, f.rule) }
 	bar := newTrainBar(env.stderr)
-	out, err := retrain.Run(ctx, retrain.Config{
-		Log: env.log, Registry: reg, BaseModel: *base, Train: train, Val: valSet, ValName: valName,
-		Trainer:   retrain.HeadTrainer{Config: head.Config{Epochs: *epochs, LR: *lr, Batch: *batch, Seed: *seed, Imbalance: imbalance}},
-		Tolerance: *tol, TargetRecall: *recall, NoPromote: *noPromote, CacheDir: *cache,
-		Session:  ortenv.Options{Provider: prov, Threads: *threads},
-		Progress: bar.update,
-	})
+	f.o.Progress = bar.update
+	out, _, err := retrain.RunDataDir(ctx, f.o)
 	bar.finish()
 	if err != nil {
 		return fail(err)
@@ -171,19 +150,54 @@ func runTrain(ctx context.Context, env *cliEnv, args []string) int {
 	return 0
 }
 
+func printPlan(env *cliEnv, p retrain.Plan, rule string) {
+	if p.Imported != "" {
+		fmt.Fprintf(env.stdout, "registry was empty: imported the base model as %s and made it current\n", p.Imported)
+	}
+	fmt.Fprintf(env.stdout, "training set (%s):\n%s\nvalidation set (%s):\n%s\n", p.Mode, p.Train, p.ValName, p.Val)
+	for _, s := range p.Skipped {
+		env.log.Warn("file skipped", "path", s.Path, "reason", s.Reason)
+	}
+	if n := len(p.Relabelled); n > 0 {
+		fmt.Fprintf(env.stderr, "diagd train: warning: the %s label rule labelled %d images ok although their masks mark a defect (first: %s); use --label-rule any to keep them as defects\n",
+			rule, n, p.Relabelled[0])
+	}
+}
+
 func printOutcome(w io.Writer, o *retrain.Outcome) {
-	c := o.Candidate
-	fmt.Fprintf(w, "candidate %s: AP %.4f  AUROC %.4f  F1max %.4f  P %.4f  R %.4f  (%d images, %d defects)\n",
-		o.Version, c.AP, c.AUROC, c.F1Max, c.Precision, c.Recall, c.N, c.Positives)
+	c, d, g := o.Candidate, o.Decision, o.Gate
+	name := o.Version
+	if name == "" {
+		name = "(not stored)"
+	}
+	if g.NonFinite == 0 {
+		fmt.Fprintf(w, "candidate %s: AP %.4f  AUROC %.4f  F1max %.4f  P %.4f  R %.4f  (%d images, %d defects)\n",
+			name, c.AP, c.AUROC, c.F1Max, c.Precision, c.Recall, c.N, c.Positives)
+	}
 	if s := o.Serving; s != nil {
 		fmt.Fprintf(w, "serving   %s: AP %.4f  AUROC %.4f  F1max %.4f  P %.4f  R %.4f  (same validation images)\n",
-			o.Decision.Serving, s.AP, s.AUROC, s.F1Max, s.Precision, s.Recall)
+			d.Serving, s.AP, s.AUROC, s.F1Max, s.Precision, s.Recall)
+	}
+	if b := g.Chance; b != nil {
+		fmt.Fprintf(w, "chance    AP of random rankings: mean %.4f, %.0f%% upper %.4f (%d defects in %d images)\n", b.Mean, 100*b.Confidence, b.Upper, b.Positives, b.N)
+	}
+	if x := g.Diff; x != nil {
+		fmt.Fprintf(w, "compare   AP difference %+.4f, interval [%+.4f, %+.4f] (%s, %d replicates; lower end is the %.0f%% bound)\n",
+			x.Diff, x.Lower, x.Upper, x.Method, x.Replicates, 100*x.Confidence)
+	}
+	if g.NonFinite == 0 {
+		fmt.Fprintf(w, "threshold %.6g (%s) fails %.1f%% of validation good parts\n", d.Threshold, d.ThresholdRule, 100*g.GoodFail)
 	}
 	if len(o.Skipped) > 0 {
 		fmt.Fprintf(w, "%d unreadable images skipped (see log)\n", len(o.Skipped))
 	}
-	fmt.Fprintf(w, "decision: %s %s: %s\nthreshold %.6g (%s)\n", o.Decision.Action, o.Version, o.Decision.Reason,
-		o.Decision.Threshold, o.Decision.ThresholdRule)
+	if o.NotConverged != "" {
+		fmt.Fprintf(w, "warning: training did not converge: %s\n", o.NotConverged)
+	}
+	for _, f := range d.Flags {
+		fmt.Fprintf(w, "FLAG      %s\n", f)
+	}
+	fmt.Fprintf(w, "decision: %s %s: %s\n", d.Action, name, d.Reason)
 }
 
 // trainBar draws retraining progress: one rewritten line per stage on a terminal,
@@ -221,7 +235,7 @@ func (b *trainBar) update(p retrain.Progress) {
 	}
 	detail := p.Message
 	if p.Stage == "train" {
-		detail = fmt.Sprintf("epoch %d/%d loss %.4f", p.Done, p.Total, p.Loss)
+		detail = fmt.Sprintf("step %d/%d loss %.4f", p.Done, p.Total, p.Loss)
 	} else if p.Total > 0 {
 		rate := float64(p.Done) / max(time.Since(b.start).Seconds(), 1e-3)
 		detail = fmt.Sprintf("%d/%d (%.1f/s) %s", p.Done, p.Total, rate, p.Message)

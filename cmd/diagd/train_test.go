@@ -34,9 +34,9 @@ func TestTrainCommand(t *testing.T) {
 	rtest.Folder(t, filepath.Join(data, dataset.AcceptedDir), 30, true, true, 3)
 	base := rtest.Model(t, filepath.Join(t.TempDir(), "base"), "base", 5)
 	reg := filepath.Join(t.TempDir(), "reg")
-	// lr 0.05: the stand-in's features are 16 wide (see retrain's pipeline test).
+	// The default recipe: nothing to tune for the stand-in's 16-wide features.
 	code, out, errs := runTrainCLI(t, "train", "--registry", reg, "--base-model", base, "--data", data,
-		"--epochs", "60", "--lr", "0.05", "--provider", "cpu", "--seed", "1")
+		"--provider", "cpu", "--seed", "1")
 	if code != 0 {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errs)
 	}
@@ -47,7 +47,7 @@ func TestTrainCommand(t *testing.T) {
 		}
 	}
 	// stderr is not a terminal here: progress comes as plain lines, one per stage at least.
-	for _, stage := range []string{"train: dataset", "train: features", "train: train epoch", "train: decide", "train: done promote v2"} {
+	for _, stage := range []string{"train: dataset", "train: features", "train: train step", "train: decide", "train: done promote v2"} {
 		if !strings.Contains(errs, stage) {
 			t.Errorf("progress lacks %q:\n%s", stage, errs)
 		}
@@ -128,7 +128,7 @@ func TestTrainCommandKSDD2ZeroShot(t *testing.T) {
 	base := rtest.Model(t, filepath.Join(t.TempDir(), "base"), "base", 5)
 	reg := filepath.Join(t.TempDir(), "reg")
 	code, out, errs := runTrainCLI(t, "train", "--registry", reg, "--base-model", base, "--data", root,
-		"--synthetic", syn, "--n", "20", "--epochs", "60", "--lr", "0.05", "--provider", "cpu")
+		"--synthetic", syn, "--n", "20", "--provider", "cpu", "--min-defects", "8")
 	if code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", code, out, errs)
 	}
@@ -138,6 +138,45 @@ func TestTrainCommandKSDD2ZeroShot(t *testing.T) {
 		"real:ksdd2/test                        30        8", "(38 images, 8 defects)"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q", want)
+		}
+	}
+}
+
+// Issue 10's frictions: "any" is a label rule train accepts; a learning rate without
+// the adam solver is refused rather than ignored; the paper's rule relabelling marked
+// defects as ok is a warning with the count.
+func TestTrainFlagsAndRelabelWarning(t *testing.T) {
+	reg := filepath.Join(t.TempDir(), "reg")
+	code, _, errs := runTrainCLI(t, "train", "--registry", reg, "--data", t.TempDir(), "--label-rule", "any", "--lr", "0.01")
+	if code != 1 || strings.Contains(errs, "unknown label rule") || !strings.Contains(errs, "apply to the adam solver only") {
+		t.Errorf("--lr with logreg: %d %s", code, errs)
+	}
+	code, _, errs = runTrainCLI(t, "train", "--registry", reg, "--data", t.TempDir(), "--min-defects", "0")
+	if code != 1 || !strings.Contains(errs, "minimum validation defects 0") {
+		t.Errorf("--min-defects 0: %d %s", code, errs)
+	}
+	testenv.ORT(t)
+	root := t.TempDir()
+	writeKSDD2Split(t, filepath.Join(root, "train"), 40, 12, 1)
+	writeKSDD2Split(t, filepath.Join(root, "test"), 20, 6, 2)
+	// Three train defects get a lone marked pixel: a defect under "any", ok under "paper".
+	for i := 40; i < 43; i++ {
+		m := image.NewGray(image.Rect(0, 0, rtest.W, rtest.H))
+		m.Pix[5*rtest.W+5] = 255
+		rtest.WritePNG(t, filepath.Join(root, "train", fmt.Sprintf("%05d_GT.png", i)), m)
+	}
+	base := rtest.Model(t, filepath.Join(t.TempDir(), "base"), "base", 5)
+	code, out, errs := runTrainCLI(t, "train", "--registry", reg, "--base-model", base, "--data", root, "--mode", "full-shot",
+		"--label-rule", "paper", "--provider", "cpu", "--min-defects", "5")
+	if code != 0 && code != exitNotPromoted {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errs)
+	}
+	if !strings.Contains(errs, "the paper label rule labelled 3 images ok although their masks mark a defect") {
+		t.Errorf("no relabel warning with the count:\n%s", errs)
+	}
+	for _, want := range []string{"chance    AP of random rankings", "threshold", "decision:"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
 		}
 	}
 }

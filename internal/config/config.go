@@ -63,6 +63,12 @@ type Config struct {
 	HTTPAddr        string        `envconfig:"DIAGD_HTTP_ADDR" default:"127.0.0.1:9410" desc:"/livez, /readyz and /metrics; empty: off"`
 	ShutdownTimeout time.Duration `envconfig:"DIAGD_SHUTDOWN_TIMEOUT" default:"20s" desc:"how long a stop may take to flush the outbox"`
 
+	// The console (console/): a web page on HTTP_ADDR for operators and technicians.
+	Console       bool   `envconfig:"DIAGD_CONSOLE" default:"true" desc:"serve the console web page on HTTP_ADDR"`
+	HTTPUsers     string `envconfig:"DIAGD_HTTP_USERS" desc:"console users file (name:role:bcrypt-hash lines); a non-loopback HTTP_ADDR needs it or HTTP_TOKEN_FILE"`
+	HTTPTokenFile string `envconfig:"DIAGD_HTTP_TOKEN_FILE" desc:"console bearer tokens file (name:role:token lines, not readable by others)"`
+	KeepFails     int    `envconfig:"DIAGD_KEEP_FAILS" default:"100" desc:"failed frames kept on disk for the console (0: none)"`
+
 	Demo bool `envconfig:"DIAGD_DEMO" default:"false" desc:"with no sources and no model, run on a generated demo video and a demo model"`
 
 	// The periodic DIAG job: generate synthetic defects, retrain, promote when not worse.
@@ -74,13 +80,18 @@ type Config struct {
 	AutoAccept       bool          `envconfig:"DIAGD_AUTO_ACCEPT" default:"true" desc:"generated images go straight to DATA_DIR/synthetic/accepted/<batch>; false: to synthetic/pending/<batch> for review"`
 	Registry         string        `envconfig:"DIAGD_REGISTRY" desc:"model registry folder; default DATA_DIR/models (its current link is MODEL_DIR's default)"`
 	RetrainMode      string        `envconfig:"DIAGD_RETRAIN_MODE" default:"auto" desc:"auto (full-shot when DATA_DIR/defects holds real defects, else zero-shot), zero-shot or full-shot"`
-	PromoteTolerance float64       `envconfig:"DIAGD_PROMOTE_TOLERANCE" default:"0" desc:"promote a candidate whose validation AP >= serving AP - tolerance"`
+	PromoteTolerance float64       `envconfig:"DIAGD_PROMOTE_TOLERANCE" default:"0" desc:"AP a candidate may lose: promote when the lower confidence bound of AP(candidate) - AP(serving) is >= -tolerance"`
 	JobThreads       int           `envconfig:"DIAGD_JOB_THREADS" default:"1" desc:"ONNX Runtime CPU threads for generation and retraining jobs (kept low so judging keeps up)"`
 
 	// Read by every command (the logger, ONNX Runtime), validated here for `run` and `validate`.
 	LogLevel  string `envconfig:"DIAGD_LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
 	LogFormat string `envconfig:"DIAGD_LOG_FORMAT" default:"json" desc:"json or text"`
 	ORTLib    string `envconfig:"DIAGD_ORT_LIB" desc:"ONNX Runtime shared library; default: next to the binary, then the loader's path"`
+
+	// The promotion gate (retrain/gate); the defaults are gate.Default*.
+	PromoteConfidence  float64 `envconfig:"DIAGD_PROMOTE_CONFIDENCE" default:"0.95" desc:"confidence of the promotion test (paired bootstrap of AP) and of the chance band"`
+	PromoteMinDefects  int     `envconfig:"DIAGD_PROMOTE_MIN_DEFECTS" default:"10" desc:"fewest validation defects to decide on; with fewer, the serving model stays"`
+	PromoteMaxGoodFail float64 `envconfig:"DIAGD_PROMOTE_MAX_GOOD_FAIL" default:"0.2" desc:"largest share of validation good parts a candidate's threshold may fail"`
 }
 
 // Limits on settings: values outside them are refused, since they only ever come from a
@@ -127,6 +138,7 @@ func (c *Config) Validate() error {
 	c.validateMQTT(&p)
 	c.validateJobs(&p)
 	c.validateRuntime(&p)
+	c.validateConsole(&p)
 	return errors.Join(p...)
 }
 
@@ -339,6 +351,7 @@ func (c *Config) validateJobs(p *problems) {
 	if !(c.PromoteTolerance >= 0 && c.PromoteTolerance <= 1) {
 		p.bad("PROMOTE_TOLERANCE", "%v is outside 0..1 (it is an AP difference)", c.PromoteTolerance)
 	}
+	c.validateGate(p)
 	if c.JobThreads < 0 || c.JobThreads > MaxThreads {
 		p.bad("JOB_THREADS", "%d is outside 0..%d", c.JobThreads, MaxThreads)
 	}
@@ -358,5 +371,18 @@ func (c *Config) validateGenerator(p *problems) {
 		}
 	default:
 		p.bad("GENERATOR", "%q: want auto, diag or memseg", c.Generator)
+	}
+}
+
+// validateGate checks the promotion gate's settings (retrain/gate).
+func (c *Config) validateGate(p *problems) {
+	if !(c.PromoteConfidence > 0.5 && c.PromoteConfidence < 1) {
+		p.bad("PROMOTE_CONFIDENCE", "%v is outside (0.5, 1)", c.PromoteConfidence)
+	}
+	if c.PromoteMinDefects < 1 || c.PromoteMinDefects > 100000 {
+		p.bad("PROMOTE_MIN_DEFECTS", "%d is outside 1..100000", c.PromoteMinDefects)
+	}
+	if !(c.PromoteMaxGoodFail > 0 && c.PromoteMaxGoodFail <= 1) {
+		p.bad("PROMOTE_MAX_GOOD_FAIL", "%v is outside (0, 1] (it is a share of good parts)", c.PromoteMaxGoodFail)
 	}
 }

@@ -215,3 +215,20 @@ func TestUnknownVariablesWarned(t *testing.T) {
 		t.Fatalf("warnings %q, want %q", got, want)
 	}
 }
+
+func TestPromotionGateSettings(t *testing.T) {
+	goodEnv(t)
+	c, err := Load()
+	if err != nil || c.PromoteConfidence != 0.95 || c.PromoteMinDefects != 10 || c.PromoteMaxGoodFail != 0.2 {
+		t.Fatalf("defaults %v %v %v: %v", c.PromoteConfidence, c.PromoteMinDefects, c.PromoteMaxGoodFail, err)
+	}
+	t.Setenv("DIAGD_PROMOTE_CONFIDENCE", "1.5")
+	t.Setenv("DIAGD_PROMOTE_MIN_DEFECTS", "0")
+	t.Setenv("DIAGD_PROMOTE_MAX_GOOD_FAIL", "0")
+	_, err = Load()
+	for _, v := range []string{"DIAGD_PROMOTE_CONFIDENCE", "DIAGD_PROMOTE_MIN_DEFECTS", "DIAGD_PROMOTE_MAX_GOOD_FAIL"} {
+		if err == nil || !strings.Contains(err.Error(), v) {
+			t.Errorf("error %v does not name %s", err, v)
+		}
+	}
+}

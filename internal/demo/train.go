@@ -13,7 +13,7 @@ import (
 	"github.com/diagd/diagd/internal/ortenv"
 	"github.com/diagd/diagd/retrain"
 	"github.com/diagd/diagd/retrain/dataset"
-	"github.com/diagd/diagd/retrain/head"
+	"github.com/diagd/diagd/retrain/gate"
 	"github.com/diagd/diagd/retrain/registry"
 )
 
@@ -35,7 +35,9 @@ func TrainedModel(ctx context.Context, log *slog.Logger, dir string, w, h int) (
 		}
 		for i := range 60 {
 			f := Frame(w, h, r, class == "defect")
-			p := filepath.Join(labelled, class, fmt.Sprintf("%03d.png", i))
+			// JPEG like the simulated line's Motion-JPEG video: a head fitted on lossless
+			// frames leans on detail the codec removes and misses scratches in the video.
+			p := filepath.Join(labelled, class, fmt.Sprintf("%03d.jpg", i))
 			ok := gocv.IMWrite(p, f)
 			f.Close()
 			if !ok {
@@ -64,13 +66,12 @@ func TrainedModel(ctx context.Context, log *slog.Logger, dir string, w, h int) (
 		return "", nil, err
 	}
 	train, val, valName := retrain.HoldoutValidation(train, real, dataset.FullShot, 0.25, 1, labelled)
-	// The stand-in backbone has 16 features, not ResNet-50's 2048, so it wants a larger
-	// learning rate than the paper's 1e-4. The base's head is random and its threshold
-	// meaningless, so the trained candidate is promoted whatever the comparison says
-	// (tolerance 1); the decision is still logged with its numbers.
+	// The default head recipe. The base's head is random and its threshold meaningless,
+	// so the trained candidate is promoted whatever the comparison says (tolerance 1),
+	// as long as it passes the gate's own checks; the decision is logged with its numbers.
 	out, err := retrain.Run(ctx, retrain.Config{
-		Log: log, Registry: reg, Train: train, Val: val, ValName: valName, Tolerance: 1,
-		Trainer:  retrain.HeadTrainer{Config: head.Config{Epochs: 60, LR: 0.05, Batch: 32, Seed: 1, Imbalance: head.PosWeight}},
+		Log: log, Registry: reg, Train: train, Val: val, ValName: valName, Gate: gate.Settings{Tolerance: 1},
+		Trainer:  retrain.HeadTrainer{},
 		CacheDir: filepath.Join(dir, "cache"), Session: ortenv.Options{Provider: ortenv.CPU},
 	})
 	if err != nil {

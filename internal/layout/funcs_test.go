@@ -35,12 +35,6 @@ var pending = map[string]string{
 	"cmd/diagd.TestAugmentCommandMemSeg":    "augment helper, issue 9",
 	"bench.benchAugment":                    "bench: integrator, issue 9",
 	"bench.benchDetect":                     "bench: integrator, issue 9",
-	"cmd/diagd.runModels":                   "retrain helper, issue 9",
-	"cmd/diagd.runTrain":                    "retrain helper (retrain.RunDataDir), issue 9",
-	"daemon.jobs.retrain":                   "retrain helper (retrain.RunDataDir), issue 9",
-	"retrain.Run":                           "retrain helper, issue 9",
-	"retrain.TestRunZeroShotPromotes":       "retrain helper, issue 9",
-	"retrain/features.Extractor.Extract":    "retrain helper, issue 9",
 	"mqtt.TestAvailabilityStateAndCommands": "mqtt helper, issue 9",
 }
 

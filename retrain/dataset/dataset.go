@@ -42,6 +42,9 @@ type Skip struct {
 type Set struct {
 	Items   []Item
 	Skipped []Skip
+	// Relabelled lists images whose mask marks a defect but whose label rule (the
+	// paper's) made them ok: they are in Items as negatives, and a person should know.
+	Relabelled []string
 }
 
 // ErrEmptyClass is returned when a set that needs both classes lacks one.
@@ -78,6 +81,7 @@ func (s *Set) RequireBothClasses(what string) error {
 func (s *Set) Append(o *Set) {
 	s.Items = append(s.Items, o.Items...)
 	s.Skipped = append(s.Skipped, o.Skipped...)
+	s.Relabelled = append(s.Relabelled, o.Relabelled...)
 }
 
 // Summary counts items per source and class.

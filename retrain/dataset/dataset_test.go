@@ -2,6 +2,7 @@ package dataset
 
 import (
 	"errors"
+	"fmt"
 	"image"
 	"image/color"
 	"os"
@@ -229,4 +230,67 @@ func TestMagneticTileManifest(t *testing.T) {
 		t.Errorf("blowhole %v", sum.BySource["real:MT_Blowhole"])
 	}
 	t.Log("\n" + sum.String())
+}
+
+// "any" is the short name the README and eval use; train refused it before.
+func TestParseLabelRuleAliases(t *testing.T) {
+	for _, s := range []string{"any", "any-pixel", ""} {
+		if r, err := ParseLabelRule(s); err != nil || r != AnyPixel {
+			t.Errorf("%q: %v %v; want AnyPixel", s, r, err)
+		}
+	}
+	if r, err := ParseLabelRule("paper"); err != nil || r != PaperRule {
+		t.Errorf("paper: %v %v", r, err)
+	}
+	if _, err := ParseLabelRule("all"); err == nil || !strings.Contains(err.Error(), "want any, any-pixel or paper") {
+		t.Errorf("unknown rule: %v", err)
+	}
+}
+
+// The paper's rule turns a thin or soft marked defect into ok; loaders list every such
+// image so train can say how many it relabelled. A lone 255 pixel is marked yet ok under
+// the paper's rule (see TestPaperLabelRule); a 4×4 block survives it.
+func TestRelabelledCounted(t *testing.T) {
+	root := t.TempDir()
+	dir := filepath.Join(root, "train")
+	rtest.Folder(t, dir, 3, false, false, 1)
+	masks := []func(x, y int) uint8{
+		func(x, y int) uint8 { return 0 },
+		func(x, y int) uint8 { return b2u(x == 10 && y == 10, 255) },
+		func(x, y int) uint8 { return b2u(x >= 10 && x < 14 && y >= 10 && y < 14, 255) },
+	}
+	for i, m := range masks {
+		rtest.WritePNG(t, filepath.Join(dir, fmt.Sprintf("%05d_GT.png", i)), gray(rtest.W, rtest.H, m))
+	}
+	for _, c := range []struct {
+		rule       LabelRule
+		relabelled int
+		pos        int
+	}{{AnyPixel, 0, 2}, {PaperRule, 1, 1}} {
+		s, err := KSDD2(root, "train", Options{Rule: c.rule})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, pos := s.Counts(); pos != c.pos || len(s.Relabelled) != c.relabelled {
+			t.Errorf("rule %d: %d defects, relabelled %v; want %d and %d", c.rule, pos, s.Relabelled, c.pos, c.relabelled)
+		}
+	}
+	if s, err := KSDD2(root, "train", Options{Rule: PaperRule}); err == nil && (len(s.Relabelled) != 1 || !strings.HasSuffix(s.Relabelled[0], "00001.png")) {
+		t.Errorf("relabelled %v; want 00001.png", s.Relabelled)
+	}
+	// Generator output: every image is a defect unless the paper's rule says otherwise.
+	gen := t.TempDir()
+	rtest.Folder(t, gen, 2, true, false, 2)
+	for i, m := range masks[1:] {
+		rtest.WritePNG(t, filepath.Join(gen, fmt.Sprintf("%05d_mask.png", i)), gray(rtest.W, rtest.H, m))
+	}
+	s, err := Generator(gen, Options{Rule: PaperRule})
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := &Set{}
+	all.Append(s)
+	if len(all.Relabelled) != 1 || !strings.HasSuffix(all.Relabelled[0], "00000.png") {
+		t.Errorf("generator relabelled %v; want 00000.png (a lone pixel)", all.Relabelled)
+	}
 }

@@ -38,15 +38,15 @@ const (
 	PaperW = 256
 )
 
-// ParseLabelRule reads "any-pixel" or "paper".
+// ParseLabelRule reads "any" (or its long form "any-pixel") or "paper".
 func ParseLabelRule(s string) (LabelRule, error) {
 	switch s {
-	case "any-pixel", "":
+	case "any", "any-pixel", "":
 		return AnyPixel, nil
 	case "paper":
 		return PaperRule, nil
 	}
-	return 0, fmt.Errorf("unknown label rule %q (want any-pixel or paper)", s)
+	return 0, fmt.Errorf("unknown label rule %q (want any, any-pixel or paper)", s)
 }
 
 // Options tune the loaders.
@@ -85,29 +85,27 @@ func readMask(path string) (px []uint8, w, h int, err error) {
 
 // MaskLabel applies a rule to a mask file.
 func MaskLabel(path string, rule LabelRule) (bool, error) {
+	label, _, err := maskLabel(path, rule)
+	return label, err
+}
+
+// maskLabel applies a rule and also says whether the mask marks any pixel at all, so
+// loaders can count the defects a rule turns into ok.
+func maskLabel(path string, rule LabelRule) (label, marked bool, err error) {
 	px, w, h, err := readMask(path)
 	if err != nil {
-		return false, err
+		return false, false, err
 	}
-	if rule == PaperRule {
-		// The paper's classifier resized masks with PIL bilinear (torchvision on PIL images).
-		r, err := imageops.Resize(&imageops.Image{W: w, H: h, C: 1, Pix: px}, PaperW, PaperH, imageops.Bilinear)
-		if err != nil {
-			return false, fmt.Errorf("mask %s: %w", path, err)
-		}
-		for _, v := range r.Pix {
-			if v == 255 {
-				return true, nil
-			}
-		}
-		return false, nil
+	marked = slices.ContainsFunc(px, func(v uint8) bool { return v > 0 })
+	if rule != PaperRule || !marked {
+		return marked, marked, nil
 	}
-	for _, v := range px {
-		if v > 0 {
-			return true, nil
-		}
+	// The paper's classifier resized masks with PIL bilinear (torchvision on PIL images).
+	r, err := imageops.Resize(&imageops.Image{W: w, H: h, C: 1, Pix: px}, PaperW, PaperH, imageops.Bilinear)
+	if err != nil {
+		return false, marked, fmt.Errorf("mask %s: %w", path, err)
 	}
-	return false, nil
+	return slices.Contains(r.Pix, 255), marked, nil
 }
 
 // nonEmptyFile checks that path is a regular, non-empty file.
@@ -161,10 +159,13 @@ func KSDD2(root, split string, o Options) (*Set, error) {
 			s.Skipped = append(s.Skipped, Skip{img, fmt.Sprintf("mask %s is %v; KSDD2 labels come from the masks", filepath.Base(mask), err)})
 			continue
 		}
-		label, err := MaskLabel(mask, o.Rule)
+		label, marked, err := maskLabel(mask, o.Rule)
 		if err != nil {
 			s.Skipped = append(s.Skipped, Skip{img, err.Error()})
 			continue
+		}
+		if marked && !label {
+			s.Relabelled = append(s.Relabelled, img)
 		}
 		s.Items = append(s.Items, Item{Path: img, Label: label, Source: Real + ":ksdd2/" + split, Mask: mask})
 	}
@@ -218,6 +219,9 @@ func Generator(dir string, o Options) (*Set, error) {
 			if it.Label, err = MaskLabel(mask, o.Rule); err != nil {
 				s.Skipped = append(s.Skipped, Skip{img, err.Error()})
 				continue
+			}
+			if !it.Label {
+				s.Relabelled = append(s.Relabelled, img) // a generated defect the rule calls ok
 			}
 		}
 		s.Items = append(s.Items, it)
@@ -464,8 +468,7 @@ func acceptedSets(acc string, o Options) (*Set, error) {
 	for _, sub := range subdirs(acc) {
 		s, err := Generator(sub, o)
 		if s != nil {
-			out.Items = append(out.Items, s.Items...)
-			out.Skipped = append(out.Skipped, s.Skipped...)
+			out.Append(s)
 		}
 		if err != nil {
 			out.Skipped = append(out.Skipped, Skip{sub, err.Error()})

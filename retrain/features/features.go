@@ -164,7 +164,32 @@ func (e *Extractor) Extract(ctx context.Context, items []dataset.Item, progress 
 			progress(done, n)
 		}
 	}
-	// Pass 1: digest every file and take what the cache has.
+	todo, err := e.fromCache(ctx, items, res, report)
+	if err != nil {
+		return nil, err
+	}
+	if len(todo) == 0 {
+		return res, nil
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	pl := e.startPrep(ctx, items, todo)
+	if err := e.runBatches(ctx, items, pl, res, report); err != nil {
+		return nil, err
+	}
+	for _, i := range todo {
+		if pl.errs[i] != nil {
+			res.Errs[i] = pl.errs[i]
+			res.Failed++
+			report(1)
+		}
+	}
+	return res, nil
+}
+
+// fromCache digests every file and takes what the cache has; it returns the items left
+// to compute. Unreadable files are recorded as failed.
+func (e *Extractor) fromCache(ctx context.Context, items []dataset.Item, res *Result, report func(int)) ([]int, error) {
 	var todo []int
 	for i, it := range items {
 		if err := ctx.Err(); err != nil {
@@ -191,26 +216,29 @@ func (e *Extractor) Extract(ctx context.Context, items []dataset.Item, progress 
 		}
 		todo = append(todo, i)
 	}
-	if len(todo) == 0 {
-		return res, nil
-	}
+	return todo, nil
+}
+
+// prepPipeline is stage 1: workers read, decode and preprocess chunks of one batch each
+// into buffers taken from free, so decoding keeps up with a fast backbone (a GPU).
+type prepPipeline struct {
+	size    int
+	batches chan prepared
+	free    chan []float32
+	// errs[i] is item i's preparation error. Workers write distinct indices; they are
+	// read only after batches is closed, which happens after every worker is done.
+	errs []error
+}
+
+func (e *Extractor) startPrep(ctx context.Context, items []dataset.Item, todo []int) *prepPipeline {
 	pre := detect.NewPreprocessor(e.Meta.Input)
-	size := pre.Size()
+	pl := &prepPipeline{size: pre.Size(), batches: make(chan prepared, e.workers), free: make(chan []float32, e.workers+1),
+		errs: make([]error, len(items))}
 	pre.Close()
-	// Stage 1 (workers goroutines): read, decode and preprocess chunks of one batch each,
-	// so decoding keeps up with a fast backbone (a GPU). Stage 2 (here): run the model.
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	workers := e.workers
-	chunks := make(chan []int)
-	batches := make(chan prepared, workers)
-	free := make(chan []float32, workers+1)
-	for range workers + 1 {
-		free <- make([]float32, e.batch*size)
+	for range e.workers + 1 {
+		pl.free <- make([]float32, e.batch*pl.size)
 	}
-	// Workers write distinct indices; they are read only after batches is closed,
-	// which happens after every worker is done.
-	prepErrs := make([]error, n)
+	chunks := make(chan []int)
 	go func() {
 		defer close(chunks)
 		for s := 0; s < len(todo); s += e.batch {
@@ -222,55 +250,65 @@ func (e *Extractor) Extract(ctx context.Context, items []dataset.Item, progress 
 		}
 	}()
 	var wg sync.WaitGroup
-	for range workers {
+	for range e.workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			p := detect.NewPreprocessor(e.Meta.Input)
-			defer p.Close()
-			for chunk := range chunks {
-				var cur prepared
-				select {
-				case cur.buf = <-free:
-				case <-ctx.Done():
-					return
-				}
-				for _, i := range chunk {
-					k := len(cur.idx)
-					mat, err := imageio.Read(items[i].Path)
-					if err == nil {
-						if err = p.Into(mat, cur.buf[k*size:(k+1)*size]); err != nil {
-							err = fmt.Errorf("%s: %w", items[i].Path, err)
-						}
-					}
-					mat.Close()
-					if err != nil {
-						prepErrs[i] = err // each index belongs to one worker
-						continue
-					}
-					cur.idx = append(cur.idx, i)
-				}
-				select {
-				case batches <- cur:
-				case <-ctx.Done():
-					return
-				}
-			}
+			e.prepWorker(ctx, items, chunks, pl)
 		}()
 	}
 	go func() {
 		wg.Wait()
-		close(batches)
+		close(pl.batches)
 	}()
-	for b := range batches {
+	return pl
+}
+
+// prepWorker prepares chunks until there are none left or ctx ends.
+func (e *Extractor) prepWorker(ctx context.Context, items []dataset.Item, chunks <-chan []int, pl *prepPipeline) {
+	p := detect.NewPreprocessor(e.Meta.Input)
+	defer p.Close()
+	for chunk := range chunks {
+		var cur prepared
+		select {
+		case cur.buf = <-pl.free:
+		case <-ctx.Done():
+			return
+		}
+		for _, i := range chunk {
+			k := len(cur.idx)
+			mat, err := imageio.Read(items[i].Path)
+			if err == nil {
+				if err = p.Into(mat, cur.buf[k*pl.size:(k+1)*pl.size]); err != nil {
+					err = fmt.Errorf("%s: %w", items[i].Path, err)
+				}
+			}
+			mat.Close()
+			if err != nil {
+				pl.errs[i] = err // each index belongs to one worker
+				continue
+			}
+			cur.idx = append(cur.idx, i)
+		}
+		select {
+		case pl.batches <- cur:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// runBatches is stage 2: run the model on each prepared batch and cache the results.
+func (e *Extractor) runBatches(ctx context.Context, items []dataset.Item, pl *prepPipeline, res *Result, report func(int)) error {
+	for b := range pl.batches {
 		if len(b.idx) == 0 { // every image of the chunk failed
-			free <- b.buf
+			pl.free <- b.buf
 			continue
 		}
 		feats, logits, err := e.run(b.buf, len(b.idx))
-		free <- b.buf
+		pl.free <- b.buf
 		if err != nil {
-			return nil, err
+			return err
 		}
 		for k, i := range b.idx {
 			res.Features[i], res.Logits[i] = feats[k], logits[k]
@@ -282,20 +320,10 @@ func (e *Extractor) Extract(ctx context.Context, items []dataset.Item, progress 
 		}
 		report(len(b.idx))
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	for _, i := range todo {
-		if prepErrs[i] != nil {
-			res.Errs[i] = prepErrs[i]
-			res.Failed++
-			report(1)
-		}
-	}
-	return res, nil
+	return ctx.Err()
 }
 
 // run executes one batch of k preprocessed images held at the front of buf.

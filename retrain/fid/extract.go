@@ -14,8 +14,8 @@ import (
 	"gonum.org/v1/gonum/mat"
 
 	"github.com/diagd/diagd/internal/imageio"
-	"github.com/diagd/diagd/internal/onnx/zoo"
 	"github.com/diagd/diagd/internal/ortenv"
+	"github.com/diagd/diagd/retrain/fid/inception"
 )
 
 // Options configure an Extractor.
@@ -30,7 +30,7 @@ type Skip struct {
 	Reason string `json:"reason"`
 }
 
-// Extractor runs the Inception ONNX model (interface documented in zoo/inception.go)
+// Extractor runs the Inception ONNX model (interface in package inception)
 // and returns one output's activations.
 type Extractor struct {
 	dims   int
@@ -75,7 +75,7 @@ func ListImages(dir string) ([]string, error) {
 // NewExtractor opens the model for one feature dimension (64, 192, 768 or 2048), after
 // checking that its input and the chosen output have the documented names and shapes.
 func NewExtractor(log *slog.Logger, modelPath string, dims int, o Options) (*Extractor, error) {
-	name, ok := zoo.InceptionOutputs[dims]
+	name, ok := inception.Output(dims)
 	if !ok {
 		return nil, fmt.Errorf("fid: dims %d; want 64, 192, 768 or 2048", dims)
 	}
@@ -89,11 +89,11 @@ func NewExtractor(log *slog.Logger, modelPath string, dims int, o Options) (*Ext
 	if err := checkInception(ins, outs, name, dims); err != nil {
 		return nil, fmt.Errorf("fid: Inception model %s: %w (see the export command in the README)", modelPath, err)
 	}
-	sess, err := ortenv.OpenSession(log, modelPath, []string{zoo.InceptionInput}, []string{name}, o.Session)
+	sess, err := ortenv.OpenSession(log, modelPath, []string{inception.Input}, []string{name}, o.Session)
 	if err != nil {
 		return nil, err
 	}
-	pre := NewPreprocessor(zoo.InceptionSize)
+	pre := NewPreprocessor(inception.Size)
 	return &Extractor{dims: dims, output: name, batch: o.Batch, sess: sess, pre: pre,
 		in: make([]float32, o.Batch*pre.Size()), out: make([]float32, o.Batch*dims)}, nil
 }
@@ -103,14 +103,14 @@ func checkInception(ins, outs []ort.InputOutputInfo, outName string, dims int) e
 	var names []string
 	for i := range ins {
 		names = append(names, ins[i].Name)
-		if ins[i].Name == zoo.InceptionInput {
+		if ins[i].Name == inception.Input {
 			in = &ins[i]
 		}
 	}
 	if in == nil {
-		return fmt.Errorf("no input %q (inputs: %q)", zoo.InceptionInput, names)
+		return fmt.Errorf("no input %q (inputs: %q)", inception.Input, names)
 	}
-	s := int64(zoo.InceptionSize)
+	s := int64(inception.Size)
 	d := in.Dimensions
 	if in.DataType != ort.TensorElementDataTypeFloat || len(d) != 4 || (d[1] >= 0 && d[1] != 3) ||
 		(d[2] >= 0 && d[2] != s) || (d[3] >= 0 && d[3] != s) {
@@ -190,7 +190,7 @@ func (e *Extractor) load(path string, dst []float32) error {
 }
 
 func (e *Extractor) run(n int) error {
-	in, err := ort.NewTensor(ort.NewShape(int64(n), 3, zoo.InceptionSize, zoo.InceptionSize), e.in[:n*e.pre.Size()])
+	in, err := ort.NewTensor(ort.NewShape(int64(n), 3, inception.Size, inception.Size), e.in[:n*e.pre.Size()])
 	if err != nil {
 		return err
 	}

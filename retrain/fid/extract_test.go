@@ -18,6 +18,7 @@ import (
 	"github.com/diagd/diagd/internal/onnx/zoo"
 	"github.com/diagd/diagd/internal/ortenv"
 	"github.com/diagd/diagd/internal/testenv"
+	"github.com/diagd/diagd/retrain/fid/inception"
 )
 
 func writePNGs(t *testing.T, dir string, n int, seed uint64, blob bool) []string {
@@ -57,7 +58,7 @@ func TestExtractorActivations(t *testing.T) {
 	testenv.ORT(t)
 	log := testenv.Logger(t)
 	model := filepath.Join(t.TempDir(), "inception.onnx")
-	if err := zoo.WriteInception(zoo.InceptionConfig{Seed: 2}, model); err != nil {
+	if err := zoo.WriteInception(zoo.InceptionConfig{Seed: 2, Input: inception.Input, Size: inception.Size, Output: inception.Output}, model); err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()

@@ -6,9 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"math"
-	"os"
 	"path/filepath"
 
 	"google.golang.org/protobuf/proto"
@@ -98,30 +96,67 @@ func initializer(g *pb.GraphProto, name string) *pb.TensorProto {
 	return nil
 }
 
-// WriteBack writes a copy of baseDir's model with the head's weights to outPath
-// (atomically); external weight files the model references are linked or copied next
-// to it. logit and features name the model's outputs (model.json's outputs).
+// WriteBack writes a copy of baseModel with the head's weights to outPath (atomically),
+// in the storage form Store describes.
 func WriteBack(baseModel, outPath, logit, features string, h *Head) error {
-	m, err := build.Load(baseModel)
+	return rewrite(baseModel, outPath, logit, features, h)
+}
+
+// Store writes a copy of a model with its own head in diagd's storage form: the head
+// inline in model.onnx and every other sizeable weight (the backbone) in one side file
+// beside it named by the sha256 of its bytes (BlobName). Models that share a backbone
+// thus share a side file name and content, which the registry stores once (hard links).
+// A model whose head is not a Gemm fed by the features output gives ErrStructure.
+func Store(srcModel, dstModel, logit, features string) error {
+	return rewrite(srcModel, dstModel, logit, features, nil)
+}
+
+// rewrite loads base, replaces its head with h (nil keeps it), and writes it to out with
+// the backbone in a content-addressed side file.
+func rewrite(base, out, logit, features string, h *Head) error {
+	m, err := build.Load(base)
 	if err != nil {
 		return err
 	}
 	g := m.GetGraph()
 	n, err := headGemm(g, logit, features)
 	if err != nil {
-		return fmt.Errorf("%s: %w", baseModel, err)
+		return fmt.Errorf("%s: %w", base, err)
 	}
+	wt, bt := initializer(g, n.Input[1]), initializer(g, n.Input[2])
+	if wt == nil || bt == nil {
+		return fmt.Errorf("%s: %w: the head Gemm's weight %q and bias %q must be initializers", base, ErrStructure, n.Input[1], n.Input[2])
+	}
+	if err := resolveExternal(g, filepath.Dir(base)); err != nil {
+		return fmt.Errorf("%s: %w", base, err)
+	}
+	if h != nil {
+		if err := setHead(n, wt, bt, h); err != nil {
+			return fmt.Errorf("%s: %w", base, err)
+		}
+	}
+	name, blob := externalize(g, wt.GetName(), bt.GetName())
+	if blob != nil {
+		if err := writeBlob(filepath.Dir(base), filepath.Dir(out), name, blob); err != nil {
+			return err
+		}
+	}
+	b, err := proto.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("%s: %w", out, err)
+	}
+	return atomicfile.WriteFile(out, b, 0o644)
+}
+
+// setHead stores h in the head Gemm's weight and bias tensors.
+func setHead(n *pb.NodeProto, wt, bt *pb.TensorProto, h *Head) error {
 	if attrInt(n, "transA", 0) != 0 {
-		return fmt.Errorf("%s: %w: the head Gemm has transA=1", baseModel, ErrStructure)
+		return fmt.Errorf("%w: the head Gemm has transA=1", ErrStructure)
 	}
 	transB := attrInt(n, "transB", 0)
 	alpha, beta := attrFloat(n, "alpha", 1), attrFloat(n, "beta", 1)
 	if alpha == 0 || beta == 0 {
-		return fmt.Errorf("%s: %w: the head Gemm has alpha=%v beta=%v", baseModel, ErrStructure, alpha, beta)
-	}
-	wt, bt := initializer(g, n.Input[1]), initializer(g, n.Input[2])
-	if wt == nil || bt == nil {
-		return fmt.Errorf("%s: %w: the head Gemm's weight %q and bias %q must be initializers", baseModel, ErrStructure, n.Input[1], n.Input[2])
+		return fmt.Errorf("%w: the head Gemm has alpha=%v beta=%v", ErrStructure, alpha, beta)
 	}
 	f := int64(len(h.W))
 	wantW := []int64{1, f}
@@ -129,13 +164,13 @@ func WriteBack(baseModel, outPath, logit, features string, h *Head) error {
 		wantW = []int64{f, 1}
 	}
 	if !equalDims(wt.Dims, wantW) {
-		return fmt.Errorf("%s: %w: head weight %q has shape %v; a %d-feature head needs %v", baseModel, ErrStructure, wt.GetName(), wt.Dims, f, wantW)
+		return fmt.Errorf("%w: head weight %q has shape %v; a %d-feature head needs %v", ErrStructure, wt.GetName(), wt.Dims, f, wantW)
 	}
 	if n := numel(bt.Dims); n != 1 {
-		return fmt.Errorf("%s: %w: head bias %q has shape %v; want one value", baseModel, ErrStructure, bt.GetName(), bt.Dims)
+		return fmt.Errorf("%w: head bias %q has shape %v; want one value", ErrStructure, bt.GetName(), bt.Dims)
 	}
 	if wt.GetDataType() != int32(pb.TensorProto_FLOAT) || bt.GetDataType() != int32(pb.TensorProto_FLOAT) {
-		return fmt.Errorf("%s: %w: head weights are not float32", baseModel, ErrStructure)
+		return fmt.Errorf("%w: head weights are not float32", ErrStructure)
 	}
 	// Gemm computes alpha·x·W + beta·c, so store W/alpha and b/beta.
 	w := make([]float32, f)
@@ -154,28 +189,7 @@ func WriteBack(baseModel, outPath, logit, features string, h *Head) error {
 	proto.Merge(wt, nt)
 	proto.Reset(bt)
 	proto.Merge(bt, nb)
-
-	// Other large weights may live in side files; bring them along.
-	seen := map[string]bool{}
-	for _, t := range g.Initializer {
-		for _, kv := range t.ExternalData {
-			if kv.GetKey() == "location" && !seen[kv.GetValue()] {
-				seen[kv.GetValue()] = true
-				loc := kv.GetValue()
-				if filepath.IsAbs(loc) || filepath.Clean(loc) != filepath.Base(loc) {
-					return fmt.Errorf("%s: external data location %q must be a file beside the model", baseModel, loc)
-				}
-				if err := linkOrCopy(filepath.Join(filepath.Dir(baseModel), loc), filepath.Join(filepath.Dir(outPath), loc)); err != nil {
-					return err
-				}
-			}
-		}
-	}
-	b, err := proto.Marshal(m)
-	if err != nil {
-		return fmt.Errorf("%s: %w", outPath, err)
-	}
-	return atomicfile.WriteFile(outPath, b, 0o644)
+	return nil
 }
 
 func equalDims(a, b []int64) bool {
@@ -198,28 +212,11 @@ func numel(d []int64) int64 {
 	return n
 }
 
-// linkOrCopy hard-links src to dst (weights never change in place), copying when the
-// link is impossible (another file system).
-func linkOrCopy(src, dst string) error {
-	os.Remove(dst)
-	if err := os.Link(src, dst); err == nil {
-		return atomicfile.SyncDir(filepath.Dir(dst))
-	}
-	in, err := os.Open(src)
-	if err != nil {
-		return fmt.Errorf("external weights: %w", err)
-	}
-	defer in.Close()
-	return atomicfile.Write(dst, 0o644, func(w io.Writer) error {
-		_, err := io.Copy(w, in)
-		return err
-	})
-}
-
 // ReadHead returns the head a model serves with (logit = W·features + B, with the
 // Gemm's alpha and beta folded in) and a digest of everything else in the model: the
 // backbone. Two models that differ only in their head share the backbone digest, so
-// features cached for one serve the other.
+// features cached for one serve the other; weights stored inline or in side files give
+// the same digest (side files are read into the model before hashing).
 func ReadHead(modelPath, logit, features string) (*Head, string, error) {
 	m, err := build.Load(modelPath)
 	if err != nil {
@@ -230,9 +227,12 @@ func ReadHead(modelPath, logit, features string) (*Head, string, error) {
 	if err != nil {
 		return nil, "", fmt.Errorf("%s: %w", modelPath, err)
 	}
+	if err := resolveExternal(g, filepath.Dir(modelPath)); err != nil {
+		return nil, "", fmt.Errorf("%s: %w", modelPath, err)
+	}
 	wt, bt := initializer(g, n.Input[1]), initializer(g, n.Input[2])
-	if wt == nil || bt == nil || len(wt.ExternalData) > 0 || len(bt.ExternalData) > 0 {
-		return nil, "", fmt.Errorf("%s: %w: head weights are not inline initializers", modelPath, ErrStructure)
+	if wt == nil || bt == nil {
+		return nil, "", fmt.Errorf("%s: %w: head weights are not initializers", modelPath, ErrStructure)
 	}
 	w, err := floats(wt)
 	if err != nil {
@@ -248,37 +248,19 @@ func ReadHead(modelPath, logit, features string) (*Head, string, error) {
 		h.W[i] = v * alpha
 	}
 	// Backbone digest: the model with the head's values blanked, serialised
-	// deterministically, plus the digests of external weight files.
-	c := proto.Clone(m).(*pb.ModelProto)
-	for _, t := range c.GetGraph().Initializer {
+	// deterministically.
+	for _, t := range g.Initializer {
+		t.DataLocation = nil
 		if t.GetName() == wt.GetName() || t.GetName() == bt.GetName() {
 			t.RawData, t.FloatData = nil, nil
 		}
 	}
-	raw, err := proto.MarshalOptions{Deterministic: true}.Marshal(c)
+	raw, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
 	if err != nil {
 		return nil, "", err
 	}
-	sum := sha256.New()
-	sum.Write(raw)
-	seen := map[string]bool{}
-	for _, t := range g.Initializer {
-		for _, kv := range t.ExternalData {
-			if kv.GetKey() == "location" && !seen[kv.GetValue()] {
-				seen[kv.GetValue()] = true
-				f, err := os.Open(filepath.Join(filepath.Dir(modelPath), kv.GetValue()))
-				if err != nil {
-					return nil, "", fmt.Errorf("%s: external weights: %w", modelPath, err)
-				}
-				_, err = io.Copy(sum, f)
-				f.Close()
-				if err != nil {
-					return nil, "", err
-				}
-			}
-		}
-	}
-	return h, hex.EncodeToString(sum.Sum(nil)), nil
+	sum := sha256.Sum256(raw)
+	return h, hex.EncodeToString(sum[:]), nil
 }
 
 // floats decodes a float32 initializer stored as raw_data or float_data.

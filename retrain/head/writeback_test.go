@@ -1,7 +1,9 @@
 package head
 
 import (
+	"crypto/sha256"
 	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -31,6 +33,7 @@ func TestWriteBackLogitsMatch(t *testing.T) {
 	for _, p := range []string{"00000", "00001", "00002", "00003", "d/00000", "d/00001", "d/00002", "d/00003"} {
 		items = append(items, dataset.Item{Path: filepath.Join(imgs, p+".png")})
 	}
+	inlineDigest := ""
 	for _, external := range []bool{false, true} {
 		base := rtest.Model(t, filepath.Join(t.TempDir(), "base"), "b", 4)
 		if external {
@@ -59,14 +62,27 @@ func TestWriteBackLogitsMatch(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, bbOld, err := ReadHead(filepath.Join(base, detect.ModelFile), "logit", "features")
-		if err != nil && !external {
+		if err != nil {
 			t.Fatal(err)
 		}
 		if !slices.Equal(got.W, h.W) || got.B != h.B {
 			t.Errorf("ReadHead %v %v; wrote %v %v", got.W, got.B, h.W, h.B)
 		}
-		if !external && bbNew != bbOld {
-			t.Error("a new head changed the backbone digest")
+		if bbNew != bbOld {
+			t.Errorf("external=%v: a new head (and the storage form) changed the backbone digest", external)
+		}
+		if bbNew != inlineDigest && inlineDigest != "" {
+			t.Error("the same backbone stored inline and in side files has two digests")
+		}
+		inlineDigest = bbNew
+		// The written model keeps the head inline and the backbone in one side file
+		// named by its content.
+		blobs, _ := filepath.Glob(filepath.Join(out, "backbone-*.bin"))
+		if len(blobs) != 1 {
+			t.Fatalf("side files %v; want one backbone-<sha256>.bin", blobs)
+		}
+		if b, err := os.ReadFile(blobs[0]); err != nil || filepath.Base(blobs[0]) != BlobName(sha256.Sum256(b)) {
+			t.Errorf("side file %s is not named by its sha256 (%v)", blobs[0], err)
 		}
 		other := rtest.Model(t, filepath.Join(t.TempDir(), "other"), "o", 5)
 		if _, bbOther, _ := ReadHead(filepath.Join(other, detect.ModelFile), "logit", "features"); bbOther == bbNew {
@@ -121,5 +137,60 @@ func TestWriteBackRejectsOtherStructures(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "out.onnx")); err == nil {
 		t.Error("a failed write-back left a model file")
+	}
+}
+
+// Store rewrites a model into the storage form without changing what it computes, and a
+// head written from a stored model links the same backbone file instead of a copy.
+func TestStoreSharesTheBackbone(t *testing.T) {
+	testenv.ORT(t)
+	log := testenv.Logger(t)
+	imgs := t.TempDir()
+	rtest.Folder(t, imgs, 3, true, false, 4)
+	var items []dataset.Item
+	for i := range 3 {
+		items = append(items, dataset.Item{Path: filepath.Join(imgs, fmt.Sprintf("%05d.png", i))})
+	}
+	base := rtest.Model(t, filepath.Join(t.TempDir(), "base"), "b", 6)
+	stored, next := filepath.Join(t.TempDir(), "stored"), filepath.Join(t.TempDir(), "next")
+	os.MkdirAll(stored, 0o755)
+	os.MkdirAll(next, 0o755)
+	if err := Store(filepath.Join(base, detect.ModelFile), filepath.Join(stored, detect.ModelFile), "logit", "features"); err != nil {
+		t.Fatal(err)
+	}
+	m, _ := detect.ReadMetadata(base)
+	detect.WriteMetadata(stored, m)
+	logits := func(dir string) []float32 {
+		ex, err := features.Open(log, dir, features.Options{Session: ortenv.Options{Provider: ortenv.CPU}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ex.Close()
+		res, err := ex.Extract(t.Context(), items, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.Logits
+	}
+	if a, b := logits(base), logits(stored); !slices.Equal(a, b) {
+		t.Errorf("stored model logits %v; the original gives %v", b, a)
+	}
+	h, _, err := ReadHead(filepath.Join(stored, detect.ModelFile), "logit", "features")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.B += 1
+	if err := WriteBack(filepath.Join(stored, detect.ModelFile), filepath.Join(next, detect.ModelFile), "logit", "features", h); err != nil {
+		t.Fatal(err)
+	}
+	b1, _ := filepath.Glob(filepath.Join(stored, "backbone-*.bin"))
+	b2, _ := filepath.Glob(filepath.Join(next, "backbone-*.bin"))
+	if len(b1) != 1 || len(b2) != 1 || filepath.Base(b1[0]) != filepath.Base(b2[0]) {
+		t.Fatalf("side files %v and %v; want the same one", b1, b2)
+	}
+	s1, _ := os.Stat(b1[0])
+	s2, _ := os.Stat(b2[0])
+	if !os.SameFile(s1, s2) {
+		t.Error("the new head's model has its own copy of the backbone; want a hard link")
 	}
 }

@@ -55,6 +55,21 @@ func Check(scores []float64, labels []bool) error {
 	return nil
 }
 
+// NonFinite counts the scores that are NaN or infinite and gives the index of the
+// first (−1 when there is none).
+func NonFinite(scores []float64) (n, first int) {
+	first = -1
+	for i, x := range scores {
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			if first < 0 {
+				first = i
+			}
+			n++
+		}
+	}
+	return n, first
+}
+
 // Evaluate computes the full report. It fails on invalid input (see Check) and, with
 // ErrSingleClass, when all labels are equal; AveragePrecision alone still follows
 // sklearn there.

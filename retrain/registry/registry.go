@@ -316,6 +316,9 @@ func (r *Registry) Commit(staging, version string) (string, error) {
 	if _, err := Check(staging); err != nil {
 		return "", fmt.Errorf("registry: candidate %s is incomplete: %w", version, err)
 	}
+	if err := r.shareBlobs(staging); err != nil {
+		return "", err
+	}
 	if err := atomicfile.SyncDir(staging); err != nil {
 		return "", err
 	}
@@ -443,34 +446,44 @@ func (r *Registry) Prune() ([]string, error) {
 
 // Decision is one promotion decision, logged with its numbers.
 type Decision struct {
-	Time          time.Time `json:"time"`
-	Action        string    `json:"action"` // promote, reject, rollback, manual-promote
-	Candidate     string    `json:"candidate,omitempty"`
-	Serving       string    `json:"serving,omitempty"` // the version serving when decided
-	CandidateAP   *float64  `json:"candidate_ap,omitempty"`
-	ServingAP     *float64  `json:"serving_ap,omitempty"`
-	Tolerance     float64   `json:"tolerance"`
-	Validation    string    `json:"validation,omitempty"`
-	ValImages     int       `json:"validation_images,omitempty"`
-	ValPositives  int       `json:"validation_positives,omitempty"`
-	RealDefects   int       `json:"validation_real_defects"`
-	Threshold     float64   `json:"threshold,omitempty"`
-	ThresholdRule string    `json:"threshold_rule,omitempty"`
-	Reason        string    `json:"reason"`
+	Time time.Time `json:"time"`
+	// Action: promote, reject, no-decision (too few validation defects), hold (passes
+	// but promotion was not requested), rollback, manual-promote.
+	Action        string   `json:"action"`
+	Candidate     string   `json:"candidate,omitempty"`
+	Serving       string   `json:"serving,omitempty"` // the version serving when decided
+	CandidateAP   *float64 `json:"candidate_ap,omitempty"`
+	ServingAP     *float64 `json:"serving_ap,omitempty"`
+	Tolerance     float64  `json:"tolerance"`
+	Validation    string   `json:"validation,omitempty"`
+	ValImages     int      `json:"validation_images,omitempty"`
+	ValPositives  int      `json:"validation_positives,omitempty"`
+	RealDefects   int      `json:"validation_real_defects"`
+	Threshold     float64  `json:"threshold,omitempty"`
+	ThresholdRule string   `json:"threshold_rule,omitempty"`
+	// The gate's settings and numbers (see retrain/gate): its confidence, the fewest
+	// validation defects it decides on, AP(candidate) − AP(serving) with its bootstrap
+	// interval, the upper end of the candidate AP's chance band, the share of validation
+	// goods the candidate's threshold fails, and the health flags that refused it.
+	Confidence    float64   `json:"confidence,omitempty"`
+	MinDefects    int       `json:"min_defects,omitempty"`
+	APDiff        *Interval `json:"ap_diff,omitempty"`
+	ChanceAPUpper *float64  `json:"chance_ap_upper,omitempty"`
+	GoodFail      *float64  `json:"good_fail_share,omitempty"`
+	Flags         []string  `json:"flags,omitempty"`
+	// NotConverged says why the trainer's optimiser stopped short of convergence.
+	NotConverged string `json:"not_converged,omitempty"`
+	Reason       string `json:"reason"`
 }
 
-// Decide applies the promotion rule: promote when there is no serving model to compare
-// with, or when the candidate's AP is not below the serving model's AP (on the same
-// validation data) by more than tolerance.
-func Decide(candidateAP float64, servingAP *float64, tolerance float64) (promote bool, reason string) {
-	if servingAP == nil {
-		return true, "no serving model to compare with"
-	}
-	d := candidateAP - *servingAP
-	if d >= -tolerance {
-		return true, fmt.Sprintf("candidate AP %.4f vs serving %.4f (difference %+.4f, tolerance %.4f)", candidateAP, *servingAP, d, tolerance)
-	}
-	return false, fmt.Sprintf("candidate AP %.4f is %.4f below serving %.4f (tolerance %.4f)", candidateAP, -d, *servingAP, tolerance)
+// Interval is a difference with its confidence interval.
+type Interval struct {
+	Diff       float64 `json:"diff"`
+	Lower      float64 `json:"lower"`
+	Upper      float64 `json:"upper"`
+	Confidence float64 `json:"confidence"`
+	Replicates int     `json:"replicates"`
+	Method     string  `json:"method"`
 }
 
 // LogDecision appends d to decisions.jsonl (fsynced) and to the log.
@@ -484,6 +497,12 @@ func (r *Registry) LogDecision(d Decision) error {
 	}
 	attrs := []any{"action", d.Action, "candidate", d.Candidate, "serving", d.Serving, "tolerance", d.Tolerance,
 		"validation_images", d.ValImages, "validation_positives", d.ValPositives, "reason", d.Reason}
+	if len(d.Flags) > 0 {
+		attrs = append(attrs, "flags", d.Flags)
+	}
+	if d.APDiff != nil {
+		attrs = append(attrs, "ap_diff", d.APDiff.Diff, "ap_diff_lower", d.APDiff.Lower, "ap_diff_upper", d.APDiff.Upper)
+	}
 	if d.CandidateAP != nil {
 		attrs = append(attrs, "candidate_ap", *d.CandidateAP)
 	}
@@ -537,6 +556,13 @@ func (r *Registry) Decisions() ([]Decision, error) {
 // Import copies a model folder (model.onnx, model.json and any side files) into the
 // registry as a new version, recording where it came from. It does not promote it.
 func (r *Registry) Import(src string) (string, error) {
+	return r.ImportFunc(src, nil)
+}
+
+// ImportFunc is Import with the model files written by writeModel into the staging
+// folder (nil copies every file of src but model.json); model.json is written here.
+// retrain uses it to store imported models in the shared-backbone form.
+func (r *Registry) ImportFunc(src string, writeModel func(stagingDir string) error) (string, error) {
 	meta, err := Check(src)
 	if err != nil {
 		return "", err
@@ -549,17 +575,12 @@ func (r *Registry) Import(src string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	ents, err := os.ReadDir(src)
-	if err != nil {
-		return "", err
+	if writeModel == nil {
+		writeModel = func(dst string) error { return copyModelFiles(src, dst) }
 	}
-	for _, e := range ents {
-		if e.IsDir() || e.Name() == detect.MetadataFile || strings.HasPrefix(e.Name(), ".") {
-			continue
-		}
-		if err := copyFile(filepath.Join(src, e.Name()), filepath.Join(st, e.Name())); err != nil {
-			return "", err
-		}
+	if err := writeModel(st); err != nil {
+		os.RemoveAll(st)
+		return "", err
 	}
 	m := *meta
 	if m.Training == nil {
@@ -574,6 +595,23 @@ func (r *Registry) Import(src string) (string, error) {
 		return "", err
 	}
 	return v, nil
+}
+
+// copyModelFiles copies a model folder's files but model.json (and hidden ones).
+func copyModelFiles(src, dst string) error {
+	ents, err := os.ReadDir(src)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if e.IsDir() || e.Name() == detect.MetadataFile || strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		if err := copyFile(filepath.Join(src, e.Name()), filepath.Join(dst, e.Name())); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func copyFile(src, dst string) error {

@@ -71,6 +71,43 @@ func Image(rng *rand.Rand, defect bool) (img *image.RGBA, mask *image.Gray) {
 	return img, mask
 }
 
+// CrackImage returns a textured grey surface (grain along x, per-image brightness), with
+// a thin dark crack when defect is true: a 1-pixel random walk, long and nearly
+// horizontal, darker than the surface by 25 to 45 grey levels, and its mask.
+func CrackImage(rng *rand.Rand, defect bool) (img *image.RGBA, mask *image.Gray) {
+	img = image.NewRGBA(image.Rect(0, 0, W, H))
+	base := 100 + rng.IntN(40)
+	rows := make([]int, H) // grain: each row has its own offset, like machined surfaces
+	for y := range rows {
+		rows[y] = rng.IntN(12)
+	}
+	for y := range H {
+		for x := range W {
+			v := uint8(base + rows[y] + rng.IntN(16))
+			img.SetRGBA(x, y, color.RGBA{v, v, v, 255})
+		}
+	}
+	if !defect {
+		return img, nil
+	}
+	mask = image.NewGray(img.Rect)
+	dark := 25 + rng.IntN(21)
+	x0, length := rng.IntN(W/4), W/2+rng.IntN(W/2)
+	y := 6 + rng.IntN(H-12)
+	for x := x0; x < min(W, x0+length); x++ {
+		if r := rng.IntN(6); r == 0 && y > 2 {
+			y--
+		} else if r == 1 && y < H-3 {
+			y++
+		}
+		c := img.RGBAAt(x, y)
+		v := uint8(max(0, int(c.R)-dark))
+		img.SetRGBA(x, y, color.RGBA{v, v, v, 255})
+		mask.SetGray(x, y, color.Gray{255})
+	}
+	return img, mask
+}
+
 // WritePNG writes an image through OpenCV (the decoder the pipeline uses).
 func WritePNG(t testing.TB, path string, img image.Image) {
 	t.Helper()

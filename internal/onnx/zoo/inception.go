@@ -8,52 +8,29 @@ import (
 	"github.com/diagd/diagd/internal/onnx/build"
 )
 
-// The FID feature extractor's interface: pytorch-fid's FID Inception-v3
-// (pt_inception-2015-12-05) exported with one output per feature block, each already
-// globally averaged. A user exports the real one elsewhere with (Python, pytorch-fid
-// 0.3.0, torch >= 2.1):
-//
-//	import torch, torch.nn.functional as F
-//	from pytorch_fid.inception import InceptionV3
-//	class FIDBlocks(torch.nn.Module):
-//	    def __init__(self):
-//	        super().__init__()
-//	        self.net = InceptionV3([0, 1, 2, 3], resize_input=False, normalize_input=False)
-//	    def forward(self, x):  # x: [B,3,299,299] RGB in [-1,1]
-//	        outs = self.net(x)
-//	        return tuple(F.adaptive_avg_pool2d(o, (1, 1)).flatten(1) for o in outs)
-//	m = FIDBlocks().eval()
-//	torch.onnx.export(m, torch.zeros(2, 3, 299, 299), "inception.onnx", opset_version=17,
-//	    input_names=["input"], output_names=["pool_64", "pool_192", "pre_aux_768", "pool_2048"],
-//	    dynamic_axes={n: {0: "batch"} for n in ["input", "pool_64", "pool_192", "pre_aux_768", "pool_2048"]})
-//
-// resize_input=False and normalize_input=False because diagd does both in Go exactly as
-// pytorch-fid does (bilinear 299×299 with align_corners=False, then 2x−1). Block 3
-// already ends in adaptive_avg_pool2d, so pooling it again is the identity.
-const (
-	InceptionInput = "input"
-	InceptionSize  = 299
-)
-
-// InceptionOutputs maps each FID feature dimension to its output name, as pytorch-fid's
-// InceptionV3.BLOCK_INDEX_BY_DIM maps dims to blocks 0..3.
-var InceptionOutputs = map[int]string{
-	64:   "pool_64",
-	192:  "pool_192",
-	768:  "pre_aux_768",
-	2048: "pool_2048",
-}
-
-// InceptionConfig is a stand-in for the FID Inception: the same input and outputs with a
-// few cheap convolutions per block, each block halving the resolution roughly where
-// Inception-v3's blocks do (73, 35, 17 and 8 pixels), filled with seeded random weights.
+// InceptionConfig is a stand-in for the FID Inception: a few cheap convolutions per
+// block, each block halving the resolution roughly where Inception-v3's blocks do (73,
+// 35, 17 and 8 pixels), filled with seeded random weights, built to the interface the
+// caller passes: retrain/fid/inception owns it (the real export's), and the zoo, on
+// the ground floor, imports no room.
 type InceptionConfig struct {
 	Seed uint64
+	// Input is the input's name and Size its height and width; Output names the output
+	// of each feature dimension (64, 192, 768, 2048), as inception.Output does.
+	Input  string
+	Size   int
+	Output func(dims int) (string, bool)
 }
 
-// Build returns the graph: input [batch,3,299,299] float32 → pool_64 [batch,64],
-// pool_192 [batch,192], pre_aux_768 [batch,768], pool_2048 [batch,2048].
+// inceptionDims are the four blocks' feature dimensions.
+var inceptionDims = []int{64, 192, 768, 2048}
+
+// Build returns the graph: input [batch,3,Size,Size] float32 → one [batch,d] output per
+// feature dimension d of 64, 192, 768 and 2048.
 func (c InceptionConfig) Build() (*build.Graph, error) {
+	if c.Input == "" || c.Size < 75 || c.Output == nil {
+		return nil, fmt.Errorf("zoo: inception stand-in needs the interface (Input, Size >= 75, Output); got %q %d", c.Input, c.Size)
+	}
 	g := build.New("fid-inception-standin")
 	g.SetMetadata("diagd.interface", "fid-inception-v3 blocks 0-3, globally averaged")
 	rng := rand.New(rand.NewPCG(c.Seed, 0x1ce9))
@@ -71,24 +48,25 @@ func (c InceptionConfig) Build() (*build.Graph, error) {
 		bn := g.Init(name+".bias", []int64{int64(out)}, b)
 		return g.Relu(g.Conv2D(x, wn, bn, int64(k), int64(stride), int64(pad)))
 	}
+	out := func(d int) string { name, _ := c.Output(d); return name }
 	pooled := func(x, name string) string {
 		return g.Identity(g.Flatten(g.GlobalAveragePool(x), 1), name)
 	}
-	x := g.Input(InceptionInput, build.Float, "batch", 3, InceptionSize, InceptionSize)
+	x := g.Input(c.Input, build.Float, "batch", 3, int64(c.Size), int64(c.Size))
 	// Block 0: 299 → 149 (conv, stride 2) → 74 (max-pool), 64 channels.
 	b0 := g.MaxPool2D(conv(x, "block0.conv", 3, 64, 3, 2, 0), 3, 2, 0)
-	pooled(b0, InceptionOutputs[64])
+	pooled(b0, out(64))
 	// Block 1: 74 → 36, 192 channels.
 	b1 := g.MaxPool2D(conv(b0, "block1.conv", 64, 192, 1, 1, 0), 3, 2, 0)
-	pooled(b1, InceptionOutputs[192])
+	pooled(b1, out(192))
 	// Block 2: 36 → 17, 768 channels.
 	b2 := conv(g.MaxPool2D(b1, 3, 2, 0), "block2.conv", 192, 768, 1, 1, 0)
-	pooled(b2, InceptionOutputs[768])
+	pooled(b2, out(768))
 	// Block 3: 17 → 8, 2048 channels.
 	b3 := conv(g.MaxPool2D(b2, 3, 2, 0), "block3.conv", 768, 2048, 1, 1, 0)
-	pooled(b3, InceptionOutputs[2048])
-	for _, d := range []int{64, 192, 768, 2048} {
-		g.Output(InceptionOutputs[d], build.Float, "batch", d)
+	pooled(b3, out(2048))
+	for _, d := range inceptionDims {
+		g.Output(out(d), build.Float, "batch", d)
 	}
 	if err := g.Err(); err != nil {
 		return nil, fmt.Errorf("zoo: inception stand-in: %w", err)

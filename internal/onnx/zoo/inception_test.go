@@ -10,6 +10,7 @@ import (
 	"github.com/diagd/diagd/internal/onnx/zoo"
 	"github.com/diagd/diagd/internal/ortenv"
 	"github.com/diagd/diagd/internal/testenv"
+	"github.com/diagd/diagd/retrain/fid/inception"
 )
 
 // The stand-in has the interface the README's export of pytorch-fid's InceptionV3 gives:
@@ -18,26 +19,27 @@ import (
 func TestInceptionStandInInterface(t *testing.T) {
 	testenv.ORT(t)
 	path := filepath.Join(t.TempDir(), "inception.onnx")
-	if err := zoo.WriteInception(zoo.InceptionConfig{Seed: 1}, path); err != nil {
+	if err := zoo.WriteInception(zoo.InceptionConfig{Seed: 1, Input: inception.Input, Size: inception.Size, Output: inception.Output}, path); err != nil {
 		t.Fatal(err)
 	}
 	ins, outs, err := ortenv.Describe(testenv.Logger(t), path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(ins) != 1 || ins[0].Name != zoo.InceptionInput || ins[0].DataType != ort.TensorElementDataTypeFloat ||
+	if len(ins) != 1 || ins[0].Name != inception.Input || ins[0].DataType != ort.TensorElementDataTypeFloat ||
 		!ins[0].Dimensions.Equals(ort.NewShape(-1, 3, 299, 299)) {
 		t.Errorf("inputs %v; want input float [batch,3,299,299]", ins)
 	}
-	want := []int{64, 192, 768, 2048}
+	want := inception.Dims()
 	if len(outs) != len(want) {
 		t.Fatalf("outputs %v", outs)
 	}
 	var names []string
 	for i, d := range want {
 		o := outs[i]
-		if o.Name != zoo.InceptionOutputs[d] || o.DataType != ort.TensorElementDataTypeFloat || !o.Dimensions.Equals(ort.NewShape(-1, int64(d))) {
-			t.Errorf("output %d is %v; want %s float [batch,%d]", i, o, zoo.InceptionOutputs[d], d)
+		name, _ := inception.Output(d)
+		if o.Name != name || o.DataType != ort.TensorElementDataTypeFloat || !o.Dimensions.Equals(ort.NewShape(-1, int64(d))) {
+			t.Errorf("output %d is %v; want %s float [batch,%d]", i, o, name, d)
 		}
 		names = append(names, o.Name)
 	}
