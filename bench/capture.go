@@ -208,6 +208,15 @@ func runFolder(log *slog.Logger, cfg capture.Config, want int, produce func(int)
 	out := make(chan capture.Frame, 8)
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx, out) }()
+	// Files produced one by one arrive once the folder is watched, as on a running line
+	// (files already there at start wait out the settle window: nothing says how they
+	// were written).
+	for produce != nil && s.Status().State != capture.StateOnline {
+		if ctx.Err() != nil {
+			return fmt.Errorf("folder source not online: %+v", s.Status())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	for i := range want {
 		if produce != nil {
 			produce(i)
