@@ -23,22 +23,56 @@ const LibEnv = "DIAGD_ORT_LIB"
 const LibName = "libonnxruntime.so"
 
 // Candidates lists, in order, where the library is looked for: an explicit
-// DIAGD_ORT_LIB (so a user can point at a GPU build even when the CPU build sits next to
-// the binary), then next to the executable, then ../lib beside it (a /usr/local or /opt
-// install), then the dynamic loader's own search path.
+// DIAGD_ORT_LIB (so a user can point at any build, e.g. NVIDIA's for a Jetson, even when
+// setup's builds sit next to the binary); next to the executable, the GPU build
+// (GPULibName) when its CUDA provider can load here, then the CPU build (LibName); the
+// same two in ../lib beside it (a /usr/local or /opt install); then the dynamic loader's
+// own search path.
 func Candidates() []string {
 	var c []string
-	if p := os.Getenv(LibEnv); p != "" {
-		c = append(c, p)
+	for _, k := range candidates() {
+		if k.skip == "" {
+			c = append(c, k.path)
+		}
 	}
+	return c
+}
+
+// candidate is one place to look, with the reason it is passed over ("" to try it).
+type candidate struct{ path, skip string }
+
+func candidates() []candidate {
+	dir := ""
 	if exe, err := os.Executable(); err == nil {
 		if r, err := filepath.EvalSymlinks(exe); err == nil {
 			exe = r
 		}
-		dir := filepath.Dir(exe)
-		c = append(c, filepath.Join(dir, LibName), filepath.Join(dir, "..", "lib", LibName))
+		dir = filepath.Dir(exe)
 	}
-	return append(c, LibName+".1", LibName)
+	return candidatesIn(os.Getenv(LibEnv), dir)
+}
+
+// candidatesIn is candidates for an explicit library (may be "") and the binary's folder
+// (may be "").
+func candidatesIn(explicit, exeDir string) []candidate {
+	var c []candidate
+	if explicit != "" {
+		c = append(c, candidate{path: explicit})
+	}
+	if exeDir != "" {
+		for _, d := range []string{exeDir, filepath.Join(exeDir, "..", "lib")} {
+			if gpu := filepath.Join(d, GPULibName); exists(gpu) {
+				c = append(c, candidate{path: gpu, skip: gpuSkipReason(gpu)})
+			}
+			c = append(c, candidate{path: filepath.Join(d, LibName)})
+		}
+	}
+	return append(c, candidate{path: LibName + ".1"}, candidate{path: LibName})
+}
+
+func exists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }
 
 var (
@@ -56,12 +90,23 @@ func Init(log *slog.Logger) (string, error) {
 
 func initialise(log *slog.Logger) (string, error) {
 	var tried []string
-	for _, p := range Candidates() {
+	for _, k := range candidates() {
+		p := k.path
+		if k.skip != "" {
+			log.Info("onnx runtime GPU build passed over", "library", p, "reason", k.skip)
+			tried = append(tried, p+": "+k.skip)
+			continue
+		}
 		// A bare name goes to the loader's search path; a path must exist to be worth a dlopen.
 		if strings.ContainsRune(p, '/') {
 			if _, err := os.Stat(p); err != nil {
 				tried = append(tried, p+": "+errors.Unwrap(err).Error())
 				continue
+			}
+			// ORT looks for its provider libraries beside the path it was loaded from, so
+			// a symlink (bin/libonnxruntime-gpu.so → .deps/...) is loaded by its target.
+			if r, err := filepath.EvalSymlinks(p); err == nil {
+				p = r
 			}
 		}
 		ort.SetSharedLibraryPath(p)
@@ -111,8 +156,11 @@ type Options struct {
 	Provider    Provider
 	DeviceID    int    // GPU index for CUDA and TensorRT
 	Threads     int    // intra-op threads on CPU; 0 lets ORT choose
-	TRTCacheDir string // TensorRT engine cache; building engines takes minutes, so cache them
-	TRTFP16     bool
+	TRTCacheDir string // TensorRT engine and timing cache; "" is $XDG_CACHE_HOME/diagd/tensorrt
+	TRTFP16     bool   // let TensorRT build float16 kernels
+
+	modelData []byte // set by OpenSessionData: the model is opened from memory
+	modelDir  string // and its external data lives here
 }
 
 // Session is an open session and the provider it actually runs on.
@@ -180,28 +228,15 @@ func SessionOptions(p Provider, o Options) (*ort.SessionOptions, error) {
 	}
 	switch p {
 	case TensorRT:
+		kv, err := TensorRTOptions(o)
+		if err != nil {
+			return nil, err
+		}
 		trt, err := ort.NewTensorRTProviderOptions()
 		if err != nil {
 			return nil, err
 		}
 		defer trt.Destroy()
-		kv := map[string]string{"device_id": strconv.Itoa(o.DeviceID)}
-		if o.TRTCacheDir == "" {
-			// Building an engine takes minutes; without a cache every start pays it again.
-			if dir, err := os.UserCacheDir(); err == nil {
-				o.TRTCacheDir = filepath.Join(dir, "diagd", "tensorrt")
-			}
-		}
-		if o.TRTCacheDir != "" {
-			if err := os.MkdirAll(o.TRTCacheDir, 0o755); err != nil {
-				return nil, fmt.Errorf("tensorrt engine cache: %w", err)
-			}
-			kv["trt_engine_cache_enable"] = "1"
-			kv["trt_engine_cache_path"] = o.TRTCacheDir
-		}
-		if o.TRTFP16 {
-			kv["trt_fp16_enable"] = "1"
-		}
 		if err := trt.Update(kv); err != nil {
 			return nil, err
 		}
@@ -228,13 +263,77 @@ func SessionOptions(p Provider, o Options) (*ort.SessionOptions, error) {
 	return so, nil
 }
 
+// TensorRTOptions is the TensorRT provider's option map for o. The engine cache is always
+// on: an engine takes minutes to build, and without a cache every start pays it again.
+// The timing cache beside it makes rebuilds for new shapes faster. FP16 lets TensorRT
+// choose float16 kernels for a float32 model (and is needed for a float16 one to run in
+// float16 at all: without it TensorRT widens float16 weights to float32).
+func TensorRTOptions(o Options) (map[string]string, error) {
+	kv := map[string]string{"device_id": strconv.Itoa(o.DeviceID)}
+	dir := o.TRTCacheDir
+	if dir == "" {
+		if d, err := os.UserCacheDir(); err == nil {
+			dir = filepath.Join(d, "diagd", "tensorrt")
+		}
+	}
+	if dir != "" {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("tensorrt engine cache: %w", err)
+		}
+		kv["trt_engine_cache_enable"] = "1"
+		kv["trt_engine_cache_path"] = dir
+		kv["trt_timing_cache_enable"] = "1"
+		kv["trt_timing_cache_path"] = dir
+	}
+	if o.TRTFP16 {
+		kv["trt_fp16_enable"] = "1"
+	}
+	if o.modelDir != "" {
+		// A model opened from memory: TensorRT's parser finds external weights here.
+		kv["trt_onnx_model_folder_path"] = o.modelDir
+	}
+	return kv, nil
+}
+
 func openWith(path string, inputs, outputs []string, p Provider, o Options) (*ort.DynamicAdvancedSession, error) {
 	so, err := SessionOptions(p, o)
 	if err != nil {
 		return nil, err
 	}
 	defer so.Destroy()
+	if o.modelData != nil {
+		// ORT resolves external data of an in-memory model against this folder.
+		if err := so.AddSessionConfigEntry("session.model_external_initializers_file_folder_path", o.modelDir); err != nil {
+			return nil, err
+		}
+		return ort.NewDynamicAdvancedSessionWithONNXData(o.modelData, inputs, outputs, so)
+	}
 	return ort.NewDynamicAdvancedSession(path, inputs, outputs, so)
+}
+
+// OpenSessionData is OpenSession for a model held in memory (e.g. one whose graph diagd
+// rewrote) whose external weight files are in dir, the folder of the file it came from.
+// path names the model in logs and errors.
+func OpenSessionData(log *slog.Logger, path string, data []byte, dir string, inputs, outputs []string, o Options) (*Session, error) {
+	if len(data) == 0 {
+		return nil, fmt.Errorf("%s: no model data", path)
+	}
+	o.modelData, o.modelDir = data, dir
+	return OpenSession(log, path, inputs, outputs, o)
+}
+
+// DTypeNote says what running a model whose float inputs and outputs are float16 (fp16)
+// or float32 means on provider p, or "" when the pair suits. Nothing here is fatal: ORT
+// runs float16 models on the CPU by wrapping nodes that lack float16 kernels in casts.
+func DTypeNote(p Provider, fp16 bool, o Options) string {
+	switch {
+	case fp16 && p == CPU:
+		return "a float16 model on the CPU provider: ONNX Runtime wraps every node without a float16 CPU kernel in casts, " +
+			"so it runs several times slower than a float32 export and rounds differently; export float32 for CPU, or run on cuda or tensorrt"
+	case fp16 && p == TensorRT && !o.TRTFP16:
+		return "a float16 model on TensorRT without DIAGD_TRT_FP16=true: TensorRT may widen its float16 layers to float32; set DIAGD_TRT_FP16=true"
+	}
+	return ""
 }
 
 // Describe returns the model's inputs and outputs as ORT sees them. It loads the model
