@@ -38,6 +38,8 @@ type Config struct {
 	Provider      string        `envconfig:"DIAGD_PROVIDER" default:"auto" desc:"auto, tensorrt, cuda or cpu"`
 	DeviceID      int           `envconfig:"DIAGD_DEVICE_ID" default:"0" desc:"GPU index"`
 	Threads       int           `envconfig:"DIAGD_THREADS" default:"0" desc:"ONNX Runtime intra-op threads on CPU (0: one per core)"`
+	TRTFP16       bool          `envconfig:"DIAGD_TRT_FP16" default:"false" desc:"let TensorRT build float16 kernels (provider tensorrt or auto)"`
+	TRTCache      string        `envconfig:"DIAGD_TRT_CACHE" desc:"TensorRT engine and timing cache folder (absolute; default $XDG_CACHE_HOME/diagd/tensorrt)"`
 	BatchMax      int           `envconfig:"DIAGD_BATCH_MAX" default:"8" desc:"frames judged per model call at most"`
 	BatchWait     time.Duration `envconfig:"DIAGD_BATCH_WAIT" default:"2ms" desc:"how long to wait for more frames to fill a batch"`
 	NegativesKeep int           `envconfig:"DIAGD_NEGATIVES_KEEP" default:"0" desc:"keep every Nth passing frame in DATA_DIR/negatives for retraining (0: off)"`
@@ -117,6 +119,7 @@ func (c *Config) Validate() error {
 	if c.Threads < 0 {
 		bad("THREADS", "%d is negative", c.Threads)
 	}
+	c.validateTRT(bad)
 	if c.BatchMax < 1 || c.BatchMax > 256 {
 		bad("BATCH_MAX", "%d is outside 1..256", c.BatchMax)
 	}
@@ -168,11 +171,41 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// validateTRT checks the TensorRT settings: they only mean something where TensorRT may
+// run, and the cache must be a folder diagd can name without a working directory.
+func (c *Config) validateTRT(bad func(v string, format string, a ...any)) {
+	p, err := ortenv.ParseProvider(c.Provider)
+	tensorRT := err == nil && (p == ortenv.TensorRT || p == ortenv.Auto)
+	if c.TRTFP16 && err == nil && !tensorRT {
+		bad("TRT_FP16", "true has no effect with DIAGD_PROVIDER=%s (TensorRT only: use tensorrt or auto)", p)
+	}
+	if c.TRTCache == "" {
+		return
+	}
+	switch {
+	case !filepath.IsAbs(c.TRTCache):
+		bad("TRT_CACHE", "%q is not an absolute path", c.TRTCache)
+	case strings.ContainsRune(c.TRTCache, 0):
+		bad("TRT_CACHE", "contains a NUL byte")
+	default:
+		if st, err := os.Stat(c.TRTCache); err == nil && !st.IsDir() {
+			bad("TRT_CACHE", "%s is a file; name a folder", c.TRTCache)
+		}
+	}
+}
+
+// Session is the ONNX Runtime session options the settings give, with threads for the
+// caller's job (THREADS for judging, JOB_THREADS for jobs). Call after Validate.
+func (c Config) Session(threads int) ortenv.Options {
+	p, _ := ortenv.ParseProvider(c.Provider)
+	return ortenv.Options{Provider: p, DeviceID: c.DeviceID, Threads: threads, TRTFP16: c.TRTFP16, TRTCacheDir: c.TRTCache}
+}
+
 // Summary is the configuration without secrets, for logs and the retained config state.
 func (c Config) Summary() map[string]any {
 	return map[string]any{
 		"station": c.Station, "sources": c.Sources, "dataDir": c.DataDir, "modelDir": c.ModelDir,
-		"provider": c.Provider, "batchMax": c.BatchMax, "mqttBroker": c.MQTTBroker, "mqttPrefix": c.MQTTPrefix,
+		"provider": c.Provider, "trtFP16": c.TRTFP16, "batchMax": c.BatchMax, "mqttBroker": c.MQTTBroker, "mqttPrefix": c.MQTTPrefix,
 		"mqttTLS": c.MQTTCAFile != "" || c.MQTTCertFile != "", "mqttAuth": c.MQTTUsername != "",
 		"outboxMaxBytes": c.OutboxMaxBytes, "outboxMaxRecords": c.OutboxMaxRecords, "httpAddr": c.HTTPAddr, "demo": c.Demo,
 		"catalogue": c.Catalogue, "generator": c.Generator, "augmentN": c.AugmentN, "retrainEvery": c.RetrainEvery.String(),

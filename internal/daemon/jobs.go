@@ -375,8 +375,7 @@ func (j *jobs) finish(job string, ev map[string]any) {
 }
 
 func (j *jobs) jobSession() ortenv.Options {
-	p, _ := ortenv.ParseProvider(j.d.cfg.Provider)
-	return ortenv.Options{Provider: p, DeviceID: j.d.cfg.DeviceID, Threads: j.d.cfg.JobThreads}
+	return j.d.cfg.Session(j.d.cfg.JobThreads)
 }
 
 // augment generates one batch of synthetic defects into pooled negatives. It returns
