@@ -21,6 +21,9 @@ func runVersion(_ context.Context, env *cliEnv, _ []string) int {
 		return 1
 	}
 	fmt.Fprintf(env.stdout, "onnx runtime %s: %s\n", ort.GetVersion(), path)
+	for _, s := range ortenv.PassedOver() {
+		fmt.Fprintf(env.stdout, "passed over: %s\n", s)
+	}
 	// Which providers this library can use here: the check for a GPU build (setup's, or
 	// NVIDIA's JetPack build named by DIAGD_ORT_LIB) and its CUDA/TensorRT libraries.
 	st, err := ortenv.ProbeProviders(log)

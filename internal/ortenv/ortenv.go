@@ -76,10 +76,16 @@ func exists(p string) bool {
 }
 
 var (
-	initOnce sync.Once
-	initPath string
-	initErr  error
+	initOnce    sync.Once
+	initPath    string
+	initErr     error
+	initSkipped []string // libraries passed over, with the reason
 )
+
+// PassedOver lists the libraries Init passed over before the one it loaded, each with
+// why (a GPU build whose CUDA libraries are missing, a path that does not exist). Call
+// it after Init has returned.
+func PassedOver() []string { return initSkipped }
 
 // Init initialises the ONNX Runtime environment once per process and returns the
 // library path used. Later calls return the first call's result.
@@ -115,6 +121,7 @@ func initialise(log *slog.Logger) (string, error) {
 			continue
 		}
 		log.Info("onnx runtime loaded", "library", p, "version", ort.GetVersion())
+		initSkipped = tried
 		return p, nil
 	}
 	return "", fmt.Errorf("ONNX Runtime library not found; run scripts/setup.sh, or set %s to libonnxruntime.so (tried: %s)",
