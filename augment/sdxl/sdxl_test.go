@@ -253,24 +253,6 @@ func TestDigest(t *testing.T) {
 	}
 }
 
-func TestHalf(t *testing.T) {
-	for f, want := range map[float32]uint16{1: 0x3c00, -2: 0xc000, 65504: 0x7bff, 65520: 0x7c00, 0.1: 0x2e66,
-		1e-8: 0, 5.960464477539063e-08: 1, 6.103515625e-05: 0x0400, float32(math.Inf(-1)): 0xfc00} {
-		if got := f32ToF16(f); got != want {
-			t.Errorf("f32ToF16(%g) = %#04x, want %#04x", f, got, want)
-		}
-	}
-	for h := 0; h < 1<<16; h++ {
-		f := f16ToF32(uint16(h))
-		if f != f { // NaN
-			continue
-		}
-		if back := f32ToF16(f); back != uint16(h) {
-			t.Fatalf("%#04x -> %g -> %#04x", h, f, back)
-		}
-	}
-}
-
 // The exact mode computes only the part of the result that can differ from the source;
 // DIAG's round trip resizes everything. Where the exact mode resized, the two must agree
 // to the bit; elsewhere the exact mode keeps the source.
