@@ -534,3 +534,50 @@ func TestDenoisingLoop(t *testing.T) {
 		t.Fatalf("final latents off by %.3g relative to the closed form (factor %.6g)", worst, factor)
 	}
 }
+
+// realArchDir is an export folder whose UNet and VAE are the real SDXL architecture
+// (zoo.TinySDXL: every layer type and the real interface widths, narrow channels),
+// beside the small text-encoder stand-ins.
+func realArchDir(t *testing.T, fp16 bool) string {
+	t.Helper()
+	dir := exportDir(t, zoo.SDXLConfig{Export: zoo.OptimumNew, FP16: fp16, Seed: 21})
+	for i, part := range []string{"unet", "vae_encoder", "vae_decoder"} {
+		if err := zoo.WriteSDXLRealPart(dir, part, zoo.TinySDXL(), fp16, uint64(30+i), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// TestRealArchitectureUNetAndVAE runs the pipeline on the real SDXL UNet and VAE graphs
+// (narrowed), in float32 and as a float16 export, which has the rank-0 float16 timestep
+// of optimum ≥ 1.24 and float16 weights throughout: both inpaint, and they agree to
+// within float16's rounding.
+func TestRealArchitectureUNetAndVAE(t *testing.T) {
+	testenv.ORT(t)
+	img, m := source(64, 64, 28, 34, 6)
+	req := request(img, m, 3)
+	req.Steps = 4
+	var res [2]Result
+	for i, fp16 := range []bool{false, true} {
+		p := open(t, realArchDir(t, fp16))
+		if p.io.unetFP16 != fp16 || p.io.tsCast != fp16 {
+			t.Fatalf("fp16 %v: io %+v", fp16, p.io)
+		}
+		r, err := p.Inpaint(t.Context(), req, nil)
+		if err != nil {
+			t.Fatalf("fp16 %v: %v", fp16, err)
+		}
+		res[i] = r
+	}
+	var diff, changed float64
+	for i := range res[0].Image.Pix {
+		diff += math.Abs(float64(res[0].Image.Pix[i]) - float64(res[1].Image.Pix[i]))
+		changed += math.Abs(float64(res[0].Image.Pix[i]) - float64(img.Pix[i]))
+	}
+	n := float64(len(img.Pix))
+	t.Logf("mean |fp16 − fp32| %.3f grey levels; mean change by inpainting %.3f", diff/n, changed/n)
+	if changed/n < 1 || diff/n > changed/n/4 {
+		t.Errorf("fp16 and fp32 differ by %.3f grey levels on average, inpainting changed %.3f", diff/n, changed/n)
+	}
+}

@@ -272,6 +272,29 @@ func (g *Graph) Init(name string, dims []int64, data any) string {
 	return name
 }
 
+// Extern adds an initializer of element type dt whose bytes are not in the model but at
+// [offset, offset+length) of the file location beside it (the layout SaveExternal
+// writes), and counts its parameters. Whoever calls it writes that file; a graph this
+// big (an SDXL UNet) is built without ever holding its weights.
+func (g *Graph) Extern(name string, dims []int64, dt DType, location string, offset, length int64) string {
+	n := int64(1)
+	for _, d := range dims {
+		n *= d
+	}
+	g.claim(name)
+	g.params += n
+	g.g.Initializer = append(g.g.Initializer, &pb.TensorProto{
+		Name: proto.String(name), Dims: dims, DataType: proto.Int32(int32(dt)),
+		DataLocation: pb.TensorProto_EXTERNAL.Enum(),
+		ExternalData: []*pb.StringStringEntryProto{
+			{Key: proto.String("location"), Value: proto.String(location)},
+			{Key: proto.String("offset"), Value: proto.String(strconv.FormatInt(offset, 10))},
+			{Key: proto.String("length"), Value: proto.String(strconv.FormatInt(length, 10))},
+		},
+	})
+	return name
+}
+
 // Const adds a small constant initializer with a generated name.
 func (g *Graph) Const(dims []int64, data any) string {
 	return g.Init(g.Fresh("const"), dims, data)
