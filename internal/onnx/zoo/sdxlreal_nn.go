@@ -108,7 +108,9 @@ func (n *wnet) scalar(v float32) string { return n.konst(nil, []float32{v}) }
 
 func (n *wnet) ints(v ...int64) string { return n.konst32([]int64{int64(len(v))}, v) }
 
-func (n *wnet) op(op string, in []string, attrs ...build.Attr) string { return n.g.Op(op, in, attrs...) }
+func (n *wnet) op(op string, in []string, attrs ...build.Attr) string {
+	return n.g.Op(op, in, attrs...)
+}
 
 // linear is PyTorch's Linear as torch.onnx exports it for 3-D inputs: MatMul by the
 // [in, out] transposed weight, then the bias.
