@@ -536,15 +536,13 @@ func TestDenoisingLoop(t *testing.T) {
 }
 
 // realArchDir is an export folder whose UNet and VAE are the real SDXL architecture
-// (zoo.TinySDXL: every layer type and the real interface widths, narrow channels),
-// beside the small text-encoder stand-ins.
+// (narrowed: every layer type and the real interface widths) beside small text-encoder
+// stand-ins.
 func realArchDir(t *testing.T, fp16 bool) string {
 	t.Helper()
-	dir := exportDir(t, zoo.SDXLConfig{Export: zoo.OptimumNew, FP16: fp16, Seed: 21})
-	for i, part := range []string{"unet", "vae_encoder", "vae_decoder"} {
-		if err := zoo.WriteSDXLRealPart(dir, part, zoo.TinySDXL(), fp16, uint64(30+i), nil); err != nil {
-			t.Fatal(err)
-		}
+	dir := t.TempDir()
+	if err := zoo.WriteSDXLNarrow(dir, zoo.SDXLConfig{FP16: fp16, Seed: 21}); err != nil {
+		t.Fatal(err)
 	}
 	return dir
 }

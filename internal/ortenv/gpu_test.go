@@ -1,6 +1,7 @@
 package ortenv
 
 import (
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -152,5 +153,30 @@ func TestCandidatesPassOverAGPUBuildThatCannotLoad(t *testing.T) {
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("CPU-only order = %v, want %v", got, want)
+	}
+}
+
+// TestExplainNamesMissingLibraries: ORT's "Failed to load library" for a GPU build
+// becomes the list of CUDA libraries that are missing beside or on the loader path.
+func TestExplainNamesMissingLibraries(t *testing.T) {
+	bin := gpuBuild(t, []string{"libdiagd_absent_cublasLt.so.13"}, true)
+	lib, err := filepath.EvalSymlinks(filepath.Join(bin, GPULibName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	saved := initPath
+	initPath = lib
+	defer func() { initPath = saved }()
+	orig := errors.New("provider_bridge_ort.cc:1988 FAIL : Failed to load library " + filepath.Dir(lib) + "/" + CUDAProviderLib + " with error: libdiagd_absent_cublasLt.so.13: cannot open shared object file")
+	got := explain(CUDA, orig).Error()
+	if !strings.Contains(got, CUDAProviderLib+" cannot load; missing: libdiagd_absent_cublasLt.so.13") {
+		t.Errorf("explained as %q", got)
+	}
+	// TensorRT's library is absent from this build: said so.
+	if got := explain(TensorRT, errors.New("Failed to load shared library")).Error(); !strings.Contains(got, "no "+TensorRTProviderLib) {
+		t.Errorf("TensorRT explained as %q", got)
+	}
+	if explain(CPU, orig) != orig {
+		t.Error("a CPU error was rewritten")
 	}
 }

@@ -205,13 +205,19 @@ func OpenSession(log *slog.Logger, path string, inputs, outputs []string, o Opti
 }
 
 // explain shortens ORT's long loader error for the common case of a CPU-only build,
-// where the GPU providers' shared libraries are simply not there.
+// where the GPU providers' shared libraries are simply not there, and replaces a GPU
+// build's bare "Failed to load shared library" with the libraries that are missing.
 func explain(p Provider, err error) error {
-	if err == nil {
-		return nil
+	if err == nil || p == CPU {
+		return err
 	}
 	if strings.Contains(err.Error(), "libonnxruntime_providers_shared.so") && strings.Contains(err.Error(), "cannot open shared object") {
 		return fmt.Errorf("this ONNX Runtime build has no %s provider (no libonnxruntime_providers_shared.so beside the library; see README, GPU)", p)
+	}
+	if msg := err.Error(); strings.Contains(msg, "Failed to load shared library") || strings.Contains(msg, "Failed to load library") {
+		if reason := providerFileReason(initPath, p); reason != "" {
+			return fmt.Errorf("%s (see README, GPU)", reason)
+		}
 	}
 	return err
 }

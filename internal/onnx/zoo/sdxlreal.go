@@ -2,7 +2,9 @@ package zoo
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"io"
 	"math"
@@ -194,4 +196,51 @@ func (n *wnet) fill(buf []byte, s wspec, seed uint64, i, c int) {
 			binary.LittleEndian.PutUint32(buf[4*k:], math.Float32bits(v))
 		}
 	}
+}
+
+// standinStamp records what a finished WriteSDXLReal folder holds, so a later run can
+// reuse it (writing a real-size export takes minutes) and a half-written one is redone.
+type standinStamp struct {
+	Arch SDXLArch
+	FP16 bool
+	Seed uint64
+}
+
+const stampFile = "diagd-standin.json"
+
+// EnsureSDXLReal is WriteSDXLReal unless dir already holds a complete export of the same
+// architecture, dtype and seed; it reports whether it reused one.
+func EnsureSDXLReal(dir string, a SDXLArch, c SDXLConfig, progress func(part string, done, total int64)) (bool, error) {
+	want, err := json.Marshal(standinStamp{a, c.FP16, c.Seed})
+	if err != nil {
+		return false, err
+	}
+	if got, err := os.ReadFile(filepath.Join(dir, stampFile)); err == nil && bytes.Equal(got, want) {
+		return true, nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return false, err
+	}
+	os.Remove(filepath.Join(dir, stampFile))
+	if err := WriteSDXLReal(dir, a, c, progress); err != nil {
+		return false, err
+	}
+	return false, atomicfile.WriteFile(filepath.Join(dir, stampFile), want, 0o644)
+}
+
+// WriteSDXLNarrow writes a small export folder whose UNet and VAE are the real
+// architecture narrowed (TinySDXL) beside WriteSDXLInpaint's text encoders, which keep
+// the real interface widths: the cheapest folder that runs the real UNet and VAE graphs
+// through the pipeline (tests, and benchmark smoke runs).
+func WriteSDXLNarrow(dir string, c SDXLConfig) error {
+	c.Export = OptimumNew
+	if err := WriteSDXLInpaint(dir, c); err != nil {
+		return err
+	}
+	for i, part := range []string{"unet", "vae_encoder", "vae_decoder"} {
+		if err := WriteSDXLRealPart(dir, part, TinySDXL(), c.FP16, c.Seed+uint64(10+i), nil); err != nil {
+			return err
+		}
+	}
+	return nil
 }
