@@ -33,6 +33,7 @@ func benchSDXLReal(args []string) error {
 	warmup := fs.Int("warmup-steps", 2, "steps of the warm-up image (0: none)")
 	images := fs.Int("images", 1, "timed images")
 	dir := fs.String("dir", "", "folder for the generated export, reused when complete (default: a folder in $TMPDIR per dtype)")
+	prepare := fs.Bool("prepare", false, "only write (or find) the export, then stop")
 	narrow := fs.Bool("narrow", false, "smoke run: the real UNet and VAE graphs narrowed, small text encoders (seconds, not the real speed)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -64,6 +65,9 @@ func benchSDXLReal(args []string) error {
 		return err
 	}
 	fmt.Printf("export %s: %v (reused %v)\n", *dir, time.Since(start).Round(time.Second), reused)
+	if *prepare {
+		return nil
+	}
 	start = time.Now()
 	p, err := sdxl.Open(log, *dir, ortenv.Options{Provider: prov, TRTFP16: *trtFP16})
 	if err != nil {

@@ -39,7 +39,8 @@ func TestGPUScoresMatchCPU(t *testing.T) {
 	}
 	defer closeAll(frames)
 	for _, fp16 := range []bool{false, true} {
-		cfg := zoo.ResNet50(3)
+		// The detector's real input size; a small network keeps TensorRT's engine builds short.
+		cfg := zoo.SmallResNet(704, 256, 3)
 		cfg.FP16 = fp16
 		dir := writeModel(t, cfg, map[bool]string{false: "fp32", true: "fp16"}[fp16])
 		scores := func(o ortenv.Options) []float64 {

@@ -330,3 +330,25 @@ func sharedLib(t *testing.T, dir, name, missing string) string {
 	}
 	return lib
 }
+
+// TestDeviceCheckWithoutAGPU: on a machine without a GPU the device check still writes
+// its one report, saying that everything was skipped and why, and fails.
+func TestDeviceCheckWithoutAGPU(t *testing.T) {
+	s := newSandbox(t)
+	b, err := os.ReadFile("device-check.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(s.root, "scripts", "device-check.sh"), b)
+	s.command(t, "nvidia-smi", `echo "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver."; exit 9`)
+	out := t.TempDir()
+	cmd := exec.Command("bash", filepath.Join(s.root, "scripts", "device-check.sh"))
+	cmd.Env = append(append([]string{}, s.env...), "OUT="+out, "DIAGD_CHECK_WORK="+filepath.Join(t.TempDir(), "work"))
+	log, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Fatalf("device check passed without a GPU:\n%s", log)
+	}
+	report := string(readFile(t, filepath.Join(out, "device-report.md")))
+	contains(t, report, "# diagd device check", "GPU: none found",
+		"everything: nvidia-smi finds no NVIDIA GPU (NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver.)")
+}
