@@ -9,6 +9,8 @@ import (
 	"sort"
 	"time"
 
+	ort "github.com/yalue/onnxruntime_go"
+
 	"github.com/diagd/diagd/augment/sdxl"
 	"github.com/diagd/diagd/internal/onnx/zoo"
 	"github.com/diagd/diagd/internal/ortenv"
@@ -34,6 +36,7 @@ func benchSDXLReal(args []string) error {
 	images := fs.Int("images", 1, "timed images")
 	dir := fs.String("dir", "", "folder for the generated export, reused when complete (default: a folder in $TMPDIR per dtype)")
 	prepare := fs.Bool("prepare", false, "only write (or find) the export, then stop")
+	unetOnly := fs.Bool("unet-only", false, "only time bare UNet Run calls at the working size, CFG batch 2 (float32 export; loads the UNet alone, so it fits where the whole pipeline does not)")
 	narrow := fs.Bool("narrow", false, "smoke run: the real UNet and VAE graphs narrowed, small text encoders (seconds, not the real speed)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -67,6 +70,9 @@ func benchSDXLReal(args []string) error {
 	fmt.Printf("export %s: %v (reused %v)\n", *dir, time.Since(start).Round(time.Second), reused)
 	if *prepare {
 		return nil
+	}
+	if *unetOnly {
+		return bareUNetSteps(filepath.Join(*dir, "unet", "model.onnx"), ortenv.Options{Provider: prov, TRTFP16: *trtFP16}, *size, *fp16)
 	}
 	start = time.Now()
 	p, err := sdxl.Open(log, *dir, ortenv.Options{Provider: prov, TRTFP16: *trtFP16})
@@ -131,4 +137,55 @@ func progressPrinter() func(part string, done, total int64) {
 			fmt.Fprintf(os.Stderr, "writing %s: %.2f / %.2f GB\n", part, float64(done)/1e9, float64(total)/1e9)
 		}
 	}
+}
+
+// bareUNetSteps times UNet Run calls on prepared tensors at the working size with the
+// CFG batch of 2: one denoising step's network cost with nothing of diagd around it.
+func bareUNetSteps(path string, o ortenv.Options, size int, fp16 bool) error {
+	if fp16 {
+		return fmt.Errorf("-unet-only needs the float32 export (a float16 UNet's rank-0 float16 timestep is fed by augment/sdxl's rewrite)")
+	}
+	start := time.Now()
+	s, err := ortenv.OpenSession(quietLog(), path, []string{"sample", "timestep", "encoder_hidden_states", "text_embeds", "time_ids"},
+		[]string{"out_sample"}, o)
+	if err != nil {
+		return err
+	}
+	defer s.Destroy()
+	opened := time.Since(start)
+	lat := int64(size / 8)
+	fill := func(shape ort.Shape) *ort.Tensor[float32] {
+		v := make([]float32, shape.FlattenedSize())
+		for i := range v {
+			v[i] = float32(i%17)/17 - 0.5
+		}
+		t, err := ort.NewTensor(shape, v)
+		if err != nil {
+			panic(err) // shapes are fixed here
+		}
+		return t
+	}
+	ts, err := ort.NewScalar(float32(981))
+	if err != nil {
+		return err
+	}
+	in := []ort.Value{fill(ort.NewShape(2, 9, lat, lat)), ts, fill(ort.NewShape(2, 77, 2048)), fill(ort.NewShape(2, 1280)), fill(ort.NewShape(2, 6))}
+	out := []ort.Value{fill(ort.NewShape(2, 4, lat, lat))}
+	defer func() {
+		for _, v := range append(in, out...) {
+			v.Destroy()
+		}
+	}()
+	var steps []time.Duration
+	for i := range 2 {
+		t := time.Now()
+		if err := s.Run(in, out); err != nil {
+			return err
+		}
+		steps = append(steps, time.Since(t))
+		fmt.Printf("UNet step %d (%d², batch 2): %v\n", i+1, size, steps[i].Round(time.Millisecond))
+	}
+	fmt.Printf("RESULT sdxlreal-unet provider=%s size=%d open_s=%.1f first_step_s=%.2f step_s=%.2f peak_rss=%q\n",
+		s.Provider, size, opened.Seconds(), steps[0].Seconds(), steps[1].Seconds(), rss("VmHWM:"))
+	return nil
 }
