@@ -127,3 +127,23 @@ func TestOpenSessionDataFindsExternalWeights(t *testing.T) {
 		t.Error("opened with the wrong external-data folder")
 	}
 }
+
+func TestDTypeNote(t *testing.T) {
+	for _, c := range []struct {
+		p    ortenv.Provider
+		fp16 bool
+		o    ortenv.Options
+		want string
+	}{
+		{ortenv.CPU, true, ortenv.Options{}, "float16 model on the CPU provider"},
+		{ortenv.TensorRT, true, ortenv.Options{}, "DIAGD_TRT_FP16=true"},
+		{ortenv.TensorRT, true, ortenv.Options{TRTFP16: true}, ""},
+		{ortenv.CUDA, true, ortenv.Options{}, ""},
+		{ortenv.CPU, false, ortenv.Options{}, ""},
+	} {
+		got := ortenv.DTypeNote(c.p, c.fp16, c.o)
+		if (c.want == "") != (got == "") || !strings.Contains(got, c.want) {
+			t.Errorf("%s fp16 %v %+v: %q, want %q", c.p, c.fp16, c.o, got, c.want)
+		}
+	}
+}
