@@ -169,7 +169,8 @@ cuda_missing() {
 lib_findable() {
   local so=$1 dir=$2 d
   [ -e "$dir/$so" ] && return 0
-  ldconfig -p 2>/dev/null | grep -q "^[[:space:]]*$so " && return 0
+  # ldconfig lives in /sbin, which a normal user's PATH on Debian lacks.
+  "$(command -v ldconfig || echo /sbin/ldconfig)" -p 2>/dev/null | grep -q "^[[:space:]]*$so " && return 0
   local IFS=:
   for d in ${LD_LIBRARY_PATH:-}; do
     [ -n "$d" ] && [ -e "$d/$so" ] && return 0
@@ -199,7 +200,10 @@ setup_gpu_ort() {
     install_gpu_ort "$dest" || true
     return 0
   fi
-  install_gpu_ort "$dest" || return 1
+  if ! install_gpu_ort "$dest"; then
+    ort_err "the GPU build was not installed (rerun with --no-gpu to install the CPU build only)"
+    return 1
+  fi
   mkdir -p bin
   ln -sfn "../$dest/libonnxruntime.so.$ORT_GPU_VERSION" bin/libonnxruntime-gpu.so
   ort_log "ONNX Runtime $ORT_GPU_VERSION GPU (x64): $dest, linked as bin/libonnxruntime-gpu.so"

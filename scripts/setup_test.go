@@ -310,7 +310,7 @@ func hostArch(t *testing.T) string {
 
 // findable asks the loader's cache, as ort.sh's lib_findable does for cuDNN.
 func findable(so string) bool {
-	out, _ := exec.Command("sh", "-c", "ldconfig -p 2>/dev/null").Output()
+	out, _ := exec.Command("sh", "-c", `"$(command -v ldconfig || echo /sbin/ldconfig)" -p 2>/dev/null`).Output()
 	return strings.Contains(string(out), so+" ")
 }
 
