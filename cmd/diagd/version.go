@@ -20,6 +20,9 @@ func runVersion(_ context.Context, env *cliEnv, _ []string) int {
 		fmt.Fprintf(env.stdout, "onnx runtime: not found: %v\n", err)
 		return 1
 	}
+	if real := ortenv.Loaded(); real != path {
+		path += " (" + real + ")"
+	}
 	fmt.Fprintf(env.stdout, "onnx runtime %s: %s\n", ort.GetVersion(), path)
 	for _, s := range ortenv.PassedOver() {
 		fmt.Fprintf(env.stdout, "passed over: %s\n", s)

@@ -100,10 +100,10 @@ type ProviderStatus struct {
 // beside the core, every library it needs opens, and ONNX Runtime accepts it. No model
 // is loaded and no GPU memory is taken beyond what loading the provider libraries does.
 func ProbeProviders(log *slog.Logger) ([]ProviderStatus, error) {
-	lib, err := Init(log)
-	if err != nil {
+	if _, err := Init(log); err != nil {
 		return nil, err
 	}
+	lib := Loaded()
 	var out []ProviderStatus
 	for _, p := range []Provider{TensorRT, CUDA} {
 		st := ProviderStatus{Provider: p}

@@ -164,9 +164,9 @@ func TestExplainNamesMissingLibraries(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	saved := initPath
-	initPath = lib
-	defer func() { initPath = saved }()
+	saved := initReal
+	initReal = lib
+	defer func() { initReal = saved }()
 	orig := errors.New("provider_bridge_ort.cc:1988 FAIL : Failed to load library " + filepath.Dir(lib) + "/" + CUDAProviderLib + " with error: libdiagd_absent_cublasLt.so.13: cannot open shared object file")
 	got := explain(CUDA, orig).Error()
 	if !strings.Contains(got, CUDAProviderLib+" cannot load; missing: libdiagd_absent_cublasLt.so.13") {

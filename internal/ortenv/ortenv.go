@@ -77,10 +77,15 @@ func exists(p string) bool {
 
 var (
 	initOnce    sync.Once
-	initPath    string
+	initPath    string // as found (may be a symlink)
+	initReal    string // the file loaded: initPath with symlinks resolved
 	initErr     error
 	initSkipped []string // libraries passed over, with the reason
 )
+
+// Loaded is the file Init loaded: its path with symlinks resolved, in whose folder ONNX
+// Runtime looks for its provider libraries. Call it after Init has returned.
+func Loaded() string { return initReal }
 
 // PassedOver lists the libraries Init passed over before the one it loaded, each with
 // why (a GPU build whose CUDA libraries are missing, a path that does not exist). Call
@@ -88,13 +93,14 @@ var (
 func PassedOver() []string { return initSkipped }
 
 // Init initialises the ONNX Runtime environment once per process and returns the
-// library path used. Later calls return the first call's result.
+// library's path as it was found (Loaded gives the file behind a symlink). Later calls
+// return the first call's result.
 func Init(log *slog.Logger) (string, error) {
-	initOnce.Do(func() { initPath, initErr = initialise(log) })
+	initOnce.Do(func() { initPath, initReal, initErr = initialise(log) })
 	return initPath, initErr
 }
 
-func initialise(log *slog.Logger) (string, error) {
+func initialise(log *slog.Logger) (found, loaded string, err error) {
 	var tried []string
 	for _, k := range candidates() {
 		p := k.path
@@ -104,6 +110,7 @@ func initialise(log *slog.Logger) (string, error) {
 			continue
 		}
 		// A bare name goes to the loader's search path; a path must exist to be worth a dlopen.
+		found := p
 		if strings.ContainsRune(p, '/') {
 			if _, err := os.Stat(p); err != nil {
 				tried = append(tried, p+": "+errors.Unwrap(err).Error())
@@ -120,11 +127,11 @@ func initialise(log *slog.Logger) (string, error) {
 			tried = append(tried, p+": "+err.Error())
 			continue
 		}
-		log.Info("onnx runtime loaded", "library", p, "version", ort.GetVersion())
+		log.Info("onnx runtime loaded", "library", found, "file", p, "version", ort.GetVersion())
 		initSkipped = tried
-		return p, nil
+		return found, p, nil
 	}
-	return "", fmt.Errorf("ONNX Runtime library not found; run scripts/setup.sh, or set %s to libonnxruntime.so (tried: %s)",
+	return "", "", fmt.Errorf("ONNX Runtime library not found; run scripts/setup.sh, or set %s to libonnxruntime.so (tried: %s)",
 		LibEnv, strings.Join(tried, "; "))
 }
 
@@ -215,7 +222,7 @@ func explain(p Provider, err error) error {
 		return fmt.Errorf("this ONNX Runtime build has no %s provider (no libonnxruntime_providers_shared.so beside the library; see README, GPU)", p)
 	}
 	if msg := err.Error(); strings.Contains(msg, "Failed to load shared library") || strings.Contains(msg, "Failed to load library") {
-		if reason := providerFileReason(initPath, p); reason != "" {
+		if reason := providerFileReason(initReal, p); reason != "" {
 			return fmt.Errorf("%s (see README, GPU)", reason)
 		}
 	}
