@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"syscall"
 	"time"
 
 	ort "github.com/yalue/onnxruntime_go"
@@ -176,16 +177,27 @@ func bareUNetSteps(path string, o ortenv.Options, size int, fp16 bool) error {
 			v.Destroy()
 		}
 	}()
-	var steps []time.Duration
+	var steps, cpu []time.Duration
 	for i := range 2 {
-		t := time.Now()
+		t, c := time.Now(), cpuTime()
 		if err := s.Run(in, out); err != nil {
 			return err
 		}
-		steps = append(steps, time.Since(t))
-		fmt.Printf("UNet step %d (%d², batch 2): %v\n", i+1, size, steps[i].Round(time.Millisecond))
+		steps, cpu = append(steps, time.Since(t)), append(cpu, cpuTime()-c)
+		fmt.Printf("UNet step %d (%d², batch 2): %v wall, %v CPU (peak RSS so far %s)\n", i+1, size,
+			steps[i].Round(time.Millisecond), cpu[i].Round(time.Millisecond), rss("VmHWM:"))
 	}
-	fmt.Printf("RESULT sdxlreal-unet provider=%s size=%d open_s=%.1f first_step_s=%.2f step_s=%.2f peak_rss=%q\n",
-		s.Provider, size, opened.Seconds(), steps[0].Seconds(), steps[1].Seconds(), rss("VmHWM:"))
+	fmt.Printf("RESULT sdxlreal-unet provider=%s size=%d open_s=%.1f first_step_s=%.2f step_s=%.2f step_cpu_s=%.2f peak_rss=%q\n",
+		s.Provider, size, opened.Seconds(), steps[0].Seconds(), steps[1].Seconds(), cpu[1].Seconds(), rss("VmHWM:"))
 	return nil
+}
+
+// cpuTime is the process's user+system CPU time: on a shared machine, the cost of a
+// step that waiting for a CPU does not inflate.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
