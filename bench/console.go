@@ -13,11 +13,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"gocv.io/x/gocv"
@@ -216,12 +214,6 @@ func (r *consoleRig) round(watchers int) (fps, cpuPerFrame float64, st pageStats
 	return fps, cpuPerFrame, st, nil
 }
 
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
 // pagesProc is the process running the watching pages (bench console-pages).
 type pagesProc struct {
 	cmd   *exec.Cmd
@@ -290,15 +282,6 @@ func benchConsolePages(args []string) error {
 		sum.Verdicts, sum.Frames, sum.Bytes = sum.Verdicts+st.Verdicts, sum.Frames+st.Frames, sum.Bytes+st.Bytes
 	}
 	return json.NewEncoder(os.Stdout).Encode(sum)
-}
-
-// median is the middle value (the mean of the two middle ones for an even count).
-func median(v []float64) float64 {
-	s := slices.Sorted(slices.Values(v))
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 // writeBenchFrames writes up to 48 distinct camera-like PNG frames (every 4th

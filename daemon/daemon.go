@@ -28,7 +28,6 @@ import (
 	"github.com/diagd/diagd/capture"
 	"github.com/diagd/diagd/detect"
 	"github.com/diagd/diagd/internal/config"
-	"github.com/diagd/diagd/internal/ortenv"
 	"github.com/diagd/diagd/mqtt"
 	"github.com/diagd/diagd/mqtt/outbox"
 )
@@ -84,9 +83,8 @@ func New(log *slog.Logger, cfg config.Config) (*Daemon, error) {
 			return nil, fmt.Errorf("demo: %w", err)
 		}
 	}
-	p, _ := ortenv.ParseProvider(cfg.Provider)
 	d.det = detect.New(log, detect.Options{
-		Session:  ortenv.Options{Provider: p, DeviceID: cfg.DeviceID, Threads: cfg.Threads},
+		Session:  cfg.Session(cfg.Threads),
 		MaxBatch: cfg.BatchMax, Workers: 1,
 	})
 	d.judgeFn = d.det.Judge

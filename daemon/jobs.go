@@ -343,6 +343,5 @@ func (j *jobs) finished(job, outcome string, ev any) {
 }
 
 func (j *jobs) jobSession() ortenv.Options {
-	p, _ := ortenv.ParseProvider(j.d.cfg.Provider)
-	return ortenv.Options{Provider: p, DeviceID: j.d.cfg.DeviceID, Threads: j.d.cfg.JobThreads}
+	return j.d.cfg.Session(j.d.cfg.JobThreads)
 }

@@ -56,9 +56,12 @@ type worker struct {
 	pre    *Preprocessor
 	inBuf  []float32
 	outBuf []float32
-	idx    []int                        // frame index of each packed batch row
-	in     map[int]*ort.Tensor[float32] // by batch size, made on first use
-	out    map[int]*ort.Tensor[float32]
+	idx    []int             // frame index of each packed batch row
+	in     map[int]ort.Value // by batch size, made on first use
+	out    map[int]ort.Value
+	// A float16 export's input and output live in these; the float32 buffers above are
+	// converted at the boundary (fp16.go).
+	inHalf, outHalf []byte
 }
 
 // LoadModel opens dir/model.onnx with dir/model.json, checking that the metadata agrees
@@ -81,7 +84,7 @@ func LoadModel(log *slog.Logger, dir string, o Options) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	maxBatch, err := checkInterface(meta, ins, outs)
+	maxBatch, io, err := checkInterface(meta, ins, outs)
 	if err != nil {
 		return nil, fmt.Errorf("model %s does not match %s: %w", path, filepath.Join(dir, MetadataFile), err)
 	}
@@ -92,13 +95,14 @@ func LoadModel(log *slog.Logger, dir string, o Options) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
+	if note := ortenv.DTypeNote(sess.Provider, io.inFP16 || io.outFP16, o.Session); note != "" {
+		log.Warn("detector model dtype", "model", path, "note", note)
+	}
 	m := &Model{Meta: meta, Dir: dir, Provider: sess.Provider, log: log, sess: sess,
 		maxBatch: o.MaxBatch, workers: make(chan *worker, o.Workers)}
 	for range o.Workers {
 		pre := NewPreprocessor(meta.Input)
-		m.workers <- &worker{pre: pre, inBuf: make([]float32, o.MaxBatch*pre.Size()), outBuf: make([]float32, o.MaxBatch),
-			idx: make([]int, o.MaxBatch),
-			in:  map[int]*ort.Tensor[float32]{}, out: map[int]*ort.Tensor[float32]{}}
+		m.workers <- newWorker(pre, o.MaxBatch, io)
 	}
 	if err := m.probe(); err != nil {
 		m.Close()
@@ -146,7 +150,8 @@ func (m *Model) probe() error {
 
 // checkInterface compares metadata with the model's declared inputs and outputs and
 // returns the largest batch the model accepts (0 when the batch axis is dynamic).
-func checkInterface(meta Metadata, ins, outs []ort.InputOutputInfo) (int, error) {
+func checkInterface(meta Metadata, ins, outs []ort.InputOutputInfo) (int, ioTypes, error) {
+	var io ioTypes
 	var in *ort.InputOutputInfo
 	var names []string
 	for i := range ins {
@@ -156,20 +161,21 @@ func checkInterface(meta Metadata, ins, outs []ort.InputOutputInfo) (int, error)
 		}
 	}
 	if in == nil {
-		return 0, fmt.Errorf("metadata input.name is %q but the model's inputs are %q", meta.Input.Name, names)
+		return 0, io, fmt.Errorf("metadata input.name is %q but the model's inputs are %q", meta.Input.Name, names)
 	}
-	if in.DataType != ort.TensorElementDataTypeFloat {
-		return 0, fmt.Errorf("input %q is %v; want float32", in.Name, in.DataType)
+	var ok bool
+	if io.inFP16, ok = floatType(in.DataType); !ok {
+		return 0, io, fmt.Errorf("input %q is %v; want float32 or float16", in.Name, in.DataType)
 	}
 	d := in.Dimensions
 	if len(d) != 4 {
-		return 0, fmt.Errorf("input %q has shape %v; want [batch,3,H,W]", in.Name, d)
+		return 0, io, fmt.Errorf("input %q has shape %v; want [batch,3,H,W]", in.Name, d)
 	}
 	if d[1] != 3 && d[1] >= 0 {
-		return 0, fmt.Errorf("input %q has %d channels; want 3", in.Name, d[1])
+		return 0, io, fmt.Errorf("input %q has %d channels; want 3", in.Name, d[1])
 	}
 	if (d[2] >= 0 && d[2] != int64(meta.Input.Height)) || (d[3] >= 0 && d[3] != int64(meta.Input.Width)) {
-		return 0, fmt.Errorf("metadata says input is %dx%d (HxW) but the model's input %q is %dx%d",
+		return 0, io, fmt.Errorf("metadata says input is %dx%d (HxW) but the model's input %q is %dx%d",
 			meta.Input.Height, meta.Input.Width, in.Name, d[2], d[3])
 	}
 	var out *ort.InputOutputInfo
@@ -181,14 +187,14 @@ func checkInterface(meta Metadata, ins, outs []ort.InputOutputInfo) (int, error)
 		}
 	}
 	if out == nil {
-		return 0, fmt.Errorf("metadata outputs.logit is %q but the model's outputs are %q", meta.Outputs.Logit, names)
+		return 0, io, fmt.Errorf("metadata outputs.logit is %q but the model's outputs are %q", meta.Outputs.Logit, names)
 	}
-	if out.DataType != ort.TensorElementDataTypeFloat {
-		return 0, fmt.Errorf("output %q is %v; want float32", out.Name, out.DataType)
+	if io.outFP16, ok = floatType(out.DataType); !ok {
+		return 0, io, fmt.Errorf("output %q is %v; want float32 or float16", out.Name, out.DataType)
 	}
 	od := out.Dimensions
 	if len(od) != 2 || (od[1] != 1 && od[1] >= 0) {
-		return 0, fmt.Errorf("output %q has shape %v; want [batch,1]", out.Name, od)
+		return 0, io, fmt.Errorf("output %q has shape %v; want [batch,1]", out.Name, od)
 	}
 	if meta.Outputs.Features != "" {
 		found := false
@@ -196,13 +202,13 @@ func checkInterface(meta Metadata, ins, outs []ort.InputOutputInfo) (int, error)
 			found = found || o.Name == meta.Outputs.Features
 		}
 		if !found {
-			return 0, fmt.Errorf("metadata outputs.features is %q but the model's outputs are %q", meta.Outputs.Features, names)
+			return 0, io, fmt.Errorf("metadata outputs.features is %q but the model's outputs are %q", meta.Outputs.Features, names)
 		}
 	}
 	if d[0] > 0 {
-		return int(d[0]), nil
+		return int(d[0]), io, nil
 	}
-	return 0, nil
+	return 0, io, nil
 }
 
 // Close releases the session and every worker's buffers. The caller guarantees no call
@@ -262,12 +268,14 @@ func (m *Model) runBatch(w *worker, frames []gocv.Mat, out []float32, errs []err
 	if n == 0 {
 		return nil
 	}
-	if _, err := w.tensors(n, m.Meta.Input); err != nil {
+	if err := w.tensors(n, m.Meta.Input); err != nil {
 		return err
 	}
+	w.toHalf(n * size)
 	if err := m.runTensor(w, n); err != nil {
 		return err
 	}
+	w.fromHalf(n)
 	for j, i := range w.idx[:n] {
 		out[i] = w.outBuf[j]
 	}
@@ -281,23 +289,6 @@ func (m *Model) runTensor(w *worker, n int) error {
 		return fmt.Errorf("model %s: run: %w", m.Meta.ModelVersion, err)
 	}
 	return nil
-}
-
-func (w *worker) tensors(n int, spec InputSpec) (*ort.Tensor[float32], error) {
-	if t, ok := w.in[n]; ok {
-		return t, nil
-	}
-	in, err := ort.NewTensor(ort.NewShape(int64(n), 3, int64(spec.Height), int64(spec.Width)), w.inBuf)
-	if err != nil {
-		return nil, err
-	}
-	out, err := ort.NewTensor(ort.NewShape(int64(n), 1), w.outBuf)
-	if err != nil {
-		in.Destroy()
-		return nil, err
-	}
-	w.in[n], w.out[n] = in, out
-	return in, nil
 }
 
 // Sigmoid maps a logit to a score in [0,1], stably for large |x|.

@@ -67,6 +67,7 @@ type ioInfo struct {
 	tsType     ort.TensorElementDataType
 	tsRank     int
 	tsLen      int64 // for rank 1: elements to feed
+	tsCast     bool  // rank-0 float16 timestep: fed as float32 to a graph that casts it
 	vencOut    string
 	vencParams bool // latent_parameters (mean ‖ logvar) rather than a sampled latent
 	vencFP16   bool
@@ -134,7 +135,7 @@ func Open(log *slog.Logger, dir string, o ortenv.Options) (*Pipeline, error) {
 	}
 	ok = true
 	log.Info("sdxl pipeline ready", "dir", dir, "digest", p.digest[:12], "unet_fp16", p.io.unetFP16,
-		"timestep", fmt.Sprintf("%v rank %d", p.io.tsType, p.io.tsRank), "vae_encoder_output", p.io.vencOut,
+		"timestep", fmt.Sprintf("%v rank %d", p.io.tsType, p.io.tsRank), "timestep_cast_in_graph", p.io.tsCast, "vae_encoder_output", p.io.vencOut,
 		"text_hidden", p.io.hidden1+"+"+p.io.hidden2, "scaling_factor", p.scaling)
 	return p, nil
 }
@@ -304,10 +305,9 @@ func (p *Pipeline) openSessions(o ortenv.Options) error {
 			switch i.DataType {
 			case ort.TensorElementDataTypeFloat, ort.TensorElementDataTypeInt64, ort.TensorElementDataTypeInt32:
 			case ort.TensorElementDataTypeFloat16:
-				if p.io.tsRank == 0 {
-					// onnxruntime_go can make rank-0 tensors only of Go element types.
-					return fmt.Errorf("sdxl: %s: a rank-0 float16 timestep cannot be fed from onnxruntime_go; export the UNet in float32", path("unet"))
-				}
+				// onnxruntime_go makes rank-0 tensors of Go element types only: the graph
+				// gets a float32 timestep and a Cast in front (castTimestep).
+				p.io.tsCast = p.io.tsRank == 0
 			default:
 				return fmt.Errorf("sdxl: %s: timestep is %v, want float or int64", path("unet"), i.DataType)
 			}
@@ -345,8 +345,8 @@ func (p *Pipeline) openSessions(o ortenv.Options) error {
 	if p.io.tsType == ort.TensorElementDataTypeFloat16 && !f {
 		return fmt.Errorf("sdxl: %s: float16 timestep in a float32 UNet", path("unet"))
 	}
-	if p.unet, err = ortenv.OpenSession(p.log, path("unet"), unetIn, []string{"out_sample"}, o); err != nil {
-		return fmt.Errorf("sdxl: %w", err)
+	if err := p.openUNet(path("unet"), unetIn, o); err != nil {
+		return err
 	}
 
 	// VAE encoder: latent_parameters (optimum ≥ 1.23) or latent_sample (sampled in-graph).
@@ -404,11 +404,33 @@ func (p *Pipeline) openSessions(o ortenv.Options) error {
 		return fmt.Errorf("sdxl: %w", err)
 	}
 	for _, s := range []*ortenv.Session{p.te1, p.te2, p.unet, p.venc, p.vdec} {
-		if s.Provider == ortenv.CPU && (p.io.unetFP16 || p.io.vdecFP16) {
-			p.notes = append(p.notes, "float16 models on the CPU execution provider are slow and poorly supported; use CUDA or a float32 export")
+		if note := ortenv.DTypeNote(s.Provider, p.io.unetFP16 || p.io.vdecFP16, o); note != "" {
+			p.notes = append(p.notes, note)
 			break
 		}
 	}
+	return nil
+}
+
+// openUNet opens the UNet session, from a rewritten graph when its timestep is a rank-0
+// float16 (the pipeline then feeds float32 scalars).
+func (p *Pipeline) openUNet(path string, inputs []string, o ortenv.Options) error {
+	out := []string{"out_sample"}
+	var err error
+	if !p.io.tsCast {
+		if p.unet, err = ortenv.OpenSession(p.log, path, inputs, out, o); err != nil {
+			return fmt.Errorf("sdxl: %w", err)
+		}
+		return nil
+	}
+	data, err := castTimestep(path)
+	if err != nil {
+		return fmt.Errorf("sdxl: %w", err)
+	}
+	if p.unet, err = ortenv.OpenSessionData(p.log, path, data, filepath.Dir(path), inputs, out, o); err != nil {
+		return fmt.Errorf("sdxl: %w", err)
+	}
+	p.io.tsType = ort.TensorElementDataTypeFloat
 	return nil
 }
 

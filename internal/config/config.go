@@ -41,6 +41,8 @@ type Config struct {
 	ModelPoll     time.Duration `envconfig:"DIAGD_MODEL_POLL" default:"5s" desc:"how often MODEL_DIR is checked for a new model"`
 	Provider      string        `envconfig:"DIAGD_PROVIDER" default:"auto" desc:"auto, tensorrt, cuda or cpu"`
 	DeviceID      int           `envconfig:"DIAGD_DEVICE_ID" default:"0" desc:"GPU index"`
+	TRTFP16       bool          `envconfig:"DIAGD_TRT_FP16" default:"false" desc:"let TensorRT build float16 kernels (provider tensorrt or auto)"`
+	TRTCache      string        `envconfig:"DIAGD_TRT_CACHE" desc:"TensorRT engine and timing cache folder (absolute; default $XDG_CACHE_HOME/diagd/tensorrt)"`
 	Threads       int           `envconfig:"DIAGD_THREADS" default:"0" desc:"ONNX Runtime intra-op threads on CPU (0: one per core)"`
 	BatchMax      int           `envconfig:"DIAGD_BATCH_MAX" default:"8" desc:"frames judged per model call at most"`
 	BatchWait     time.Duration `envconfig:"DIAGD_BATCH_WAIT" default:"2ms" desc:"how long to wait for more frames to fill a batch"`
@@ -138,6 +140,7 @@ func (c *Config) Validate() error {
 	c.validateMQTT(&p)
 	c.validateJobs(&p)
 	c.validateRuntime(&p)
+	c.validateTRT(&p)
 	c.validateConsole(&p)
 	return errors.Join(p...)
 }
@@ -385,4 +388,34 @@ func (c *Config) validateGate(p *problems) {
 	if !(c.PromoteMaxGoodFail > 0 && c.PromoteMaxGoodFail <= 1) {
 		p.bad("PROMOTE_MAX_GOOD_FAIL", "%v is outside (0, 1] (it is a share of good parts)", c.PromoteMaxGoodFail)
 	}
+}
+
+// validateTRT checks the TensorRT settings: they only mean something where TensorRT may
+// run, and the cache must be a folder diagd can name without a working directory.
+func (c *Config) validateTRT(pr *problems) {
+	p, err := ortenv.ParseProvider(c.Provider)
+	tensorRT := err == nil && (p == ortenv.TensorRT || p == ortenv.Auto)
+	if c.TRTFP16 && err == nil && !tensorRT {
+		pr.bad("TRT_FP16", "true has no effect with DIAGD_PROVIDER=%s (TensorRT only: use tensorrt or auto)", p)
+	}
+	if c.TRTCache == "" {
+		return
+	}
+	switch {
+	case !filepath.IsAbs(c.TRTCache):
+		pr.bad("TRT_CACHE", "%q is not an absolute path", c.TRTCache)
+	case strings.ContainsRune(c.TRTCache, 0):
+		pr.bad("TRT_CACHE", "contains a NUL byte")
+	default:
+		if st, err := os.Stat(c.TRTCache); err == nil && !st.IsDir() {
+			pr.bad("TRT_CACHE", "%s is a file; name a folder", c.TRTCache)
+		}
+	}
+}
+
+// Session is the ONNX Runtime session options the settings give, with threads for the
+// caller's job (THREADS for judging, JOB_THREADS for jobs). Call after Validate.
+func (c Config) Session(threads int) ortenv.Options {
+	p, _ := ortenv.ParseProvider(c.Provider)
+	return ortenv.Options{Provider: p, DeviceID: c.DeviceID, Threads: threads, TRTFP16: c.TRTFP16, TRTCacheDir: c.TRTCache}
 }

@@ -13,6 +13,7 @@ type Summary struct {
 	DataDir          string  `json:"dataDir"`
 	ModelDir         string  `json:"modelDir"`
 	Provider         string  `json:"provider"`
+	TRTFP16          bool    `json:"trtFP16"`
 	BatchMax         int     `json:"batchMax"`
 	MQTTBroker       string  `json:"mqttBroker"`
 	MQTTPrefix       string  `json:"mqttPrefix"`
@@ -36,7 +37,7 @@ type Summary struct {
 func (c Config) Summary() Summary {
 	return Summary{
 		Station: c.Station, Sources: Redact(c.Sources), DataDir: c.DataDir, ModelDir: c.ModelDir,
-		Provider: c.Provider, BatchMax: c.BatchMax, MQTTBroker: Redact(c.MQTTBroker), MQTTPrefix: c.MQTTPrefix,
+		Provider: c.Provider, TRTFP16: c.TRTFP16, BatchMax: c.BatchMax, MQTTBroker: Redact(c.MQTTBroker), MQTTPrefix: c.MQTTPrefix,
 		MQTTTLS:        c.MQTTCAFile != "" || c.MQTTCertFile != "" || brokerSchemes[schemeOf(c.MQTTBroker)],
 		MQTTAuth:       c.MQTTUsername != "",
 		OutboxMaxBytes: c.OutboxMaxBytes, OutboxMaxRecords: c.OutboxMaxRecords, HTTPAddr: c.HTTPAddr, Demo: c.Demo,

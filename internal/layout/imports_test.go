@@ -27,22 +27,25 @@ var rules = []struct {
 	{"internal/atomicfile", nil},
 	{"internal/imageio", nil},
 	{"internal/imageops", nil},
+	{"internal/half", nil},
 	{"internal/ortenv", nil},
 	{"internal/onnx/onnxpb", nil},
 	{"internal/onnx/build", []string{"internal/onnx/onnxpb", "internal/atomicfile"}},
-	{"internal/onnx/zoo", []string{"internal/onnx/build", "internal/atomicfile"}},
+	{"internal/onnx/zoo", []string{"internal/onnx/build", "internal/atomicfile", "internal/half"}},
 	// Test helpers.
 	{"internal/testenv", []string{"internal/ortenv"}},
 	{"internal/mosquittotest", []string{"internal/testenv"}},
 	{"internal/layout", nil},
+	{"scripts", nil}, // its tests run setup.sh with a fake nvidia-smi
 	// The rooms: each does one job and knows only the ground (and retrain the detector
 	// it trains). mqtt knows nothing of diagd but its outbox.
 	{"mqtt/...", []string{"mqtt/...", "internal/atomicfile"}},
 	{"capture", []string{"internal/atomicfile", "internal/imageio"}},
-	{"detect", []string{"internal/atomicfile", "internal/imageio", "internal/ortenv"}},
+	{"detect", []string{"internal/atomicfile", "internal/half", "internal/imageio", "internal/ortenv"}},
 	// augment reads its negatives in the labelled layouts retrain/dataset knows (KSDD2,
 	// ok/defect, manifests), so both agree on what is a good image.
-	{"augment/...", []string{"augment/...", "retrain/dataset", "internal/atomicfile", "internal/imageio", "internal/imageops", "internal/ortenv"}},
+	{"augment/...", []string{"augment/...", "retrain/dataset", "internal/atomicfile", "internal/half", "internal/imageio", "internal/imageops", "internal/ortenv",
+		"internal/onnx/build", "internal/onnx/onnxpb"}}, // sdxl rewrites an fp16 UNet's timestep input when it opens
 	{"retrain/rtest", []string{"detect", "internal/onnx/zoo"}}, // test helpers for retrain's tests
 	{"retrain/...", []string{"retrain/...", "detect", "internal/atomicfile", "internal/imageio", "internal/imageops",
 		"internal/ortenv", "internal/onnx/build", "internal/onnx/onnxpb"}},

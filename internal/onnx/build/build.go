@@ -153,6 +153,16 @@ func Int(name string, v int64) Attr {
 	return &pb.AttributeProto{Name: proto.String(name), Type: pb.AttributeProto_INT.Enum(), I: proto.Int64(v)}
 }
 
+// String is a string attribute.
+func String(name, v string) Attr {
+	return &pb.AttributeProto{Name: proto.String(name), Type: pb.AttributeProto_STRING.Enum(), S: []byte(v)}
+}
+
+// TensorAttr is a tensor attribute (Constant's value).
+func TensorAttr(name string, t *pb.TensorProto) Attr {
+	return &pb.AttributeProto{Name: proto.String(name), Type: pb.AttributeProto_TENSOR.Enum(), T: t}
+}
+
 // Ints is an integer-list attribute.
 func Ints(name string, v ...int64) Attr {
 	return &pb.AttributeProto{Name: proto.String(name), Type: pb.AttributeProto_INTS.Enum(), Ints: v}
@@ -259,6 +269,29 @@ func (g *Graph) Init(name string, dims []int64, data any) string {
 		g.params += int64(len(h))
 	}
 	g.g.Initializer = append(g.g.Initializer, t)
+	return name
+}
+
+// Extern adds an initializer of element type dt whose bytes are not in the model but at
+// [offset, offset+length) of the file location beside it (the layout SaveExternal
+// writes), and counts its parameters. Whoever calls it writes that file; a graph this
+// big (an SDXL UNet) is built without ever holding its weights.
+func (g *Graph) Extern(name string, dims []int64, dt DType, location string, offset, length int64) string {
+	n := int64(1)
+	for _, d := range dims {
+		n *= d
+	}
+	g.claim(name)
+	g.params += n
+	g.g.Initializer = append(g.g.Initializer, &pb.TensorProto{
+		Name: proto.String(name), Dims: dims, DataType: proto.Int32(int32(dt)),
+		DataLocation: pb.TensorProto_EXTERNAL.Enum(),
+		ExternalData: []*pb.StringStringEntryProto{
+			{Key: proto.String("location"), Value: proto.String(location)},
+			{Key: proto.String("offset"), Value: proto.String(strconv.FormatInt(offset, 10))},
+			{Key: proto.String("length"), Value: proto.String(strconv.FormatInt(length, 10))},
+		},
+	})
 	return name
 }
 

@@ -9,6 +9,7 @@ import (
 	"math"
 	"math/rand/v2"
 
+	"github.com/diagd/diagd/internal/half"
 	"github.com/diagd/diagd/internal/onnx/build"
 )
 
@@ -29,6 +30,10 @@ type ResNetConfig struct {
 	InputW     int   // fixed input width (256)
 	Seed       uint64
 	HeadBias   float32 // fc bias: shifts the score distribution, e.g. to make most frames pass
+	// FP16 makes it a float16 export (model.half() before torch.onnx.export): weights,
+	// computation, input and outputs in float16. The random draws are the same as for
+	// float32, so the two exports of one seed differ only by float16 rounding.
+	FP16 bool
 }
 
 // ResNet50 is torchvision's resnet50 with fc replaced by Linear(2048, 1), at the paper's
@@ -55,8 +60,28 @@ func (c ResNetConfig) FeatureDim() int {
 }
 
 type resnet struct {
-	g   *build.Graph
-	rng *rand.Rand
+	g    *build.Graph
+	rng  *rand.Rand
+	fp16 bool
+}
+
+// init adds a weight, rounded to float16 for a float16 export.
+func (r *resnet) init(name string, dims []int64, v []float32) string {
+	if !r.fp16 {
+		return r.g.Init(name, dims, v)
+	}
+	h := make([]uint16, len(v))
+	for i, f := range v {
+		h[i] = half.FromFloat32(f)
+	}
+	return r.g.Init(name, dims, h)
+}
+
+func (r *resnet) dtype() build.DType {
+	if r.fp16 {
+		return build.Float16
+	}
+	return build.Float
 }
 
 func (r *resnet) normal(n int, std float64) []float32 {
@@ -69,7 +94,7 @@ func (r *resnet) normal(n int, std float64) []float32 {
 
 func (r *resnet) conv(x, name string, in, out, k, stride, pad int) string {
 	fanIn := float64(in * k * k)
-	w := r.g.Init(name+".weight", []int64{int64(out), int64(in), int64(k), int64(k)},
+	w := r.init(name+".weight", []int64{int64(out), int64(in), int64(k), int64(k)},
 		r.normal(out*in*k*k, math.Sqrt(2/fanIn)))
 	return r.g.Conv2D(x, w, "", int64(k), int64(stride), int64(pad))
 }
@@ -90,8 +115,8 @@ func (r *resnet) bn(x, name string, c int, gamma float32) string {
 	}
 	d := []int64{int64(c)}
 	return r.g.BatchNorm(x,
-		r.g.Init(name+".weight", d, scale), r.g.Init(name+".bias", d, bias),
-		r.g.Init(name+".running_mean", d, mean), r.g.Init(name+".running_var", d, variance), 1e-5)
+		r.init(name+".weight", d, scale), r.init(name+".bias", d, bias),
+		r.init(name+".running_mean", d, mean), r.init(name+".running_var", d, variance), 1e-5)
 }
 
 // Build returns the graph: input [batch,3,H,W] float32 → logit [batch,1], features [batch,F].
@@ -99,9 +124,9 @@ func (c ResNetConfig) Build() (*build.Graph, error) {
 	if len(c.Blocks) == 0 || c.BaseWidth <= 0 || c.InputH <= 0 || c.InputW <= 0 {
 		return nil, fmt.Errorf("zoo: bad ResNet config %+v", c)
 	}
-	r := &resnet{g: build.New(c.Name), rng: rand.New(rand.NewPCG(c.Seed, 0x5eed))}
+	r := &resnet{g: build.New(c.Name), rng: rand.New(rand.NewPCG(c.Seed, 0x5eed)), fp16: c.FP16}
 	g := r.g
-	x := g.Input(DetectorInput, build.Float, "batch", 3, c.InputH, c.InputW)
+	x := g.Input(DetectorInput, r.dtype(), "batch", 3, c.InputH, c.InputW)
 	x = r.conv(x, "conv1", 3, c.BaseWidth, 7, 2, 3)
 	x = g.Relu(r.bn(x, "bn1", c.BaseWidth, 1))
 	x = g.MaxPool2D(x, 3, 2, 1)
@@ -137,11 +162,11 @@ func (c ResNetConfig) Build() (*build.Graph, error) {
 		}
 	}
 	feat := g.Identity(g.Flatten(g.GlobalAveragePool(x), 1), DetectorFeatures)
-	fw := g.Init("fc.weight", []int64{1, int64(in)}, r.normal(in, 1/math.Sqrt(float64(in))))
-	fb := g.Init("fc.bias", []int64{1}, []float32{c.HeadBias})
+	fw := r.init("fc.weight", []int64{1, int64(in)}, r.normal(in, 1/math.Sqrt(float64(in))))
+	fb := r.init("fc.bias", []int64{1}, []float32{c.HeadBias})
 	g.Identity(g.Gemm(feat, fw, fb), DetectorLogit)
-	g.Output(DetectorLogit, build.Float, "batch", 1)
-	g.Output(DetectorFeatures, build.Float, "batch", in)
+	g.Output(DetectorLogit, r.dtype(), "batch", 1)
+	g.Output(DetectorFeatures, r.dtype(), "batch", in)
 	return g, g.Err()
 }
 

@@ -95,6 +95,12 @@ func WriteSDXLInpaint(dir string, c SDXLConfig) error {
 			return fmt.Errorf("zoo: sdxl %s: %w", p.name, err)
 		}
 	}
+	return writeSDXLFiles(dir, c)
+}
+
+// writeSDXLFiles writes an export folder's files other than the networks: model_index,
+// the scheduler, the VAE and UNet configs and both tokenizers.
+func writeSDXLFiles(dir string, c SDXLConfig) error {
 	vaeCfg := map[string]any{"_class_name": "AutoencoderKL", "scaling_factor": SDXLScaling, "latent_channels": 4,
 		"block_out_channels": []int{128, 256, 512, 512}, "force_upcast": false}
 	files := map[string]any{
