@@ -28,7 +28,6 @@ const (
 // any function over a limit that is not listed.
 var pending = map[string]string{
 	"augment.TestRunMemSegBatch":            "augment helper, issue 9",
-	"augment/catalogue.TestLoadGood":        "augment helper, issue 9",
 	"augment/scheduler.TestTables":          "augment helper, issue 9",
 	"augment/sdxl.Pipeline.Inpaint":         "augment helper, issue 9",
 	"augment/sdxl.Pipeline.openSessions":    "augment helper, issue 9",
