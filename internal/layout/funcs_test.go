@@ -27,7 +27,6 @@ const (
 // test fails when one of them is back within the limits (take it off the list) and for
 // any function over a limit that is not listed.
 var pending = map[string]string{
-	"augment/scheduler.TestTables":          "augment helper, issue 9",
 	"augment/sdxl.Pipeline.Inpaint":         "augment helper, issue 9",
 	"augment/sdxl.Pipeline.openSessions":    "augment helper, issue 9",
 	"cmd/diagd.TestAugmentCommandMemSeg":    "augment helper, issue 9",
