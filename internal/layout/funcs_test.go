@@ -29,7 +29,6 @@ const (
 var pending = map[string]string{
 	"augment/sdxl.Pipeline.Inpaint":      "augment helper, issue 9",
 	"augment/sdxl.Pipeline.openSessions": "augment helper, issue 9",
-	"bench.benchAugment":                 "bench: integrator, issue 9",
 	"bench.benchCapture":                 "bench: integrator, issue 9",
 	"bench.benchDaemon":                  "bench: capture helper (latency, issue 8.19) or integrator",
 	"bench.benchDetect":                  "bench: integrator, issue 9",
