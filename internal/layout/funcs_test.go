@@ -31,7 +31,6 @@ var pending = map[string]string{
 	"augment/sdxl.Pipeline.openSessions": "augment helper, issue 9",
 	"bench.benchCapture":                 "bench: integrator, issue 9",
 	"bench.benchDaemon":                  "bench: capture helper (latency, issue 8.19) or integrator",
-	"bench.benchDetect":                  "bench: integrator, issue 9",
 	"capture.folder.watch":               "capture helper, issue 9",
 	"capture.parseEntry":                 "capture helper, issue 9",
 }
