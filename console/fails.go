@@ -17,6 +17,7 @@ import (
 
 	"gocv.io/x/gocv"
 
+	"github.com/diagd/diagd/internal/threadprio"
 	"github.com/diagd/diagd/retrain/dataset"
 )
 
@@ -125,7 +126,7 @@ func (r *FailRing) Offer(m gocv.Mat, v Verdict) {
 // on a thread at lower priority: when the box is short of CPU the judge goes first,
 // and failed frames that find the queue full are counted (Dropped), not kept.
 func (r *FailRing) Run(ctx context.Context) {
-	if err := lowerPriority(); err != nil {
+	if err := threadprio.Lower(); err != nil {
 		r.log.Warn("console: failed frames are written at normal priority", "err", err)
 	}
 	for {
