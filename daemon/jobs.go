@@ -157,17 +157,7 @@ func (j *jobs) runJobs(ctx context.Context) {
 	wg.Add(1)
 	go func() { defer wg.Done(); j.watchCatalogue(ctx) }()
 	if every := j.d.cfg.RetrainEvery; every > 0 {
-		t := time.NewTicker(every)
-		defer t.Stop()
-	loop:
-		for {
-			select {
-			case <-ctx.Done():
-				break loop
-			case <-t.C:
-				j.scheduled()
-			}
-		}
+		periodically(ctx, every, j.scheduled)
 	}
 	<-ctx.Done()
 	wg.Wait()
