@@ -58,10 +58,7 @@ type failFrame struct {
 
 // OpenFailRing opens (creating) DATA_DIR/fails and trims it to keep frames.
 func OpenFailRing(log *slog.Logger, dataDir string, keep int) (*FailRing, error) {
-	if err := os.MkdirAll(dataDir, 0o750); err != nil {
-		return nil, err
-	}
-	root, err := os.OpenRoot(dataDir)
+	root, err := openDataDir(dataDir)
 	if err != nil {
 		return nil, err
 	}
