@@ -84,7 +84,7 @@ func fixture(t *testing.T) (negDir, catPath string) {
 	cdir := filepath.Join(root, "catalogue")
 	os.MkdirAll(filepath.Join(cdir, "regions"), 0o755)
 	os.MkdirAll(filepath.Join(cdir, "shapes"), 0o755)
-	writeMaskRect(t, filepath.Join(cdir, "regions", "lower.png"), 64, 96, image.Rect(8, 50, 56, 90))
+	writeMaskRect(t, filepath.Join(cdir, "regions", "lower.png"), 64, 96, fixtureRegionLower)
 	writeMaskRect(t, filepath.Join(cdir, "shapes", "big.png"), 128, 192, image.Rect(40, 40, 80, 100)) // 2x the image
 	writeMaskRect(t, filepath.Join(cdir, "shapes", "empty.png"), 64, 96, image.Rectangle{})
 	catPath = filepath.Join(cdir, "defects.yaml")
@@ -129,6 +129,13 @@ func run(t *testing.T, negDir, catPath, out string, n int) Summary {
 	return s
 }
 
+// The fixture's allowed areas: the region kind's rectangle, and big.png's rectangle at
+// half scale (the dents' mask is twice the image's size).
+var (
+	fixtureRegionLower = image.Rect(8, 50, 56, 90)
+	fixtureDentRect    = image.Rect(20, 20, 40, 50)
+)
+
 func TestRunMemSegBatch(t *testing.T) {
 	negDir, catPath := fixture(t)
 	out := filepath.Join(t.TempDir(), "out")
@@ -141,88 +148,16 @@ func TestRunMemSegBatch(t *testing.T) {
 	if s.Count(SkipNegative) > 1 {
 		t.Fatalf("%d negative skips for one bad file", s.Count(SkipNegative))
 	}
-	regionLower := image.Rect(8, 50, 56, 90)
-	dentRect := image.Rect(20, 20, 40, 50) // big.png's rectangle at half scale
 	kinds := map[string]int{}
 	for i := range n {
-		var sc Sidecar
-		b, err := os.ReadFile(filepath.Join(out, fmt.Sprintf("%05d.json", i)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := json.Unmarshal(b, &sc); err != nil {
-			t.Fatal(err)
-		}
+		sc := readSidecar(t, out, i)
 		kinds[sc.DefectKind]++
-		if sc.Generator != "memseg" || sc.Seed != ImageSeed(5, i) || sc.BatchSeed != 5 || sc.Settings.Steps != 30 {
-			t.Fatalf("sidecar %d: %+v", i, sc)
-		}
-		if filepath.Base(sc.SourceNegative) == "broken.png" {
-			t.Fatalf("output %d used the corrupt negative", i)
-		}
-		img, err := ReadRGB(filepath.Join(out, sc.Image))
-		if err != nil {
-			t.Fatal(err)
-		}
-		mask, _, err := ReadMask(filepath.Join(out, sc.Mask), img.Rect.Size())
-		if err != nil {
-			t.Fatal(err)
-		}
-		src, err := ReadRGB(sc.SourceNegative)
-		if err != nil {
-			t.Fatal(err)
-		}
-		allowed := regionLower
-		if sc.DefectKind == "dents" {
-			allowed = dentRect
-			// The scaled mask is always said; a texture draw may also hit the corrupt file.
-			if len(sc.Warnings) == 0 || !strings.Contains(sc.Warnings[0], "128x192, the image is 64x96: mask scaled") {
-				t.Fatalf("dents %d: warnings %q", i, sc.Warnings)
-			}
-			for _, w := range sc.Warnings[1:] {
-				if !strings.Contains(w, "texture skipped: ") || !strings.Contains(w, "broken.png") {
-					t.Fatalf("dents %d: warnings %q", i, sc.Warnings)
-				}
-			}
-		}
-		px := 0
-		for y := range img.Rect.Dy() {
-			for x := range img.Rect.Dx() {
-				in := mask.GrayAt(x, y).Y > 0
-				if in {
-					px++
-					if !image.Pt(x, y).In(allowed) {
-						t.Fatalf("output %d (%s): mask pixel (%d,%d) outside %v", i, sc.DefectKind, x, y, allowed)
-					}
-				} else if img.RGBAAt(x, y) != src.RGBAAt(x, y) {
-					t.Fatalf("output %d: pixel (%d,%d) outside the mask changed", i, x, y)
-				}
-			}
-		}
-		if px == 0 {
-			t.Fatalf("output %d: empty mask", i)
-		}
-		if sc.DefectKind == "dents" && px != dentRect.Dx()*dentRect.Dy() {
-			t.Fatalf("dents %d: %d mask pixels, want the scaled rectangle's %d", i, px, dentRect.Dx()*dentRect.Dy())
-		}
+		checkMemSegOutput(t, out, i, sc)
 	}
 	if kinds["nothing"] != 0 || kinds["stains"] == 0 || kinds["dents"] == 0 {
 		t.Fatalf("kinds drawn: %v", kinds)
 	}
-	// Every draw of the empty mask is reported with its reason.
-	for _, k := range s.Skipped {
-		if k.What == SkipMask && !strings.Contains(k.Reason, "empty.png (catalogue line 13) is empty") {
-			t.Fatalf("mask skip reason %q", k.Reason)
-		}
-	}
-	sheet, err := imageio.Read(s.ContactSheet)
-	if err != nil {
-		t.Fatalf("contact sheet: %v", err)
-	}
-	sheet.Close()
-	if _, err := os.Stat(filepath.Join(out, "summary_00000-00013.json")); err != nil {
-		t.Fatal(err)
-	}
+	checkBatchReports(t, s, out)
 
 	// Same seed, same files: the same bytes. A second batch into the same folder
 	// appends after the first instead of overwriting it.
@@ -238,6 +173,104 @@ func TestRunMemSegBatch(t *testing.T) {
 	s3 := run(t, negDir, catPath, out, 2)
 	if s3.First != n || s3.Range != "00014-00015" {
 		t.Fatalf("appending batch: %+v", s3)
+	}
+}
+
+// readSidecar reads output i's sidecar from out.
+func readSidecar(t *testing.T, out string, i int) Sidecar {
+	t.Helper()
+	var sc Sidecar
+	b, err := os.ReadFile(filepath.Join(out, fmt.Sprintf("%05d.json", i)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &sc); err != nil {
+		t.Fatal(err)
+	}
+	return sc
+}
+
+// checkMemSegOutput checks output i of the fixture's batch (seed 5): its sidecar, its
+// warnings, and that it differs from its source negative only inside its mask, which
+// lies inside the kind's allowed area.
+func checkMemSegOutput(t *testing.T, out string, i int, sc Sidecar) {
+	t.Helper()
+	if sc.Generator != "memseg" || sc.Seed != ImageSeed(5, i) || sc.BatchSeed != 5 || sc.Settings.Steps != 30 {
+		t.Fatalf("sidecar %d: %+v", i, sc)
+	}
+	if filepath.Base(sc.SourceNegative) == "broken.png" {
+		t.Fatalf("output %d used the corrupt negative", i)
+	}
+	img, err := ReadRGB(filepath.Join(out, sc.Image))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mask, _, err := ReadMask(filepath.Join(out, sc.Mask), img.Rect.Size())
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := ReadRGB(sc.SourceNegative)
+	if err != nil {
+		t.Fatal(err)
+	}
+	allowed := fixtureRegionLower
+	if sc.DefectKind == "dents" {
+		allowed = fixtureDentRect
+		checkDentWarnings(t, i, sc.Warnings)
+	}
+	px := 0
+	for y := range img.Rect.Dy() {
+		for x := range img.Rect.Dx() {
+			in := mask.GrayAt(x, y).Y > 0
+			if in {
+				px++
+				if !image.Pt(x, y).In(allowed) {
+					t.Fatalf("output %d (%s): mask pixel (%d,%d) outside %v", i, sc.DefectKind, x, y, allowed)
+				}
+			} else if img.RGBAAt(x, y) != src.RGBAAt(x, y) {
+				t.Fatalf("output %d: pixel (%d,%d) outside the mask changed", i, x, y)
+			}
+		}
+	}
+	if px == 0 {
+		t.Fatalf("output %d: empty mask", i)
+	}
+	if want := fixtureDentRect.Dx() * fixtureDentRect.Dy(); sc.DefectKind == "dents" && px != want {
+		t.Fatalf("dents %d: %d mask pixels, want the scaled rectangle's %d", i, px, want)
+	}
+}
+
+// checkDentWarnings checks a dents output's warnings: the scaled mask is always said;
+// a texture draw may also hit the corrupt file.
+func checkDentWarnings(t *testing.T, i int, warnings []string) {
+	t.Helper()
+	if len(warnings) == 0 || !strings.Contains(warnings[0], "128x192, the image is 64x96: mask scaled") {
+		t.Fatalf("dents %d: warnings %q", i, warnings)
+	}
+	for _, w := range warnings[1:] {
+		if !strings.Contains(w, "texture skipped: ") || !strings.Contains(w, "broken.png") {
+			t.Fatalf("dents %d: warnings %q", i, warnings)
+		}
+	}
+}
+
+// checkBatchReports checks what the fixture's 14-image batch reports: the empty mask's
+// skip reason, a readable contact sheet and the summary file.
+func checkBatchReports(t *testing.T, s Summary, out string) {
+	t.Helper()
+	// Every draw of the empty mask is reported with its reason.
+	for _, k := range s.Skipped {
+		if k.What == SkipMask && !strings.Contains(k.Reason, "empty.png (catalogue line 13) is empty") {
+			t.Fatalf("mask skip reason %q", k.Reason)
+		}
+	}
+	sheet, err := imageio.Read(s.ContactSheet)
+	if err != nil {
+		t.Fatalf("contact sheet: %v", err)
+	}
+	sheet.Close()
+	if _, err := os.Stat(filepath.Join(out, "summary_00000-00013.json")); err != nil {
+		t.Fatal(err)
 	}
 }
 

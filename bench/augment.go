@@ -36,92 +36,135 @@ func benchAugment(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	log := quietLog()
-	if err := initORT(log); err != nil {
-		return err
-	}
-	dir, err := os.MkdirTemp("", "bench-augment-")
+	p, closeAll, err := openAugmentBench()
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
+	defer closeAll()
+	img, mask := benchSource(224, 632)
+	ab := augmentBench{p: p, ctx: context.Background(), req: sdxl.Request{Image: img, Mask: mask, Prompt: "white marks on the wall",
+		NegativePrompt: "smooth, plain, black, dark, shadow", Steps: 30, Guidance: 20, Strength: 0.99,
+		Padding: 2, WorkingSize: *size}}
+	if _, err := ab.run(30, 0); err != nil { // warm-up: buffers, prompt cache
+		return err
+	}
+	sum, err := ab.timeImages(*images, *prof)
+	if err != nil {
+		return err
+	}
+	step, err := ab.perStep()
+	if err != nil {
+		return err
+	}
+	reportAugment(*size, *budget, *images, sum, step)
+	return nil
+}
+
+// openAugmentBench writes the SDXL inpainting stand-in models to a temp folder and opens
+// them; closeAll closes the pipeline and removes the folder.
+func openAugmentBench() (p *sdxl.Pipeline, closeAll func(), err error) {
+	log := quietLog()
+	if err := initORT(log); err != nil {
+		return nil, nil, err
+	}
+	dir, err := os.MkdirTemp("", "bench-augment-")
+	if err != nil {
+		return nil, nil, err
+	}
 	cfg := zoo.SDXLConfig{Export: zoo.OptimumNew, Seed: 1}
 	if _, err := os.Stat("../shared/data/clip-tokenizer/vocab.json"); err == nil {
 		cfg.TokenizerDir = "../shared/data/clip-tokenizer"
 	}
 	if err := zoo.WriteSDXLInpaint(dir, cfg); err != nil {
-		return err
+		os.RemoveAll(dir)
+		return nil, nil, err
 	}
 	// One ORT thread: Run executes on the calling thread and no idle worker spins
 	// against the Go side between calls.
-	p, err := sdxl.Open(log, dir, ortenv.Options{Provider: ortenv.CPU, Threads: 1})
+	p, err = sdxl.Open(log, dir, ortenv.Options{Provider: ortenv.CPU, Threads: 1})
 	if err != nil {
-		return err
+		os.RemoveAll(dir)
+		return nil, nil, err
 	}
-	defer p.Close()
+	return p, func() { p.Close(); os.RemoveAll(dir) }, nil
+}
 
-	img, mask := benchSource(224, 632)
-	req := sdxl.Request{Image: img, Mask: mask, Prompt: "white marks on the wall",
-		NegativePrompt: "smooth, plain, black, dark, shadow", Steps: 30, Guidance: 20, Strength: 0.99,
-		Padding: 2, WorkingSize: *size}
-	ctx := context.Background()
-	type sample struct{ t sdxl.Timing }
-	run := func(steps int, seed uint64) (sample, error) {
-		r := req
-		r.Steps, r.Seed = steps, seed
-		runtime.GC()
-		res, err := p.Inpaint(ctx, r, nil)
-		return sample{res.Timing}, err
-	}
-	if _, err := run(30, 0); err != nil { // warm-up: buffers, prompt cache
-		return err
-	}
-	if *prof != "" {
-		f, err := os.Create(*prof)
+// augmentBench runs one request's inpainting with other step counts and seeds.
+type augmentBench struct {
+	p   *sdxl.Pipeline
+	ctx context.Context
+	req sdxl.Request
+}
+
+// run inpaints the request with steps and seed, after a GC so that one image's garbage
+// is not collected during the next.
+func (ab augmentBench) run(steps int, seed uint64) (sdxl.Timing, error) {
+	r := ab.req
+	r.Steps, r.Seed = steps, seed
+	runtime.GC()
+	res, err := ab.p.Inpaint(ab.ctx, r, nil)
+	return res.Timing, err
+}
+
+// timeImages sums the timings of n 30-step images (29 steps run), under a CPU profile
+// written to prof when it is set.
+func (ab augmentBench) timeImages(n int, prof string) (sdxl.Timing, error) {
+	var sum sdxl.Timing
+	if prof != "" {
+		f, err := os.Create(prof)
 		if err != nil {
-			return err
+			return sum, err
 		}
 		defer f.Close()
 		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
+			return sum, err
 		}
+		defer pprof.StopCPUProfile()
 	}
-	var sum sdxl.Timing
-	for i := 0; i < *images; i++ {
-		s, err := run(30, uint64(i+1))
+	for i := 0; i < n; i++ {
+		t, err := ab.run(30, uint64(i+1))
 		if err != nil {
-			return err
+			return sum, err
 		}
-		if s.t.Steps != 29 {
-			return fmt.Errorf("ran %d steps, want 29", s.t.Steps)
+		if t.Steps != 29 {
+			return sum, fmt.Errorf("ran %d steps, want 29", t.Steps)
 		}
-		sum.Total += s.t.Total
-		sum.Runs += s.t.Runs
-		sum.CPU += s.t.CPU
-		sum.RunsCPU += s.t.RunsCPU
+		sum.Total += t.Total
+		sum.Runs += t.Runs
+		sum.CPU += t.CPU
+		sum.RunsCPU += t.RunsCPU
 	}
-	if *prof != "" {
-		pprof.StopCPUProfile()
-	}
-	n := time.Duration(*images)
+	return sum, nil
+}
+
+// augmentStep is one denoising step's Go-side cost.
+type augmentStep struct {
+	cpu   float64 // ns of CPU
+	bytes float64 // bytes allocated
+	large float64 // allocations of 32 KiB or more
+}
+
+// perStep measures one denoising step: its CPU as a 29-step image minus a 5-step one
+// (so per-image work cancels), its allocations between the progress callbacks of steps
+// 1 and 29 (exactly 28 steps).
+func (ab augmentBench) perStep() (augmentStep, error) {
 	// A 6-step request runs int(6·0.99) = 5 steps.
-	long, err := run(30, 100)
+	long, err := ab.run(30, 100)
 	if err != nil {
-		return err
+		return augmentStep{}, err
 	}
-	short, err := run(6, 101)
+	short, err := ab.run(6, 101)
 	if err != nil {
-		return err
+		return augmentStep{}, err
 	}
-	if short.t.Steps != 5 {
-		return fmt.Errorf("short run has %d steps, want 5", short.t.Steps)
+	if short.Steps != 5 {
+		return augmentStep{}, fmt.Errorf("short run has %d steps, want 5", short.Steps)
 	}
-	perStepCPU := (float64(long.t.LoopCPU) - float64(short.t.LoopCPU)) / float64(long.t.Steps-short.t.Steps)
-	// Allocations between the progress callbacks of steps 1 and 29: exactly 28 steps.
+	perStepCPU := (float64(long.LoopCPU) - float64(short.LoopCPU)) / float64(long.Steps-short.Steps)
 	var b1, l1, b29, l29 uint64
-	r := req
+	r := ab.req
 	r.Seed = 102
-	if _, err := p.Inpaint(ctx, r, func(step, total int) {
+	if _, err := ab.p.Inpaint(ab.ctx, r, func(step, total int) {
 		switch step {
 		case 1:
 			b1, l1 = allocStats()
@@ -129,25 +172,27 @@ func benchAugment(args []string) error {
 			b29, l29 = allocStats()
 		}
 	}); err != nil {
-		return err
+		return augmentStep{}, err
 	}
-	perStepBytes := float64(b29-b1) / 28
-	perStepLarge := float64(l29-l1) / 28
+	return augmentStep{cpu: perStepCPU, bytes: float64(b29-b1) / 28, large: float64(l29-l1) / 28}, nil
+}
+
+// reportAugment prints the per-image and per-step figures against the budget.
+func reportAugment(size int, budget time.Duration, images int, sum sdxl.Timing, step augmentStep) {
+	n := time.Duration(images)
 	goCPU := sum.GoCPU() / n
 	goWall := sum.GoSide() / n
-
 	fmt.Printf("augment: SDXL inpainting, Go side, %d² working size, latents %d², CFG batch 2, 29 of 30 steps, %d CPUs (load %s)\n",
-		*size, *size/8, runtime.NumCPU(), loadAvg())
+		size, size/8, runtime.NumCPU(), loadAvg())
 	fmt.Printf("  per image: wall %v (ORT Run %v on stand-in models, Go %v); CPU: ORT %v, Go %v\n",
 		(sum.Total / n).Round(time.Millisecond), (sum.Runs / n).Round(time.Millisecond), goWall.Round(time.Millisecond),
 		(sum.RunsCPU / n).Round(time.Millisecond), goCPU.Round(time.Millisecond))
 	fmt.Printf("  Go side / budget %v: CPU %.2f×, wall %.2f× (wall includes waiting for a CPU on a shared machine)\n",
-		*budget, float64(goCPU)/float64(*budget), float64(goWall)/float64(*budget))
+		budget, float64(goCPU)/float64(budget), float64(goWall)/float64(budget))
 	fmt.Printf("  per denoising step: Go CPU %.2f ms (denoising loop, 29-step minus 5-step image), %.0f B allocated, %.2f allocations ≥ 32 KiB\n",
-		perStepCPU/1e6, perStepBytes, perStepLarge)
+		step.cpu/1e6, step.bytes, step.large)
 	fmt.Printf("  29 steps' Go CPU / whole image's Go CPU: %.2f (the rest: resampling, VAE posterior, decode, paste-back)\n",
-		perStepCPU*29/float64(goCPU))
-	return nil
+		step.cpu*29/float64(goCPU))
 }
 
 // allocStats reads cumulative heap bytes allocated (ReadMemStats flushes the per-P

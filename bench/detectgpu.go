@@ -4,7 +4,6 @@ import (
 	"flag"
 	"fmt"
 	"math"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -54,7 +53,10 @@ func benchDetectProviders(args []string) error {
 	if err := detect.WriteMetadata(dir, detect.DefaultMetadata("bench")); err != nil {
 		return err
 	}
-	frames := cameraFrames(*batch, 1280, 1024)
+	frames, err := cameraFrames(*batch, 1280, 1024)
+	if err != nil {
+		return err
+	}
 	defer func() {
 		for _, f := range frames {
 			f.Close()
@@ -123,22 +125,4 @@ func detectFPS(dir string, o ortenv.Options, frames []gocv.Mat, d time.Duration)
 		scores = append(scores, detect.Sigmoid(l))
 	}
 	return fps, scores, load, nil
-}
-
-// cameraFrames makes n decoded 8-bit BGR frames: gradients plus noise.
-func cameraFrames(n, w, h int) []gocv.Mat {
-	r := rand.New(rand.NewPCG(1, 2))
-	frames := make([]gocv.Mat, n)
-	for i := range frames {
-		b := make([]byte, h*w*3)
-		for p := range b {
-			b[p] = byte((p/3)%w/5 + r.IntN(40) + 9*i)
-		}
-		m, err := gocv.NewMatFromBytes(h, w, gocv.MatTypeCV8UC3, b)
-		if err != nil {
-			panic(err) // sizes are fixed above
-		}
-		frames[i] = m
-	}
-	return frames
 }

@@ -13,10 +13,10 @@ import (
 
 	"gocv.io/x/gocv"
 
-	"github.com/diagd/diagd/daemon"
 	"github.com/diagd/diagd/detect"
 	"github.com/diagd/diagd/internal/onnx/zoo"
 	"github.com/diagd/diagd/internal/ortenv"
+	"github.com/diagd/diagd/internal/threadprio"
 )
 
 func init() { register("jobs", benchJobs) }
@@ -24,9 +24,9 @@ func init() { register("jobs", benchJobs) }
 // benchJobs: how much a daemon job slows frame judging. The judge (ORT threads = one
 // per core, batch 1) runs alone, then beside a job doing ORT work (one intra-op
 // thread, batch 8: what the retraining job's feature extraction does) at normal
-// priority, then beside the same job on a thread niced by the daemon's own
-// daemon.LowerJobPriority. Rounds alternate the three so drift hits all alike; medians
-// are reported with the judge's throughput relative to alone.
+// priority, then beside the same job on a thread niced by threadprio.Lower, the call
+// the daemon's job runner makes. Rounds alternate the three so drift hits all alike;
+// medians are reported with the judge's throughput relative to alone.
 func benchJobs(args []string) error {
 	fs := flag.NewFlagSet("jobs", flag.ContinueOnError)
 	rounds := fs.Int("rounds", 3, "alternating rounds")
@@ -79,7 +79,7 @@ func benchJobs(args []string) error {
 				defer wg.Done()
 				if jobMode == "niced" {
 					// The daemon's own call: locks this goroutine to its thread, nice 10.
-					if err := daemon.LowerJobPriority(); err != nil {
+					if err := threadprio.Lower(); err != nil {
 						jobErr = err
 						return
 					}

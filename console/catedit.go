@@ -59,10 +59,7 @@ func OpenCatalogueFile(path, dataDir string) (*CatalogueFile, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(dataDir, 0o750); err != nil {
-		return nil, err
-	}
-	data, err := os.OpenRoot(dataDir)
+	data, err := openDataDir(dataDir)
 	if err != nil {
 		return nil, err
 	}

@@ -17,6 +17,7 @@ import (
 
 	"gocv.io/x/gocv"
 
+	"github.com/diagd/diagd/internal/threadprio"
 	"github.com/diagd/diagd/retrain/dataset"
 )
 
@@ -57,10 +58,7 @@ type failFrame struct {
 
 // OpenFailRing opens (creating) DATA_DIR/fails and trims it to keep frames.
 func OpenFailRing(log *slog.Logger, dataDir string, keep int) (*FailRing, error) {
-	if err := os.MkdirAll(dataDir, 0o750); err != nil {
-		return nil, err
-	}
-	root, err := os.OpenRoot(dataDir)
+	root, err := openDataDir(dataDir)
 	if err != nil {
 		return nil, err
 	}
@@ -125,7 +123,7 @@ func (r *FailRing) Offer(m gocv.Mat, v Verdict) {
 // on a thread at lower priority: when the box is short of CPU the judge goes first,
 // and failed frames that find the queue full are counted (Dropped), not kept.
 func (r *FailRing) Run(ctx context.Context) {
-	if err := lowerPriority(); err != nil {
+	if err := threadprio.Lower(); err != nil {
 		r.log.Warn("console: failed frames are written at normal priority", "err", err)
 	}
 	for {

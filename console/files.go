@@ -38,6 +38,15 @@ func checkID(re *regexp.Regexp, what, id string) error {
 	return nil
 }
 
+// openDataDir creates DATA_DIR (0750) when it is missing and opens it as a Root, which
+// keeps every path the console builds from a request beneath it.
+func openDataDir(dataDir string) (*os.Root, error) {
+	if err := os.MkdirAll(dataDir, 0o750); err != nil {
+		return nil, err
+	}
+	return os.OpenRoot(dataDir)
+}
+
 // writeAtomic writes name beneath root: a temp file in the same folder, fsync, rename
 // over name, fsync the folder (as internal/atomicfile, but confined to root).
 func writeAtomic(root *os.Root, name string, data []byte, perm fs.FileMode) (err error) {

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"gocv.io/x/gocv"
+
+	"github.com/diagd/diagd/internal/threadprio"
 )
 
 // HubOptions tune what the live page gets.
@@ -165,7 +167,7 @@ func (h *Hub) LatestFrame(camera string) (Frame, bool) {
 // Run encodes offered frames until ctx ends, then closes every stream. It runs on a
 // thread at lower priority, so encoding waits while the judge needs the CPU.
 func (h *Hub) Run(ctx context.Context) {
-	if err := lowerPriority(); err != nil {
+	if err := threadprio.Lower(); err != nil {
 		h.log.Warn("console: latest frames are encoded at normal priority", "err", err)
 	}
 	for {

@@ -36,6 +36,17 @@ func (m *ModelRegistry) open() (*registry.Registry, error) {
 	return registry.Open(m.log, m.dir, registry.Options{})
 }
 
+// openLocked opens the registry and takes its lock, for a change; release frees it.
+func (m *ModelRegistry) openLocked() (reg *registry.Registry, release func(), err error) {
+	if reg, err = m.open(); err != nil {
+		return nil, nil, err
+	}
+	if release, err = reg.Lock(); err != nil {
+		return nil, nil, err
+	}
+	return reg, release, nil
+}
+
 // Models lists the versions (newest first) and the decision log (newest first).
 func (m *ModelRegistry) Models() (ModelList, error) {
 	out := ModelList{Registry: m.dir, Versions: []ModelInfo{}, Decisions: []DecisionLog{}}
@@ -138,11 +149,7 @@ func (m *ModelRegistry) Promote(version, by string) error {
 	if err := checkID(versionRE, "version", version); err != nil {
 		return err
 	}
-	reg, err := m.open()
-	if err != nil {
-		return err
-	}
-	release, err := reg.Lock()
+	reg, release, err := m.openLocked()
 	if err != nil {
 		return err
 	}
@@ -160,11 +167,7 @@ func (m *ModelRegistry) Promote(version, by string) error {
 
 // Rollback makes the previous version current again.
 func (m *ModelRegistry) Rollback(by string) error {
-	reg, err := m.open()
-	if err != nil {
-		return err
-	}
-	release, err := reg.Lock()
+	reg, release, err := m.openLocked()
 	if err != nil {
 		return err
 	}

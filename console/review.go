@@ -45,10 +45,7 @@ func OpenReview(dataDir string) (*Review, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(abs, 0o750); err != nil {
-		return nil, err
-	}
-	root, err := os.OpenRoot(abs)
+	root, err := openDataDir(abs)
 	if err != nil {
 		return nil, err
 	}

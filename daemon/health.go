@@ -69,20 +69,13 @@ func (d *Daemon) watchdog(ctx context.Context) {
 	if every == 0 {
 		return
 	}
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	periodically(ctx, every, func() {
 		if ok, why := d.healthy(); ok {
 			notify("WATCHDOG=1")
 		} else {
 			d.log.Error("watchdog not petted", "reason", why)
 		}
-	}
+	})
 }
 
 // healthCache holds the last health verdict briefly, so /livez polled often does not

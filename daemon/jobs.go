@@ -8,7 +8,7 @@ package daemon
 // model in. The defect catalogue the jobs use is kept in force by catalogue.go.
 //
 // Jobs run in the daemon's process beside frame judging, on a thread at nice 10
-// (LowerJobPriority) with JOB_THREADS ONNX Runtime threads (default 1, which runs on
+// (internal/threadprio) with JOB_THREADS ONNX Runtime threads (default 1, which runs on
 // that thread), so the judge gets the CPU first. On a 2-core box judging still slows
 // down while a job runs: image decoding helpers run at normal priority, and the caches
 // and memory bandwidth are shared.
@@ -26,6 +26,7 @@ import (
 	"github.com/diagd/diagd/augment"
 	"github.com/diagd/diagd/augment/catalogue"
 	"github.com/diagd/diagd/internal/ortenv"
+	"github.com/diagd/diagd/internal/threadprio"
 	"github.com/diagd/diagd/mqtt"
 	"github.com/diagd/diagd/retrain/dataset"
 )
@@ -156,17 +157,7 @@ func (j *jobs) runJobs(ctx context.Context) {
 	wg.Add(1)
 	go func() { defer wg.Done(); j.watchCatalogue(ctx) }()
 	if every := j.d.cfg.RetrainEvery; every > 0 {
-		t := time.NewTicker(every)
-		defer t.Stop()
-	loop:
-		for {
-			select {
-			case <-ctx.Done():
-				break loop
-			case <-t.C:
-				j.scheduled()
-			}
-		}
+		periodically(ctx, every, j.scheduled)
 	}
 	<-ctx.Done()
 	wg.Wait()
@@ -219,7 +210,7 @@ func (j *jobs) start(name string, o jobOptions) (any, error) {
 	go func() {
 		defer j.wg.Done()
 		defer cancel()
-		if err := LowerJobPriority(); err != nil {
+		if err := threadprio.Lower(); err != nil {
 			j.d.log.Warn("job runs at normal priority", "job", name, "err", err)
 		}
 		j.run(ctx, name, kind, o)

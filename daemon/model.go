@@ -95,38 +95,34 @@ func (d *Daemon) modelFailed(err error) {
 // the old one. A folder lacking a file is reported once it has stayed so for a poll (a
 // model being copied in place lacks one for a moment).
 func (d *Daemon) watchModel(ctx context.Context) {
-	t := time.NewTicker(d.cfg.ModelPoll)
-	defer t.Stop()
 	pending := ""
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
+	periodically(ctx, d.cfg.ModelPoll, func() { pending = d.pollModel(pending) })
+}
+
+// pollModel is one poll of MODEL_DIR. pending is the problem the last poll found ("" for
+// none); it returns this poll's.
+func (d *Daemon) pollModel(pending string) string {
+	sig, err := modelSignature(d.cfg.ModelDir)
+	if err != nil {
+		if !errors.Is(err, errNoModelYet) && err.Error() == pending {
+			d.reportModelProblem(err)
 		}
-		sig, err := modelSignature(d.cfg.ModelDir)
-		if err != nil {
-			if !errors.Is(err, errNoModelYet) && err.Error() == pending {
-				d.reportModelProblem(err)
-			}
-			pending = err.Error()
-			continue
-		}
-		pending = ""
-		d.modelMu.Lock()
-		same := sig == d.modelSig
-		d.modelMu.Unlock()
-		if same {
-			continue
-		}
-		// A file still being copied changes again; wait one poll for it to settle.
-		time.Sleep(min(d.cfg.ModelPoll, time.Second))
-		if again, err := modelSignature(d.cfg.ModelDir); err != nil || again != sig {
-			continue
-		}
-		d.log.Info("model folder changed; loading", "model_dir", d.cfg.ModelDir)
-		d.loadModel(false)
+		return err.Error()
 	}
+	d.modelMu.Lock()
+	same := sig == d.modelSig
+	d.modelMu.Unlock()
+	if same {
+		return ""
+	}
+	// A file still being copied changes again; wait one poll for it to settle.
+	time.Sleep(min(d.cfg.ModelPoll, time.Second))
+	if again, err := modelSignature(d.cfg.ModelDir); err != nil || again != sig {
+		return ""
+	}
+	d.log.Info("model folder changed; loading", "model_dir", d.cfg.ModelDir)
+	d.loadModel(false)
+	return ""
 }
 
 // reportModelProblem reports a problem with MODEL_DIR once (until it changes or a model

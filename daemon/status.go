@@ -14,20 +14,27 @@ import (
 // the station working without subscribing to MQTT.
 func (d *Daemon) publishStatusLoop(ctx context.Context) {
 	const every = 10 * time.Second
-	t := time.NewTicker(every)
+	periodically(ctx, every, func() {
+		for _, s := range d.sources {
+			d.publishCamera(s.Status())
+		}
+		pass, fail, unknown := d.tally.take()
+		md, _ := d.det.Metadata()
+		d.log.Info("verdicts in the last "+every.String(), "pass", pass, "fail", fail, "unknown", unknown,
+			"outbox", d.ob.Stats().Records, "mqtt_connected", d.client.Connected(), "model_version", md.ModelVersion)
+	})
+}
+
+// periodically calls fn every interval until ctx ends (the daemon's polling loops).
+func periodically(ctx context.Context, interval time.Duration, fn func()) {
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			for _, s := range d.sources {
-				d.publishCamera(s.Status())
-			}
-			pass, fail, unknown := d.tally.take()
-			md, _ := d.det.Metadata()
-			d.log.Info("verdicts in the last "+every.String(), "pass", pass, "fail", fail, "unknown", unknown,
-				"outbox", d.ob.Stats().Records, "mqtt_connected", d.client.Connected(), "model_version", md.ModelVersion)
+			fn()
 		}
 	}
 }

@@ -401,7 +401,31 @@ func TestAvailabilityStateAndCommands(t *testing.T) {
 	f.c.HandleCommand("fail", ScopeModel, func(ctx context.Context, p []byte) (any, error) { return nil, errors.New("no model to retrain") })
 	f.c.Start()
 
-	// online comes after the retained state, on every connect.
+	checkOnlineAcrossReconnect(t, f.c, proxy, sub)
+	checkCommandResults(t, sub)
+
+	// A state change while connected is published at once and is what a late
+	// subscriber gets; events go out best effort.
+	if err := f.c.SetState("threshold", "0.6"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.c.Event("reload", map[string]any{"ok": true}); err != nil {
+		t.Fatal(err)
+	}
+	sub.WaitFor(t, 10*time.Second, "event", func(ms []msg) bool { return countTopic(ms, "diagd/line1/events/reload") == 1 })
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := f.c.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	checkRetainedAfterStop(t, b.URL())
+}
+
+// checkOnlineAcrossReconnect checks that online comes after the retained state, on the
+// first connect and again after the link through proxy dies.
+func checkOnlineAcrossReconnect(t *testing.T, c *Client, proxy *mosquittotest.Proxy, sub *subscriber) {
+	t.Helper()
 	online := func(k int) func([]msg) bool {
 		return func(ms []msg) bool { return count(ms, "diagd/line1/available", "online") >= k }
 	}
@@ -412,7 +436,7 @@ func TestAvailabilityStateAndCommands(t *testing.T) {
 	// client reconnects, republishes state, and is online again. (Cut it only once the
 	// client has its PUBACK for online: a PUBLISH still in flight is re-sent first on
 	// reconnect, and would arrive ahead of the republished state.)
-	waitFor(t, 10*time.Second, "connected", f.c.Connected)
+	waitFor(t, 10*time.Second, "connected", c.Connected)
 	proxy.Sever()
 	ms = sub.WaitFor(t, 15*time.Second, "offline then online", func(ms []msg) bool {
 		return count(ms, "diagd/line1/available", "offline") >= 1 && online(2)(ms)
@@ -421,26 +445,21 @@ func TestAvailabilityStateAndCommands(t *testing.T) {
 	if i, j := index(ms, "diagd/line1/available", "offline", 1), index(ms, "diagd/line1/available", "online", 2); i > j {
 		t.Fatalf("offline (message %d) after the second online (message %d)", i, j)
 	}
+}
 
-	// Commands: a good one, an unknown one, malformed JSON, a failing handler.
+// checkCommandResults sends a good command, an unknown one, malformed JSON and one whose
+// handler fails, and checks the result each gets.
+func checkCommandResults(t *testing.T, sub *subscriber) {
+	t.Helper()
 	pub := func(topic, payload string) { sub.Publish(t, topic, payload) }
 	pub("diagd/line1/cmd/echo", `{"id":7,"x":1}`)
 	pub("diagd/line1/cmd/nope", `{}`)
 	pub("diagd/line1/cmd/echo", `{"id":8,`)
 	pub("diagd/line1/cmd/fail", ``)
-	ms = sub.WaitFor(t, 10*time.Second, "4 command results", func(ms []msg) bool {
+	ms := sub.WaitFor(t, 10*time.Second, "4 command results", func(ms []msg) bool {
 		return countTopic(ms, "diagd/line1/cmd/echo/result")+countTopic(ms, "diagd/line1/cmd/nope/result")+countTopic(ms, "diagd/line1/cmd/fail/result") >= 4
 	})
-	results := map[string][]map[string]any{}
-	for _, m := range ms {
-		if len(m.Topic) > 7 && m.Topic[len(m.Topic)-7:] == "/result" {
-			var r map[string]any
-			if err := json.Unmarshal([]byte(m.Payload), &r); err != nil {
-				t.Fatalf("result %s %q: %v", m.Topic, m.Payload, err)
-			}
-			results[m.Topic] = append(results[m.Topic], r)
-		}
-	}
+	results := commandResults(t, ms)
 	echo := results["diagd/line1/cmd/echo/result"]
 	var good, bad map[string]any
 	for _, r := range echo {
@@ -462,23 +481,29 @@ func TestAvailabilityStateAndCommands(t *testing.T) {
 	if r := results["diagd/line1/cmd/fail/result"]; len(r) != 1 || r[0]["ok"] != false || r[0]["error"] != "no model to retrain" {
 		t.Fatalf("failing command results %v", r)
 	}
+}
 
-	// A state change while connected is published at once and is what a late
-	// subscriber gets; events go out best effort.
-	if err := f.c.SetState("threshold", "0.6"); err != nil {
-		t.Fatal(err)
+// commandResults decodes the command results among ms, by topic.
+func commandResults(t *testing.T, ms []msg) map[string][]map[string]any {
+	t.Helper()
+	results := map[string][]map[string]any{}
+	for _, m := range ms {
+		if len(m.Topic) > 7 && m.Topic[len(m.Topic)-7:] == "/result" {
+			var r map[string]any
+			if err := json.Unmarshal([]byte(m.Payload), &r); err != nil {
+				t.Fatalf("result %s %q: %v", m.Topic, m.Payload, err)
+			}
+			results[m.Topic] = append(results[m.Topic], r)
+		}
 	}
-	if err := f.c.Event("reload", map[string]any{"ok": true}); err != nil {
-		t.Fatal(err)
-	}
-	sub.WaitFor(t, 10*time.Second, "event", func(ms []msg) bool { return countTopic(ms, "diagd/line1/events/reload") == 1 })
+	return results
+}
 
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := f.c.Close(ctx); err != nil {
-		t.Fatal(err)
-	}
-	late := subscribe(t, b.URL(), "late-1", "diagd/line1/#")
+// checkRetainedAfterStop checks what a late subscriber gets after a clean stop: the
+// retained availability "stopped" and the last state values.
+func checkRetainedAfterStop(t *testing.T, url string) {
+	t.Helper()
+	late := subscribe(t, url, "late-1", "diagd/line1/#")
 	lm := late.WaitFor(t, 10*time.Second, "retained values", func(ms []msg) bool {
 		return countTopic(ms, "diagd/line1/available")+countTopic(ms, "diagd/line1/state/threshold")+
 			countTopic(ms, "diagd/line1/state/model") == 3

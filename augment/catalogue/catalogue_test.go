@@ -79,6 +79,22 @@ func TestLoadGood(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	checkGoodSettings(t, c)
+	checkGoodKinds(t, c, dir)
+	for _, d := range []string{dir, filepath.Join(dir, "shapes"), filepath.Join(dir, "regions"), filepath.Join(dir, "extra")} {
+		if !slices.Contains(c.Dirs, d) {
+			t.Fatalf("dirs %v lack %s", c.Dirs, d)
+		}
+	}
+	// Weighted choice: weights 3,1,1 split [0,1) at 0.6 and 0.8.
+	if c.Pick(0.59).Name != "marks" || c.Pick(0.61).Name != "scratches" || c.Pick(0.99).Name != "spots" {
+		t.Fatal("Pick does not follow the weights")
+	}
+}
+
+// checkGoodSettings checks the generation and memseg sections of the good catalogue.
+func checkGoodSettings(t *testing.T, c *Catalogue) {
+	t.Helper()
 	g := c.Generation
 	// steps, guidance, seed are set in the file; strength, padding and working size keep DIAG's values.
 	if g.Steps != 12 || g.Guidance != 7.5 || g.Seed != 42 || g.Strength != 0.99 || g.Padding != 2 || g.WorkingSize != 1024 || !g.RoundTrip {
@@ -87,6 +103,11 @@ func TestLoadGood(t *testing.T) {
 	if c.MemSeg.MinDelta != 0.2 || c.MemSeg.MaxDelta != 0.9 {
 		t.Fatalf("memseg = %+v", c.MemSeg)
 	}
+}
+
+// checkGoodKinds checks the three kinds of the good catalogue, rooted at dir.
+func checkGoodKinds(t *testing.T, c *Catalogue, dir string) {
+	t.Helper()
 	if len(c.Kinds) != 3 {
 		t.Fatalf("%d kinds", len(c.Kinds))
 	}
@@ -102,15 +123,6 @@ func TestLoadGood(t *testing.T) {
 	}
 	if spots.Shape != shapes.Blob || len(spots.Masks) != 1 || spots.Masks[0].Path != filepath.Join(dir, "extra", "one.png") {
 		t.Fatalf("spots = %+v", spots)
-	}
-	for _, d := range []string{dir, filepath.Join(dir, "shapes"), filepath.Join(dir, "regions"), filepath.Join(dir, "extra")} {
-		if !slices.Contains(c.Dirs, d) {
-			t.Fatalf("dirs %v lack %s", c.Dirs, d)
-		}
-	}
-	// Weighted choice: weights 3,1,1 split [0,1) at 0.6 and 0.8.
-	if c.Pick(0.59).Name != "marks" || c.Pick(0.61).Name != "scratches" || c.Pick(0.99).Name != "spots" {
-		t.Fatal("Pick does not follow the weights")
 	}
 }
 

@@ -83,6 +83,23 @@ func loadRef(t *testing.T) (reference, Config) {
 
 func TestTables(t *testing.T) {
 	r, c := loadRef(t)
+	checkTrainTables(t, r, c)
+	s, err := New(c, r.Steps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkSchedule(t, r, s)
+	for _, tc := range []struct {
+		strength float32
+		ref      refStrength
+	}{{0.99, r.S099}, {0.75, r.S075}, {1.0, r.S100}} {
+		checkPlan(t, s, tc.strength, tc.ref, r.InitNoiseSigma)
+	}
+}
+
+// checkTrainTables checks alphas_cumprod and the training sigmas against the reference.
+func checkTrainTables(t *testing.T, r reference, c Config) {
+	t.Helper()
 	ac := c.AlphasCumprod()
 	for k, want := range r.AlphasCumprod {
 		i, _ := strconv.Atoi(k)
@@ -97,10 +114,11 @@ func TestTables(t *testing.T) {
 			t.Errorf("sigma_train[%d] = %.9g, want %.9g", i, train[i], want)
 		}
 	}
-	s, err := New(c, r.Steps)
-	if err != nil {
-		t.Fatal(err)
-	}
+}
+
+// checkSchedule checks the full schedule's timesteps, sigmas and init_noise_sigma.
+func checkSchedule(t *testing.T, r reference, s *Schedule) {
+	t.Helper()
 	if len(s.Timesteps) != len(r.Timesteps) || len(s.Sigmas) != len(r.Sigmas) {
 		t.Fatalf("%d timesteps, %d sigmas; want %d, %d", len(s.Timesteps), len(s.Sigmas), len(r.Timesteps), len(r.Sigmas))
 	}
@@ -117,40 +135,40 @@ func TestTables(t *testing.T) {
 	if !near(float64(s.InitNoiseSigma), r.InitNoiseSigma) {
 		t.Errorf("init_noise_sigma = %.9g, want %.9g", s.InitNoiseSigma, r.InitNoiseSigma)
 	}
-	for _, tc := range []struct {
-		strength float32
-		ref      refStrength
-	}{{0.99, r.S099}, {0.75, r.S075}, {1.0, r.S100}} {
-		p, err := s.Plan(Strength64(tc.strength))
-		if err != nil {
-			t.Fatal(err)
+}
+
+// checkPlan checks the plan for one strength against the reference's entry for it.
+func checkPlan(t *testing.T, s *Schedule, strength float32, ref refStrength, initNoiseSigma float64) {
+	t.Helper()
+	p, err := s.Plan(Strength64(strength))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.TStart != ref.TStart || len(p.Steps) != ref.NumSteps || len(p.Steps) != len(ref.Steps) ||
+		float64(p.LatentTimestep) != ref.FirstTimestep {
+		t.Fatalf("strength %v: t_start %d, %d steps, first t %v; want %d, %d, %v", strength,
+			p.TStart, len(p.Steps), p.LatentTimestep, ref.TStart, ref.NumSteps, ref.FirstTimestep)
+	}
+	if p.FromNoise != strings.HasPrefix(ref.Init, "noise * init_noise_sigma") {
+		t.Errorf("strength %v: FromNoise %v but reference init is %q", strength, p.FromNoise, ref.Init)
+	}
+	// For strength 1 the reference lists σ[0] (add_noise's σ) while the pipeline scales by init_noise_sigma.
+	wantNoise := ref.NoiseSigma
+	if p.FromNoise {
+		wantNoise = initNoiseSigma
+		if !near(float64(s.Sigmas[p.TStart]), ref.NoiseSigma) {
+			t.Errorf("strength 1: sigma[0] = %.9g, want %.9g", s.Sigmas[p.TStart], ref.NoiseSigma)
 		}
-		if p.TStart != tc.ref.TStart || len(p.Steps) != tc.ref.NumSteps || len(p.Steps) != len(tc.ref.Steps) ||
-			float64(p.LatentTimestep) != tc.ref.FirstTimestep {
-			t.Fatalf("strength %v: t_start %d, %d steps, first t %v; want %d, %d, %v", tc.strength,
-				p.TStart, len(p.Steps), p.LatentTimestep, tc.ref.TStart, tc.ref.NumSteps, tc.ref.FirstTimestep)
-		}
-		if p.FromNoise != strings.HasPrefix(tc.ref.Init, "noise * init_noise_sigma") {
-			t.Errorf("strength %v: FromNoise %v but reference init is %q", tc.strength, p.FromNoise, tc.ref.Init)
-		}
-		// For strength 1 the reference lists σ[0] (add_noise's σ) while the pipeline scales by init_noise_sigma.
-		wantNoise := tc.ref.NoiseSigma
-		if p.FromNoise {
-			wantNoise = r.InitNoiseSigma
-			if !near(float64(s.Sigmas[p.TStart]), tc.ref.NoiseSigma) {
-				t.Errorf("strength 1: sigma[0] = %.9g, want %.9g", s.Sigmas[p.TStart], tc.ref.NoiseSigma)
-			}
-		}
-		if !near(float64(p.NoiseSigma), wantNoise) {
-			t.Errorf("strength %v: noise sigma %.9g, want %.9g", tc.strength, p.NoiseSigma, wantNoise)
-		}
-		for i, w := range tc.ref.Steps {
-			g := p.Steps[i]
-			if g.I != w.I || g.K != w.SigmaIndex || float64(g.Timestep) != w.Timestep ||
-				!near(float64(g.Sigma), w.Sigma) || !near(float64(g.SigmaNext), w.SigmaNext) ||
-				!near(float64(g.CIn), w.CIn) || !near(float64(g.Dt), w.Dt) {
-				t.Errorf("strength %v step %d: got %+v, want %+v", tc.strength, i, g, w)
-			}
+	}
+	if !near(float64(p.NoiseSigma), wantNoise) {
+		t.Errorf("strength %v: noise sigma %.9g, want %.9g", strength, p.NoiseSigma, wantNoise)
+	}
+	for i, w := range ref.Steps {
+		g := p.Steps[i]
+		if g.I != w.I || g.K != w.SigmaIndex || float64(g.Timestep) != w.Timestep ||
+			!near(float64(g.Sigma), w.Sigma) || !near(float64(g.SigmaNext), w.SigmaNext) ||
+			!near(float64(g.CIn), w.CIn) || !near(float64(g.Dt), w.Dt) {
+			t.Errorf("strength %v step %d: got %+v, want %+v", strength, i, g, w)
 		}
 	}
 }

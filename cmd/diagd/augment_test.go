@@ -56,28 +56,8 @@ func readSidecar(t *testing.T, path string) augment.Sidecar {
 }
 
 func TestAugmentCommandMemSeg(t *testing.T) {
-	root := t.TempDir()
-	neg := filepath.Join(root, "negatives")
-	os.MkdirAll(neg, 0o755)
-	for i := range 3 {
-		writeGood(t, filepath.Join(neg, fmt.Sprintf("good%d.png", i)), 80, 120, i)
-	}
-	bad := map[string]bool{}
-	for _, name := range []string{"corrupt.jpg", "empty.png"} {
-		p := filepath.Join(neg, name)
-		data := []byte("\xff\xd8\xff\xe0 not really a jpeg")
-		if name == "empty.png" {
-			data = nil
-		}
-		os.WriteFile(p, data, 0o644)
-		bad[p] = true
-	}
-	cdir := filepath.Join(root, "cat")
-	os.MkdirAll(filepath.Join(cdir, "regions"), 0o755)
-	writeRegion(t, filepath.Join(cdir, "regions", "centre.png"), 80, 120, image.Rect(20, 30, 60, 90))
-	cat := filepath.Join(cdir, "defects.yaml")
-	os.WriteFile(cat, []byte("kinds:\n  - name: scratch\n    prompt: copper metal scratches\n    regions: regions/\n    shape: scratch\n  - name: blob\n    prompt: white marks on the wall\n    regions: regions/centre.png\n"), 0o644)
-	out := filepath.Join(root, "out")
+	neg, cat, bad := memsegCLIFixture(t)
+	out := filepath.Join(t.TempDir(), "out")
 
 	code, stdout, stderr := runCLI(t, "augment", "--negatives", neg, "--catalogue", cat, "--out", out, "--n", "8", "--generator", "memseg", "--seed", "11")
 	if code != 0 {
@@ -90,8 +70,65 @@ func TestAugmentCommandMemSeg(t *testing.T) {
 	if !strings.Contains(stderr, "augment: 8/8 images (100%), 8 written, 0 skipped") || strings.Contains(stderr, "\r") {
 		t.Fatalf("stderr progress: %s", stderr)
 	}
-	// The summary file and stdout agree on the skipped negatives, which are exactly
-	// corrupt files.
+	checkSkippedNegatives(t, out, stdout, bad)
+	for i := range 8 {
+		sc := readSidecar(t, filepath.Join(out, fmt.Sprintf("%05d.json", i)))
+		if sc.Generator != "memseg" || sc.BatchSeed != 11 || bad[sc.SourceNegative] || sc.Prompt == "" || sc.NegativePrompt != "smooth, plain, black, dark, shadow" {
+			t.Fatalf("sidecar %d: %+v", i, sc)
+		}
+		for _, f := range []string{sc.Image, sc.Mask} {
+			checkImageSize(t, filepath.Join(out, f), 80, 120)
+		}
+	}
+	sheet, err := imageio.Read(filepath.Join(out, "contact-sheet_00000-00007.png"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sheet.Close()
+	// No temp files left behind by the atomic writes.
+	ents, _ := os.ReadDir(out)
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), ".") {
+			t.Fatalf("leftover %s", e.Name())
+		}
+	}
+	if len(ents) != 8*3+2 {
+		t.Fatalf("%d files in the output folder, want 26", len(ents))
+	}
+}
+
+// memsegCLIFixture writes three good 80x120 negatives, two corrupt ones (returned in
+// bad) and a catalogue of two region kinds.
+func memsegCLIFixture(t *testing.T) (neg, cat string, bad map[string]bool) {
+	t.Helper()
+	root := t.TempDir()
+	neg = filepath.Join(root, "negatives")
+	os.MkdirAll(neg, 0o755)
+	for i := range 3 {
+		writeGood(t, filepath.Join(neg, fmt.Sprintf("good%d.png", i)), 80, 120, i)
+	}
+	bad = map[string]bool{}
+	for _, name := range []string{"corrupt.jpg", "empty.png"} {
+		p := filepath.Join(neg, name)
+		data := []byte("\xff\xd8\xff\xe0 not really a jpeg")
+		if name == "empty.png" {
+			data = nil
+		}
+		os.WriteFile(p, data, 0o644)
+		bad[p] = true
+	}
+	cdir := filepath.Join(root, "cat")
+	os.MkdirAll(filepath.Join(cdir, "regions"), 0o755)
+	writeRegion(t, filepath.Join(cdir, "regions", "centre.png"), 80, 120, image.Rect(20, 30, 60, 90))
+	cat = filepath.Join(cdir, "defects.yaml")
+	os.WriteFile(cat, []byte("kinds:\n  - name: scratch\n    prompt: copper metal scratches\n    regions: regions/\n    shape: scratch\n  - name: blob\n    prompt: white marks on the wall\n    regions: regions/centre.png\n"), 0o644)
+	return neg, cat, bad
+}
+
+// checkSkippedNegatives checks that the summary file and stdout agree on the skipped
+// negatives, which are exactly corrupt files.
+func checkSkippedNegatives(t *testing.T, out, stdout string, bad map[string]bool) {
+	t.Helper()
 	var sum augment.Summary
 	b, err := os.ReadFile(filepath.Join(out, "summary_00000-00007.json"))
 	if err != nil {
@@ -112,34 +149,18 @@ func TestAugmentCommandMemSeg(t *testing.T) {
 	if nbad > 0 && !strings.Contains(stdout, fmt.Sprintf("negatives skipped (could not be decoded): %d", nbad)) {
 		t.Fatalf("stdout does not report %d bad negatives: %s", nbad, stdout)
 	}
-	for i := range 8 {
-		sc := readSidecar(t, filepath.Join(out, fmt.Sprintf("%05d.json", i)))
-		if sc.Generator != "memseg" || sc.BatchSeed != 11 || bad[sc.SourceNegative] || sc.Prompt == "" || sc.NegativePrompt != "smooth, plain, black, dark, shadow" {
-			t.Fatalf("sidecar %d: %+v", i, sc)
-		}
-		for _, f := range []string{sc.Image, sc.Mask} {
-			m, err := imageio.Read(filepath.Join(out, f))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if m.Cols() != 80 || m.Rows() != 120 {
-				t.Fatalf("%s is %dx%d", f, m.Cols(), m.Rows())
-			}
-			m.Close()
-		}
-	}
-	if _, err := imageio.Read(filepath.Join(out, "contact-sheet_00000-00007.png")); err != nil {
+}
+
+// checkImageSize decodes path with OpenCV and checks it is w x h.
+func checkImageSize(t *testing.T, path string, w, h int) {
+	t.Helper()
+	m, err := imageio.Read(path)
+	if err != nil {
 		t.Fatal(err)
 	}
-	// No temp files left behind by the atomic writes.
-	ents, _ := os.ReadDir(out)
-	for _, e := range ents {
-		if strings.HasPrefix(e.Name(), ".") {
-			t.Fatalf("leftover %s", e.Name())
-		}
-	}
-	if len(ents) != 8*3+2 {
-		t.Fatalf("%d files in the output folder, want 26", len(ents))
+	defer m.Close()
+	if m.Cols() != w || m.Rows() != h {
+		t.Fatalf("%s is %dx%d", filepath.Base(path), m.Cols(), m.Rows())
 	}
 }
 

@@ -1,6 +1,7 @@
 package imageops
 
 import (
+	"image"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -203,5 +204,35 @@ func TestResizeWindow(t *testing.T) {
 	wi, _ := Crop(src, Rect{10, 10, 20, 20})
 	if _, err := ResizeWindow(wi, 10, 10, 50, 70, 100, 140, Bicubic, Rect{0, 0, 100, 140}); err == nil {
 		t.Fatal("too small a window accepted")
+	}
+}
+
+// opaqueImage hides an image's concrete type, so FromImage takes its generic path.
+type opaqueImage struct{ image.Image }
+
+// FromImage's fast paths for RGBA and NRGBA give what its generic path (colour by colour)
+// gives, on sub-images too, where Rect.Min is not the origin and rows are wider.
+func TestFromImageFastPaths(t *testing.T) {
+	rng := rand.New(rand.NewPCG(4, 5))
+	rgba := image.NewRGBA(image.Rect(-3, 2, 17, 14))
+	nrgba := image.NewNRGBA(rgba.Rect)
+	for i := range rgba.Pix {
+		nrgba.Pix[i] = uint8(rng.IntN(256))
+		rgba.Pix[i] = uint8(rng.IntN(256))
+		if i%4 == 3 {
+			rgba.Pix[i] = 255 // opaque: the generic path would un-premultiply otherwise
+		}
+	}
+	sub := image.Rect(1, 5, 12, 13)
+	for _, src := range []interface {
+		image.Image
+		SubImage(image.Rectangle) image.Image
+	}{rgba, nrgba} {
+		for _, img := range []image.Image{src, src.SubImage(sub)} {
+			got, want := FromImage(img), FromImage(opaqueImage{img})
+			if got.W != img.Bounds().Dx() || got.H != img.Bounds().Dy() || !slices.Equal(got.Pix, want.Pix) {
+				t.Errorf("%T %v: fast path differs from the generic one", src, img.Bounds())
+			}
+		}
 	}
 }

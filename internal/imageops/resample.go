@@ -29,21 +29,9 @@ func FromImage(src image.Image) *Image {
 	out := New(b.Dx(), b.Dy(), 3)
 	switch s := src.(type) {
 	case *image.RGBA:
-		for y := 0; y < out.H; y++ {
-			row := s.Pix[(y+b.Min.Y-s.Rect.Min.Y)*s.Stride+(b.Min.X-s.Rect.Min.X)*4:]
-			o := out.Pix[y*out.W*3:]
-			for x := 0; x < out.W; x++ {
-				o[3*x], o[3*x+1], o[3*x+2] = row[4*x], row[4*x+1], row[4*x+2]
-			}
-		}
+		copyRGB(out, s.Pix, s.Stride, s.Rect, b)
 	case *image.NRGBA:
-		for y := 0; y < out.H; y++ {
-			row := s.Pix[(y+b.Min.Y-s.Rect.Min.Y)*s.Stride+(b.Min.X-s.Rect.Min.X)*4:]
-			o := out.Pix[y*out.W*3:]
-			for x := 0; x < out.W; x++ {
-				o[3*x], o[3*x+1], o[3*x+2] = row[4*x], row[4*x+1], row[4*x+2]
-			}
-		}
+		copyRGB(out, s.Pix, s.Stride, s.Rect, b)
 	default:
 		for y := 0; y < out.H; y++ {
 			for x := 0; x < out.W; x++ {
@@ -54,6 +42,18 @@ func FromImage(src image.Image) *Image {
 		}
 	}
 	return out
+}
+
+// copyRGB copies into out the R, G and B of the 4-byte pixels (RGBA or NRGBA, alpha
+// dropped) inside b of pix, whose rows are stride bytes apart from rect.Min.
+func copyRGB(out *Image, pix []uint8, stride int, rect, b image.Rectangle) {
+	for y := 0; y < out.H; y++ {
+		row := pix[(y+b.Min.Y-rect.Min.Y)*stride+(b.Min.X-rect.Min.X)*4:]
+		o := out.Pix[y*out.W*3:]
+		for x := 0; x < out.W; x++ {
+			o[3*x], o[3*x+1], o[3*x+2] = row[4*x], row[4*x+1], row[4*x+2]
+		}
+	}
 }
 
 // FromGray copies a grey image into a 1-channel Image.

@@ -29,6 +29,7 @@ var rules = []struct {
 	{"internal/imageops", nil},
 	{"internal/half", nil},
 	{"internal/ortenv", nil},
+	{"internal/threadprio", nil},
 	{"internal/onnx/onnxpb", nil},
 	{"internal/onnx/build", []string{"internal/onnx/onnxpb", "internal/atomicfile"}},
 	{"internal/onnx/zoo", []string{"internal/onnx/build", "internal/atomicfile", "internal/half"}},
@@ -54,14 +55,14 @@ var rules = []struct {
 	{"console/auth", nil},
 	{"console/browsertest", nil}, // its tests drive Chromium against a real daemon
 	{"console", []string{"console/auth", "augment/catalogue", "retrain", "retrain/dataset", "retrain/registry",
-		"internal/atomicfile", "internal/imageio"}},
+		"internal/atomicfile", "internal/imageio", "internal/threadprio"}},
 	// Settings and the demo: they read or build what the daemon wires.
 	{"internal/config", []string{"capture", "console/auth", "internal/ortenv"}},
 	{"internal/demo", []string{"detect", "retrain/...", "internal/onnx/zoo", "internal/ortenv"}},
 	// The top floor wires the rooms together; only it (and the binary, and the
 	// benchmarks) may.
 	{"daemon", []string{"capture", "console/...", "detect", "mqtt/...", "augment/...", "retrain/...", "internal/atomicfile",
-		"internal/config", "internal/demo", "internal/ortenv"}},
+		"internal/config", "internal/demo", "internal/ortenv", "internal/threadprio"}},
 	{"cmd/...", []string{"*"}},
 	{"bench", []string{"*"}},
 }

@@ -294,3 +294,41 @@ func TestRelabelledCounted(t *testing.T) {
 		t.Errorf("generator relabelled %v; want 00000.png (a lone pixel)", all.Relabelled)
 	}
 }
+
+// KSDD2 and the generator loader list the same NNNNN.png files: an empty image is
+// skipped as an image, a subfolder and other names are passed over, and the skips keep
+// the folder's order whichever check refused the image.
+func TestNumberedImagesSkippedInOrder(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "train")
+	rtest.Folder(t, dir, 4, false, false, 3) // 00000.png … 00003.png
+	os.WriteFile(filepath.Join(dir, "00000.png"), nil, 0o644)
+	os.Mkdir(filepath.Join(dir, "00004.png"), 0o755)
+	os.WriteFile(filepath.Join(dir, "notes.png"), []byte("x"), 0o644)
+	for _, name := range []string{"00001", "00003"} {
+		rtest.WritePNG(t, filepath.Join(dir, name+"_GT.png"), gray(rtest.W, rtest.H, func(x, y int) uint8 { return 0 }))
+	}
+	os.WriteFile(filepath.Join(dir, "00001.json"), []byte("{"), 0o644)
+	reasons := func(s *Set) []string {
+		var out []string
+		for _, k := range s.Skipped {
+			out = append(out, filepath.Base(k.Path)+": "+k.Reason)
+		}
+		return out
+	}
+	k, err := KSDD2(filepath.Dir(dir), "train", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"00000.png: image empty file (0 bytes)", "00002.png: mask 00002_GT.png is missing; KSDD2 labels come from the masks"}
+	if got := reasons(k); !slices.Equal(got, want) || len(k.Items) != 2 {
+		t.Errorf("KSDD2: skipped %q, %d items; want %q and 2 items", got, len(k.Items), want)
+	}
+	g, err := Generator(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = []string{"00000.png: image empty file (0 bytes)", "00001.png: sidecar 00001.json is not valid JSON: unexpected end of JSON input"}
+	if got := reasons(g); !slices.Equal(got, want) || len(g.Items) != 2 {
+		t.Errorf("generator: skipped %q, %d items; want %q and 2 items", got, len(g.Items), want)
+	}
+}

@@ -135,39 +135,51 @@ func listDir(dir string) ([]os.DirEntry, error) {
 	return ents, nil
 }
 
-// KSDD2 reads root/split/ of the KolektorSDD2 layout: NNNNN.png with NNNNN_GT.png, a
-// defect iff the mask says so under the rule. Files not named NNNNN.png (the official
-// set's "10301 (copy).png") are ignored as the paper's code ignores them.
-func KSDD2(root, split string, o Options) (*Set, error) {
-	dir := filepath.Join(root, split)
+// eachNumberedImage calls fn with the path of each NNNNN.png file of dir, in name order;
+// a missing, empty or irregular one goes to s.Skipped instead, in the same order.
+func eachNumberedImage(dir string, s *Set, fn func(img string)) error {
 	ents, err := listDir(dir)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	s := &Set{}
 	for _, e := range ents {
 		if e.IsDir() || !numberedPNG.MatchString(e.Name()) {
 			continue
 		}
 		img := filepath.Join(dir, e.Name())
-		mask := strings.TrimSuffix(img, ".png") + "_GT.png"
 		if err := nonEmptyFile(img); err != nil {
 			s.Skipped = append(s.Skipped, Skip{img, "image " + err.Error()})
 			continue
 		}
+		fn(img)
+	}
+	return nil
+}
+
+// KSDD2 reads root/split/ of the KolektorSDD2 layout: NNNNN.png with NNNNN_GT.png, a
+// defect iff the mask says so under the rule. Files not named NNNNN.png (the official
+// set's "10301 (copy).png") are ignored as the paper's code ignores them.
+func KSDD2(root, split string, o Options) (*Set, error) {
+	dir := filepath.Join(root, split)
+	s := &Set{}
+	err := eachNumberedImage(dir, s, func(img string) {
+		mask := strings.TrimSuffix(img, ".png") + "_GT.png"
 		if err := nonEmptyFile(mask); err != nil {
 			s.Skipped = append(s.Skipped, Skip{img, fmt.Sprintf("mask %s is %v; KSDD2 labels come from the masks", filepath.Base(mask), err)})
-			continue
+			return
 		}
 		label, marked, err := maskLabel(mask, o.Rule)
 		if err != nil {
 			s.Skipped = append(s.Skipped, Skip{img, err.Error()})
-			continue
+			return
 		}
 		if marked && !label {
 			s.Relabelled = append(s.Relabelled, img)
 		}
 		s.Items = append(s.Items, Item{Path: img, Label: label, Source: Real + ":ksdd2/" + split, Mask: mask})
+	})
+	if err != nil {
+		return nil, err
 	}
 	if len(s.Items) == 0 {
 		return s, fmt.Errorf("KSDD2 %s: no usable NNNNN.png images with NNNNN_GT.png masks (%d skipped)", dir, len(s.Skipped))
@@ -179,57 +191,52 @@ func KSDD2(root, split string, o Options) (*Set, error) {
 // NNNNN.json sidecar. Every image is a synthetic defect, unless the paper's rule is asked
 // for, under which the mask decides (as in the paper's code).
 func Generator(dir string, o Options) (*Set, error) {
-	ents, err := listDir(dir)
-	if err != nil {
-		return nil, err
-	}
 	s := &Set{}
-	for _, e := range ents {
-		if e.IsDir() || !numberedPNG.MatchString(e.Name()) {
-			continue
-		}
-		img := filepath.Join(dir, e.Name())
-		stem := strings.TrimSuffix(img, ".png")
-		mask := stem + "_mask.png"
-		if err := nonEmptyFile(img); err != nil {
-			s.Skipped = append(s.Skipped, Skip{img, "image " + err.Error()})
-			continue
-		}
-		it := Item{Path: img, Label: true, Source: Synthetic + ":generator"}
-		// The sidecar (augment.Sidecar) names the defect kind, which the summary counts by.
-		if b, err := os.ReadFile(stem + ".json"); err == nil {
-			var sc struct {
-				DefectKind string `json:"defect_kind"`
-			}
-			if err := json.Unmarshal(b, &sc); err != nil {
-				s.Skipped = append(s.Skipped, Skip{img, fmt.Sprintf("sidecar %s.json is not valid JSON: %v", filepath.Base(stem), err)})
-				continue
-			}
-			if sc.DefectKind != "" {
-				it.Source = Synthetic + ":" + sc.DefectKind
-			}
-		}
-		if err := nonEmptyFile(mask); err == nil {
-			it.Mask = mask
-		} else if o.Rule == PaperRule {
-			s.Skipped = append(s.Skipped, Skip{img, fmt.Sprintf("mask %s is %v; the paper's rule labels by mask", filepath.Base(mask), err)})
-			continue
-		}
-		if o.Rule == PaperRule {
-			if it.Label, err = MaskLabel(mask, o.Rule); err != nil {
-				s.Skipped = append(s.Skipped, Skip{img, err.Error()})
-				continue
-			}
-			if !it.Label {
-				s.Relabelled = append(s.Relabelled, img) // a generated defect the rule calls ok
-			}
-		}
-		s.Items = append(s.Items, it)
+	if err := eachNumberedImage(dir, s, func(img string) { addGenerated(s, img, o.Rule) }); err != nil {
+		return nil, err
 	}
 	if len(s.Items) == 0 {
 		return s, fmt.Errorf("synthetic folder %s: no usable NNNNN.png images (%d skipped)", dir, len(s.Skipped))
 	}
 	return s, nil
+}
+
+// addGenerated adds one generated image to s, with its sidecar's defect kind and its
+// mask, or skips it saying why.
+func addGenerated(s *Set, img string, rule LabelRule) {
+	stem := strings.TrimSuffix(img, ".png")
+	mask := stem + "_mask.png"
+	it := Item{Path: img, Label: true, Source: Synthetic + ":generator"}
+	// The sidecar (augment.Sidecar) names the defect kind, which the summary counts by.
+	if b, err := os.ReadFile(stem + ".json"); err == nil {
+		var sc struct {
+			DefectKind string `json:"defect_kind"`
+		}
+		if err := json.Unmarshal(b, &sc); err != nil {
+			s.Skipped = append(s.Skipped, Skip{img, fmt.Sprintf("sidecar %s.json is not valid JSON: %v", filepath.Base(stem), err)})
+			return
+		}
+		if sc.DefectKind != "" {
+			it.Source = Synthetic + ":" + sc.DefectKind
+		}
+	}
+	if err := nonEmptyFile(mask); err == nil {
+		it.Mask = mask
+	} else if rule == PaperRule {
+		s.Skipped = append(s.Skipped, Skip{img, fmt.Sprintf("mask %s is %v; the paper's rule labels by mask", filepath.Base(mask), err)})
+		return
+	}
+	if rule == PaperRule {
+		var err error
+		if it.Label, err = MaskLabel(mask, rule); err != nil {
+			s.Skipped = append(s.Skipped, Skip{img, err.Error()})
+			return
+		}
+		if !it.Label {
+			s.Relabelled = append(s.Relabelled, img) // a generated defect the rule calls ok
+		}
+	}
+	s.Items = append(s.Items, it)
 }
 
 // isMaskName says whether a file in an image folder is a mask rather than an image.

@@ -1,4 +1,4 @@
-package daemon
+package threadprio
 
 import (
 	"fmt"
@@ -29,11 +29,11 @@ func threadNice() (int, error) {
 	return strconv.Atoi(f[16]) // field 19 overall: nice
 }
 
-// A job's thread is niced; the judge's threads are not.
-func TestJobThreadIsNiced(t *testing.T) {
+// The calling thread is niced; other threads (the judge's) are not.
+func TestLowerNicesOnlyTheCallingThread(t *testing.T) {
 	type prio struct {
-		job int
-		err error
+		lowered int
+		err     error
 	}
 	before, err := threadNice()
 	if err != nil {
@@ -41,19 +41,19 @@ func TestJobThreadIsNiced(t *testing.T) {
 	}
 	got := make(chan prio, 1)
 	go func() {
-		if err := LowerJobPriority(); err != nil {
+		if err := Lower(); err != nil {
 			got <- prio{err: err}
 			return
 		}
 		n, err := threadNice()
-		got <- prio{job: n, err: err}
+		got <- prio{lowered: n, err: err}
 	}()
 	p := <-got
 	if p.err != nil {
 		t.Fatal(p.err)
 	}
-	if want := min(before+JobNice, 19); p.job != want {
-		t.Fatalf("job thread nice %d, want %d (this thread: %d)", p.job, want, before)
+	if want := min(before+Nice, 19); p.lowered != want {
+		t.Fatalf("lowered thread nice %d, want %d (this thread: %d)", p.lowered, want, before)
 	}
 	now, err := threadNice()
 	if err != nil {
