@@ -1,0 +1,104 @@
+package autodiff
+
+import "fmt"
+
+// ConvShape describes one 2-d convolution of the forward graph, for choosing how its
+// gradients are computed.
+type ConvShape struct {
+	N, C, H, W     int64 // input batch, channels, height, width
+	M, KH, KW      int64 // output channels and kernel
+	OH, OW         int64 // output height and width
+	SH, SW, DH, DW int64 // strides and dilations
+	Pads           [4]int64
+	Group          int64
+}
+
+func (s ConvShape) String() string {
+	return fmt.Sprintf("%d→%d %dx%d/s%d on %dx%dx%d (batch %d)", s.C, s.M, s.KH, s.KW, s.SH, s.C, s.H, s.W, s.N)
+}
+
+// pointwise says whether the convolution is a plain matrix product per pixel.
+func (s ConvShape) pointwise() bool {
+	return s.KH == 1 && s.KW == 1 && s.SH == 1 && s.SW == 1 && s.Pads == [4]int64{} && s.Group == 1
+}
+
+// WeightForm is how a convolution's weight gradient dW[m,c,i,j] = Σ dY[n,m,p]·X[n,c,p·s+i·d]
+// is computed.
+type WeightForm int
+
+// Weight-gradient forms. See the package documentation for measurements.
+const (
+	WeightAuto WeightForm = iota
+	// WeightConv is one Conv over batch-major transposed tensors whose kernel is the output
+	// gradient; best when the input has few channels (the stem).
+	WeightConv
+	// WeightGemm transposes the padded input once, then per kernel offset takes a strided
+	// Slice and multiplies it with the output gradient in one Gemm (transB); a 1×1 kernel is a
+	// single Gemm.
+	WeightGemm
+	// WeightIm2col concatenates all offsets' slices into one im2col matrix and multiplies once.
+	WeightIm2col
+)
+
+var weightFormNames = map[WeightForm]string{WeightAuto: "auto", WeightConv: "conv", WeightGemm: "gemm", WeightIm2col: "im2col"}
+
+func (f WeightForm) String() string { return weightFormNames[f] }
+
+// InputForm is how a convolution's input gradient is computed.
+type InputForm int
+
+// Input-gradient forms.
+const (
+	InputAuto InputForm = iota
+	// InputConvTranspose is ConvTranspose of the output gradient with the same weights.
+	InputConvTranspose
+	// InputMatMul is Wᵀ·dY per image; for pointwise (1×1, stride 1, unpadded) convolutions only.
+	InputMatMul
+)
+
+var inputFormNames = map[InputForm]string{InputAuto: "auto", InputConvTranspose: "convtranspose", InputMatMul: "matmul"}
+
+func (f InputForm) String() string { return inputFormNames[f] }
+
+// ConvForms is the pair of forms used for one convolution.
+type ConvForms struct {
+	Weight WeightForm
+	Input  InputForm
+}
+
+// ConvPolicy picks the forms for a convolution. Auto values in its answer fall back to
+// DefaultConvPolicy's.
+type ConvPolicy func(ConvShape) ConvForms
+
+// DefaultConvPolicy is the measured choice on ORT's CPU provider (package doc): the
+// Conv-based weight gradient for inputs of few channels (the stem), per-offset Gemms
+// elsewhere; ConvTranspose for the input gradient.
+func DefaultConvPolicy(s ConvShape) ConvForms {
+	f := ConvForms{Weight: WeightGemm, Input: InputConvTranspose}
+	if s.C <= 4 && s.Group == 1 {
+		f.Weight = WeightConv
+	}
+	return f
+}
+
+// resolve applies the policy and makes its answer valid for the shape.
+func (p ConvPolicy) resolve(s ConvShape) ConvForms {
+	f := ConvForms{}
+	if p != nil {
+		f = p(s)
+	}
+	d := DefaultConvPolicy(s)
+	if f.Weight == WeightAuto {
+		f.Weight = d.Weight
+	}
+	if f.Input == InputAuto {
+		f.Input = d.Input
+	}
+	if s.Group != 1 {
+		f.Weight = WeightGemm // the only form with a grouped variant
+	}
+	if f.Input == InputMatMul && !s.pointwise() {
+		f.Input = InputConvTranspose
+	}
+	return f
+}
