@@ -12,6 +12,7 @@ type UnsupportedError struct {
 	Node   string // the node's name (or its first output when unnamed)
 	Op     string
 	Attr   string // the attribute or input at fault; "" when the operator itself has no rule
+	Input  bool   // Attr names an input (e.g. Slice's steps), not an attribute
 	Detail string
 }
 
@@ -19,6 +20,8 @@ func (e *UnsupportedError) Error() string {
 	switch {
 	case e.Attr == "":
 		return fmt.Sprintf("autodiff: node %q: operator %s: %s", e.Node, e.Op, e.Detail)
+	case e.Input:
+		return fmt.Sprintf("autodiff: node %q: operator %s: input %s: %s", e.Node, e.Op, e.Attr, e.Detail)
 	default:
 		return fmt.Sprintf("autodiff: node %q: operator %s: attribute %s: %s", e.Node, e.Op, e.Attr, e.Detail)
 	}
@@ -36,5 +39,10 @@ func nodeName(n *pb.NodeProto) string {
 }
 
 func unsupported(n *pb.NodeProto, attr, format string, a ...any) error {
-	return &UnsupportedError{Node: nodeName(n), Op: n.GetOpType(), Attr: attr, Detail: fmt.Sprintf(format, a...)}
+	isAttr := false
+	for _, at := range n.Attribute {
+		isAttr = isAttr || at.GetName() == attr
+	}
+	return &UnsupportedError{Node: nodeName(n), Op: n.GetOpType(), Attr: attr, Input: attr != "" && !isAttr,
+		Detail: fmt.Sprintf(format, a...)}
 }

@@ -3,6 +3,7 @@ package autodiff
 import (
 	"fmt"
 	"math"
+	"strings"
 
 	pb "github.com/diagd/diagd/internal/onnx/onnxpb"
 )
@@ -88,6 +89,7 @@ func inferBatchNorm(s *shapes, n *pb.NodeProto, a *attrs, in [][]int64) ([][]int
 type geometry struct {
 	kernel, strides, dilations, pads []int64 // pads: all begins, then all ends
 	ceil                             bool
+	autoPad                          string // NOTSET, VALID, SAME_UPPER or SAME_LOWER
 }
 
 func readGeometry(a *attrs, kernel []int64, spatial int) (geometry, error) {
@@ -96,8 +98,9 @@ func readGeometry(a *attrs, kernel []int64, spatial int) (geometry, error) {
 	g.dilations = a.ints("dilations", ones(spatial))
 	g.pads = a.ints("pads", make([]int64, 2*spatial))
 	g.ceil = a.int("ceil_mode", 0) != 0
-	if ap := a.str("auto_pad", "NOTSET"); ap != "NOTSET" && ap != "VALID" {
-		return g, fmt.Errorf("auto_pad=%s is not supported (use explicit pads)", ap)
+	g.autoPad = a.str("auto_pad", "NOTSET")
+	if g.autoPad == "VALID" {
+		g.pads = make([]int64, 2*spatial)
 	}
 	if len(kernel) != spatial || len(g.strides) != spatial || len(g.dilations) != spatial || len(g.pads) != 2*spatial {
 		return g, fmt.Errorf("kernel %v, strides %v, dilations %v, pads %v do not match %d spatial axes",
@@ -117,6 +120,9 @@ func ones(n int) []int64 {
 // out returns the output size along spatial axis i for input size in. In ceil mode the
 // last window must start inside the input or its leading padding (PyTorch and ORT).
 func (g geometry) out(i int, in int64) int64 {
+	if strings.HasPrefix(g.autoPad, "SAME") {
+		return ceilDiv(in, g.strides[i])
+	}
 	span := in + g.pads[i] + g.pads[len(g.kernel)+i] - g.dilations[i]*(g.kernel[i]-1) - 1
 	if !g.ceil {
 		return floorDiv(span, g.strides[i]) + 1

@@ -29,15 +29,19 @@ func bce(e *emitter, z, y, w string, pw float64) (mean, dz string) {
 	return e.op("ReduceMean", []string{l}, build.Int("keepdims", 0)), dz
 }
 
+// one is the shape of the graph's scalar inputs and outputs: [1] rather than 0-d, which
+// onnxruntime_go's tensors cannot express.
+var one = []int64{1}
+
 // emitLoss emits the configured loss and returns the gradient seeds for the logits.
 func (b *builder) emitLoss() (map[string]string, error) {
 	e, L := b.e, b.cfg.Loss
-	scale := b.input(InputLossScale, RoleLossScale, []int64{}, "")
+	scale := b.input(InputLossScale, RoleLossScale, one, "")
 	both := L.Logit != "" && L.PixelLogit != ""
 	var wPix, wImg string
 	if both {
-		wPix = b.input(InputPixelLossW, RoleLossWeight, []int64{}, "")
-		wImg = b.input(InputImageLossW, RoleLossWeight, []int64{}, "")
+		wPix = b.input(InputPixelLossW, RoleLossWeight, one, "")
+		wImg = b.input(InputImageLossW, RoleLossWeight, one, "")
 	}
 	seeds := map[string]string{}
 	var total []string
@@ -52,7 +56,7 @@ func (b *builder) emitLoss() (map[string]string, error) {
 		seeds[L.Logit] = e.reshape(e.mul(dz, b.lossFactor(scale, wImg, n)), sh)
 		total = append(total, b.weighted(mean, wImg))
 		if both {
-			b.output(mean, OutputImageLoss, RoleLoss, []int64{}, "")
+			b.output(e.reshape(mean, one), OutputImageLoss, RoleLoss, one, "")
 		}
 	}
 	if L.PixelLogit != "" {
@@ -66,10 +70,10 @@ func (b *builder) emitLoss() (map[string]string, error) {
 		seeds[L.PixelLogit] = e.mul(dz, b.lossFactor(scale, wPix, numel(sh)))
 		total = append(total, b.weighted(mean, wPix))
 		if both {
-			b.output(mean, OutputPixelLoss, RoleLoss, []int64{}, "")
+			b.output(e.reshape(mean, one), OutputPixelLoss, RoleLoss, one, "")
 		}
 	}
-	b.output(e.mul(scale, e.sum(total)), OutputLoss, RoleLoss, []int64{}, "")
+	b.output(e.mul(scale, e.sum(total)), OutputLoss, RoleLoss, one, "")
 	return seeds, e.err
 }
 

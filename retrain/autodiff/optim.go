@@ -7,10 +7,10 @@ import "github.com/diagd/diagd/internal/onnx/build"
 // are PyTorch's (torch.optim.Adam, AdamW, SGD without dampening or Nesterov).
 func (b *builder) emitOptimizer(grads map[string]string) {
 	e, o := b.e, b.cfg.Optimizer
-	lr := b.input(InputLR, RoleLR, []int64{}, "")
+	lr := b.input(InputLR, RoleLR, one, "")
 	var stepSize, invSqrtBC2, decay string
 	if o.Kind == Adam || o.Kind == AdamW {
-		t := e.op("Cast", []string{b.input(InputStep, RoleStep, []int64{}, "")}, build.Int("to", int64(b.dt)))
+		t := e.op("Cast", []string{b.input(InputStep, RoleStep, one, "")}, build.Int("to", int64(b.dt)))
 		bc1 := e.sub(e.scalar(1), e.op("Pow", []string{e.scalar(o.Beta1), t}))
 		bc2 := e.sub(e.scalar(1), e.op("Pow", []string{e.scalar(o.Beta2), t}))
 		stepSize = e.div(lr, bc1)

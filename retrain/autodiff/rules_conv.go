@@ -16,8 +16,11 @@ func convShape(c *ruleCtx) (ConvShape, geometry) {
 	}
 	kernel := c.a.ints("kernel_shape", w[2:])
 	g, err := readGeometry(c.a, kernel, 2)
+	if err == nil && g.autoPad != "NOTSET" && g.autoPad != "VALID" {
+		c.fail("auto_pad", "%s is not supported (use explicit pads)", g.autoPad)
+	}
 	if err != nil {
-		c.fail("auto_pad", "%v", err)
+		c.fail("kernel_shape", "%v", err)
 		return ConvShape{}, g
 	}
 	if kernel[0] != w[2] || kernel[1] != w[3] {

@@ -11,8 +11,11 @@ func init() {
 func poolGeometry(c *ruleCtx) ([]int64, geometry) {
 	x := c.wantRank(c.in(0), 4)
 	g, err := readGeometry(c.a, c.a.ints("kernel_shape", nil), 2)
+	if err == nil && g.autoPad != "NOTSET" && g.autoPad != "VALID" {
+		c.fail("auto_pad", "%s is not supported (use explicit pads)", g.autoPad)
+	}
 	if err != nil {
-		c.fail("auto_pad", "%v", err)
+		c.fail("kernel_shape", "%v", err)
 	}
 	return x, g
 }
