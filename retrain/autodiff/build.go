@@ -145,8 +145,9 @@ func newBuilder(fwd *pb.ModelProto, cfg Config, kind Kind) (*builder, error) {
 	b.out = &pb.GraphProto{Name: proto.String(b.fwd.GetName() + "-" + kind.String())}
 	b.e = newEmitter(b.fwd, b.dt)
 	b.e.g = b.out
+	b.e.onConst = b.s.addTensor
 	b.e.opset = max(opset, 17)
-	b.prog = &Program{Kind: kind, ConvForms: map[string]ConvForms{}}
+	b.prog = &Program{Kind: kind, Convs: map[string]ConvChoice{}}
 	m.OpsetImport = []*pb.OperatorSetIdProto{{Domain: proto.String(""), Version: proto.Int64(b.e.opset)}}
 	return b, nil
 }
@@ -302,7 +303,7 @@ func (b *builder) differentiate(seed func() (map[string]string, error)) (map[str
 		}
 	}
 	t := &tape{e: b.e, s: b.s, needs: markNeeds(b.fwd.Node, b.params), saved: map[*pb.NodeProto]*bnSaved{},
-		forms: b.cfg.ConvPolicy, chosen: b.prog.ConvForms}
+		forms: b.cfg.ConvPolicy, chosen: b.prog.Convs}
 	if err := b.emitForward(t); err != nil {
 		return nil, err
 	}
@@ -326,8 +327,16 @@ func (b *builder) differentiate(seed func() (map[string]string, error)) (map[str
 // batch statistics in train mode and giving MaxPool nodes on the gradient path an
 // Indices output.
 func (b *builder) emitForward(t *tape) error {
+	b.e.scope = "fwd/"
+	defer func() { b.e.scope = "" }()
+	fold := b.foldable(t)
 	for _, n := range b.fwd.Node {
 		switch {
+		case fold[n] != nil && n.GetOpType() == "Conv":
+			continue // emitted with its BatchNormalization
+		case fold[n] != nil:
+			b.emitFolded(t, fold[n], n)
+			continue
 		case b.bnNodes[n] && b.cfg.BatchNorm == BNTrain:
 			rn, saved, next, err := emitTrainBN(b.e, b.s, n)
 			if err != nil {
@@ -378,37 +387,43 @@ func (b *builder) finish() (*Program, error) {
 }
 
 // fuseOutputIdentities lets the node computing an output write it directly: where an
-// Identity only renames a value this package created for an output, the producer's
-// output is renamed instead (ORT then fills the caller's output buffer without a copy).
+// Identity only renames a value this package created, that value is renamed to the
+// output's name everywhere and the Identity dropped (ORT then fills the caller's output
+// buffer without a copy).
 func fuseOutputIdentities(g *pb.GraphProto) {
-	uses := map[string]int{}
-	producer := map[string]*pb.NodeProto{}
+	produced := map[string]bool{}
 	for _, n := range g.Node {
-		for _, in := range n.Input {
-			uses[in]++
-		}
 		for _, o := range n.Output {
-			producer[o] = n
+			produced[o] = true
 		}
 	}
 	outputs := map[string]bool{}
 	for _, o := range g.Output {
-		uses[o.GetName()]++
 		outputs[o.GetName()] = true
 	}
+	rename := map[string]string{}
 	nodes := g.Node[:0]
 	for _, n := range g.Node {
-		if n.GetOpType() == "Identity" && outputs[n.Output[0]] && strings.HasPrefix(n.Input[0], "ad/") && uses[n.Input[0]] == 1 {
-			if p := producer[n.Input[0]]; p != nil {
-				for i, o := range p.Output {
-					if o == n.Input[0] {
-						p.Output[i] = n.Output[0]
-					}
-				}
+		if n.GetOpType() == "Identity" && outputs[n.Output[0]] {
+			v := n.Input[0]
+			if strings.HasPrefix(v, "ad/") && produced[v] && !outputs[v] && rename[v] == "" {
+				rename[v] = n.Output[0]
 				continue
 			}
 		}
 		nodes = append(nodes, n)
+	}
+	for _, n := range nodes {
+		for i, in := range n.Input {
+			if r := rename[in]; r != "" {
+				n.Input[i] = r
+			}
+		}
+		for i, o := range n.Output {
+			if r := rename[o]; r != "" {
+				n.Output[i] = r
+			}
+		}
 	}
 	g.Node = nodes
 }

@@ -1,6 +1,12 @@
 package autodiff
 
-import "fmt"
+import (
+	"fmt"
+
+	"google.golang.org/protobuf/proto"
+
+	pb "github.com/diagd/diagd/internal/onnx/onnxpb"
+)
 
 // ConvShape describes one 2-d convolution of the forward graph, for choosing how its
 // gradients are computed.
@@ -101,4 +107,40 @@ func (p ConvPolicy) resolve(s ConvShape) ConvForms {
 		f.Input = InputConvTranspose
 	}
 	return f
+}
+
+// ConvGradModel builds a graph that computes one convolution's gradients with the given
+// forms, for measuring forms in isolation (go run ./bench trainstep -forms): inputs x
+// [N,C,H,W], w [M,C/group,KH,KW] and dy [N,M,OH,OW]; outputs dx and/or dw as asked.
+// OH and OW are derived from the rest of s.
+func ConvGradModel(s ConvShape, f ConvForms, wantDX, wantDW bool) (*pb.ModelProto, error) {
+	g := geometry{kernel: []int64{s.KH, s.KW}, strides: []int64{s.SH, s.SW}, dilations: []int64{s.DH, s.DW},
+		pads: s.Pads[:], autoPad: "NOTSET"}
+	s.OH, s.OW = g.out(0, s.H), g.out(1, s.W)
+	if s.OH < 1 || s.OW < 1 || s.Group < 1 {
+		return nil, fmt.Errorf("autodiff: convolution %v has no output", s)
+	}
+	out := &pb.GraphProto{Name: proto.String("conv-grad")}
+	e := newEmitter(out, pb.TensorProto_FLOAT)
+	e.opset = 17
+	shapes := map[string][]int64{"x": {s.N, s.C, s.H, s.W}, "w": {s.M, s.C / s.Group, s.KH, s.KW}, "dy": {s.N, s.M, s.OH, s.OW}}
+	for _, n := range []string{"x", "w", "dy"} {
+		e.claim(n)
+		out.Input = append(out.Input, valueInfo(n, pb.TensorProto_FLOAT, shapes[n]))
+	}
+	f = ConvPolicy(func(ConvShape) ConvForms { return f }).resolve(s)
+	if wantDX {
+		e.node("Identity", []string{convInputGrad(e, s, f.Input, "dy", "w")}, []string{"dx"})
+		out.Output = append(out.Output, valueInfo("dx", pb.TensorProto_FLOAT, shapes["x"]))
+	}
+	if wantDW {
+		e.node("Identity", []string{convWeightGrad(e, s, f.Weight, "x", "dy")}, []string{"dw"})
+		out.Output = append(out.Output, valueInfo("dw", pb.TensorProto_FLOAT, shapes["w"]))
+	}
+	fuseOutputIdentities(out)
+	if e.err != nil {
+		return nil, e.err
+	}
+	return &pb.ModelProto{IrVersion: proto.Int64(8), Graph: out,
+		OpsetImport: []*pb.OperatorSetIdProto{{Domain: proto.String(""), Version: proto.Int64(17)}}}, nil
 }

@@ -22,6 +22,10 @@ type emitter struct {
 	consts map[string]string
 	opset  int64
 	err    error
+	// onConst hears of every constant created, so shape inference knows its value.
+	onConst func(name string, t *pb.TensorProto)
+	// scope prefixes node names (e.g. "bwd/Conv/"), so profiles show where time goes.
+	scope string
 }
 
 func newEmitter(g *pb.GraphProto, dt pb.TensorProto_DataType) *emitter {
@@ -70,7 +74,7 @@ func (e *emitter) claim(name string) string {
 func (e *emitter) node(op string, in, out []string, at ...*pb.AttributeProto) {
 	e.g.Node = append(e.g.Node, &pb.NodeProto{
 		OpType: proto.String(op), Input: in, Output: out, Attribute: at,
-		Name: proto.String(e.fresh("n_" + op)),
+		Name: proto.String(e.fresh(e.scope + op)),
 	})
 }
 
@@ -83,6 +87,9 @@ func (e *emitter) op(op string, in []string, at ...*pb.AttributeProto) string {
 
 func (e *emitter) addInit(t *pb.TensorProto) {
 	e.g.Initializer = append(e.g.Initializer, t)
+	if e.onConst != nil {
+		e.onConst(t.GetName(), t)
+	}
 }
 
 // floats adds a constant of the graph's float type.

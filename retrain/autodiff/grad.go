@@ -17,7 +17,7 @@ type tape struct {
 	needs  map[string]bool
 	saved  map[*pb.NodeProto]*bnSaved
 	forms  ConvPolicy
-	chosen map[string]ConvForms // forms used per Conv node, for reports
+	chosen map[string]ConvChoice // forms used per Conv node, for reports
 }
 
 // bnSaved are the batch statistics of a BatchNormalization run in train mode.
@@ -117,7 +117,9 @@ func (t *tape) apply(n *pb.NodeProto, dy []string) ([]string, error) {
 		need[j] = true
 	}
 	c := &ruleCtx{t: t, n: n, a: newAttrs(n), dy: dy, need: need, dx: make([]string, len(n.Input))}
+	t.e.scope = "bwd/" + n.GetOpType() + "/"
 	r.fn(c)
+	t.e.scope = "bwd/"
 	if c.err != nil {
 		return nil, c.err
 	}

@@ -36,6 +36,7 @@ var one = []int64{1}
 // emitLoss emits the configured loss and returns the gradient seeds for the logits.
 func (b *builder) emitLoss() (map[string]string, error) {
 	e, L := b.e, b.cfg.Loss
+	e.scope = "loss/"
 	scale := b.input(InputLossScale, RoleLossScale, one, "")
 	both := L.Logit != "" && L.PixelLogit != ""
 	var wPix, wImg string

@@ -7,6 +7,7 @@ import "github.com/diagd/diagd/internal/onnx/build"
 // are PyTorch's (torch.optim.Adam, AdamW, SGD without dampening or Nesterov).
 func (b *builder) emitOptimizer(grads map[string]string) {
 	e, o := b.e, b.cfg.Optimizer
+	e.scope = "opt/"
 	lr := b.input(InputLR, RoleLR, one, "")
 	var stepSize, invSqrtBC2, decay string
 	if o.Kind == Adam || o.Kind == AdamW {

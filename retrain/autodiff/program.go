@@ -69,8 +69,15 @@ type Program struct {
 	Model   *pb.ModelProto
 	Inputs  []Tensor
 	Outputs []Tensor
-	// ConvForms records the gradient forms chosen per Conv node (by node name).
-	ConvForms map[string]ConvForms
+	// Convs records each differentiated Conv node's shape and the gradient forms chosen
+	// for it (by node name).
+	Convs map[string]ConvChoice
+}
+
+// ConvChoice is one convolution's shape and the forms used for its gradients.
+type ConvChoice struct {
+	Shape ConvShape
+	Forms ConvForms
 }
 
 // Bytes serialises the model.

@@ -43,7 +43,7 @@ func ruleConv(c *ruleCtx) {
 	}
 	forms := c.t.forms.resolve(s)
 	if c.t.chosen != nil {
-		c.t.chosen[nodeName(c.n)] = forms
+		c.t.chosen[nodeName(c.n)] = ConvChoice{Shape: s, Forms: forms}
 	}
 	e := c.e()
 	if len(c.n.Input) > 2 && c.need[2] {

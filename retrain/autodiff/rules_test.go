@@ -242,3 +242,36 @@ func TestResizeGradients(t *testing.T) {
 			build.String("coordinate_transformation_mode", "pytorch_half_pixel"))},
 	})
 }
+
+// Conv followed by BatchNormalization: frozen, the pair is folded into one Conv whose
+// weights and bias are computed from the BN parameters; train mode keeps the batch
+// statistics. Both against finite differences (float32: Conv has no float64 kernel).
+func TestConvBatchNormGradients(t *testing.T) {
+	for _, mode := range []BNMode{BNFrozen, BNTrain} {
+		t.Run(mode.String(), func(t *testing.T) {
+			f := newFD(build.Float, 5)
+			x := f.param("x", 1, 0.3, 2, 3, 6, 5)
+			y := f.g.Conv2D(x, f.param("w", 0.5, 0, 4, 3, 3, 3), f.param("cb", 0.5, 0, 4), 3, 2, 1)
+			mean := f.constant("mean", []int64{4}, []float64{0.1, -0.2, 0.3, 0})
+			variance := f.constant("var", []int64{4}, []float64{0.9, 1.2, 0.7, 1.5})
+			y = f.g.BatchNorm(y, f.param("scale", 0.3, 1, 4), f.param("bias", 0.5, 0, 4), mean, variance, 1e-5)
+			y = f.g.Mul(y, f.g.Sigmoid(y))
+			o := fdOpts{bn: mode, h: 1e-2, tol: 1e-2, coords: 24}
+			f.check(t, y, o)
+			m, _ := f.g.Model()
+			prog, err := buildVJP(m, Config{Trainable: f.params, Batch: 1, BatchNorm: mode}, y)
+			if err != nil {
+				t.Fatal(err)
+			}
+			bns := 0
+			for _, n := range prog.Model.Graph.Node {
+				if n.GetOpType() == "BatchNormalization" {
+					bns++
+				}
+			}
+			if folded := bns == 0; folded != (mode == BNFrozen) {
+				t.Errorf("%s mode: %d BatchNormalization nodes left in the graph", mode, bns)
+			}
+		})
+	}
+}
