@@ -38,6 +38,7 @@ func benchTrainStep(args []string) error {
 	images := fs.Int("images", 2185, "training images of the paper-protocol estimate")
 	epochs := fs.Int("epochs", 30, "epochs of the paper-protocol estimate")
 	forms := fs.Bool("forms", false, "also time each convolution's gradient forms in isolation")
+	formsOnly := fs.Bool("forms-only", false, "only time the gradient forms")
 	skipLast := fs.Bool("skip-last", false, "do not time the last-stage setting")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -57,6 +58,14 @@ func benchTrainStep(args []string) error {
 		return err
 	}
 	opts := ortenv.Options{Provider: ortenv.CPU, Threads: *threads}
+	if *formsOnly {
+		prog, err := autodiff.BuildStep(m, autodiff.Config{Trainable: trainables(m, ""), Batch: *batch,
+			Loss: autodiff.Loss{Logit: zoo.DetectorLogit}, Optimizer: autodiff.PaperAdam()})
+		if err != nil {
+			return err
+		}
+		return timeForms(prog.Convs, opts, *rounds)
+	}
 	b := benchBatch(*batch, *h, *w)
 	fmt.Printf("ResNet-50 %dx%d, batch %d, CPU, threads %d, best of %d\n", *h, *w, *batch, *threads, *rounds)
 	resetPeak()
@@ -235,8 +244,8 @@ func timeForms(convs map[string]autodiff.ConvChoice, o ortenv.Options, rounds in
 	}
 	sort.Slice(shapes, func(i, j int) bool { return shapes[i].H*shapes[i].C > shapes[j].H*shapes[j].C })
 	fmt.Printf("\nconvolution gradients in isolation, seconds and ratio to the forward Conv (* = chosen by DefaultConvPolicy)\n")
-	fmt.Printf("%-40s %8s | %-18s %-18s | %-18s %-18s %-18s\n", "shape", "forward", "dX convtranspose", "dX matmul",
-		"dW conv", "dW gemm", "dW im2col")
+	fmt.Printf("%-40s %8s | %-18s %-18s | %-18s %-18s %-18s %-18s\n", "shape", "forward", "dX convtranspose", "dX matmul",
+		"dW conv", "dW gemm", "dW im2col", "dW batched")
 	for _, s := range shapes {
 		if err := timeShape(s, seen[s], o, rounds); err != nil {
 			return err
@@ -245,33 +254,69 @@ func timeForms(convs map[string]autodiff.ConvChoice, o ortenv.Options, rounds in
 	return nil
 }
 
+// formCase is one graph of the forms table.
+type formCase struct {
+	col   int
+	forms autodiff.ConvForms
+	dx    bool
+}
+
+var formCols = []formCase{
+	{0, autodiff.ConvForms{Input: autodiff.InputConvTranspose}, true}, {1, autodiff.ConvForms{Input: autodiff.InputMatMul}, true},
+	{2, autodiff.ConvForms{Weight: autodiff.WeightConv}, false}, {3, autodiff.ConvForms{Weight: autodiff.WeightGemm}, false},
+	{4, autodiff.ConvForms{Weight: autodiff.WeightIm2col}, false}, {5, autodiff.ConvForms{Weight: autodiff.WeightBatched}, false},
+}
+
+// timeShape times the forward Conv and each form of one shape, interleaved round by
+// round so that all see the same load, and prints the best of each.
 func timeShape(s autodiff.ConvShape, chosen autodiff.ConvForms, o ortenv.Options, rounds int) error {
-	fwd, err := timeGraph(forwardConv(s), []string{"y"}, s, o, rounds)
+	runs := []*graphRun{}
+	fwd, err := openGraph(forwardConv(s), []string{"y"}, o)
 	if err != nil {
 		return err
 	}
-	cell := func(f autodiff.ConvForms, dx bool) string {
-		if dx && f.Input == autodiff.InputMatMul && !(s.KH == 1 && s.KW == 1 && s.SH == 1 && s.Pads == [4]int64{}) {
-			return "-"
+	runs = append(runs, fwd)
+	cols := make([]*graphRun, len(formCols))
+	for _, c := range formCols {
+		if c.dx && c.forms.Input == autodiff.InputMatMul && !s.Pointwise() {
+			continue
 		}
-		m, err := autodiff.ConvGradModel(s, f, dx, !dx)
+		m, err := autodiff.ConvGradModel(s, c.forms, c.dx, !c.dx)
 		if err != nil {
-			return "error"
+			return err
 		}
-		out := map[bool]string{true: "dx", false: "dw"}[dx]
-		t, err := timeGraph(m, []string{out}, s, o, rounds)
+		r, err := openGraph(m, []string{map[bool]string{true: "dx", false: "dw"}[c.dx]}, o)
 		if err != nil {
-			return "error: " + err.Error()
+			return err
+		}
+		cols[c.col] = r
+		runs = append(runs, r)
+	}
+	defer func() {
+		for _, r := range runs {
+			r.close()
+		}
+	}()
+	for range rounds + 1 {
+		for _, r := range runs {
+			if err := r.time(); err != nil {
+				return err
+			}
+		}
+	}
+	cells := make([]any, len(formCols))
+	for _, c := range formCols {
+		r := cols[c.col]
+		if r == nil {
+			cells[c.col] = "-"
+			continue
 		}
 		mark := " "
-		if (dx && f.Input == chosen.Input) || (!dx && f.Weight == chosen.Weight) {
+		if (c.dx && c.forms.Input == chosen.Input) || (!c.dx && c.forms.Weight == chosen.Weight) {
 			mark = "*"
 		}
-		return fmt.Sprintf("%6.3f %5.2fx%s", t, t/fwd, mark)
+		cells[c.col] = fmt.Sprintf("%6.3f %5.2fx%s", r.best(), r.best()/fwd.best(), mark)
 	}
-	fmt.Printf("%-40s %8.3f | %-18s %-18s | %-18s %-18s %-18s\n", s.String(), fwd,
-		cell(autodiff.ConvForms{Input: autodiff.InputConvTranspose}, true), cell(autodiff.ConvForms{Input: autodiff.InputMatMul}, true),
-		cell(autodiff.ConvForms{Weight: autodiff.WeightConv}, false), cell(autodiff.ConvForms{Weight: autodiff.WeightGemm}, false),
-		cell(autodiff.ConvForms{Weight: autodiff.WeightIm2col}, false))
+	fmt.Printf("%-40s %8.3f | %-18s %-18s | %-18s %-18s %-18s %-18s\n", append([]any{s.String(), fwd.best()}, cells...)...)
 	return nil
 }

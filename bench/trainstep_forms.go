@@ -2,6 +2,8 @@ package main
 
 import (
 	"math/rand/v2"
+	"slices"
+	"time"
 
 	ort "github.com/yalue/onnxruntime_go"
 	"google.golang.org/protobuf/proto"
@@ -25,19 +27,26 @@ func forwardConv(s autodiff.ConvShape) *pb.ModelProto {
 	return m
 }
 
-// timeGraph runs a graph on random inputs of its declared shapes, best of rounds.
-func timeGraph(m *pb.ModelProto, outs []string, s autodiff.ConvShape, o ortenv.Options, rounds int) (float64, error) {
+// graphRun is an open session on random inputs of its graph's declared shapes.
+type graphRun struct {
+	sess  *ort.DynamicAdvancedSession
+	ins   []ort.Value
+	outs  int
+	times []float64
+}
+
+func openGraph(m *pb.ModelProto, outs []string, o ortenv.Options) (*graphRun, error) {
 	data, err := proto.Marshal(m)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	so, err := ortenv.SessionOptions(ortenv.CPU, o)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	defer so.Destroy()
+	r := &graphRun{outs: len(outs)}
 	var names []string
-	var ins []ort.Value
 	rng := rand.New(rand.NewPCG(3, 4))
 	for _, vi := range m.Graph.Input {
 		var dims []int64
@@ -46,28 +55,44 @@ func timeGraph(m *pb.ModelProto, outs []string, s autodiff.ConvShape, o ortenv.O
 		}
 		t, err := ort.NewEmptyTensor[float32](ort.NewShape(dims...))
 		if err != nil {
-			return 0, err
+			r.close()
+			return nil, err
 		}
-		defer t.Destroy()
 		for i := range t.GetData() {
 			t.GetData()[i] = float32(rng.NormFloat64())
 		}
 		names = append(names, vi.GetName())
-		ins = append(ins, t)
+		r.ins = append(r.ins, t)
 	}
-	sess, err := ort.NewDynamicAdvancedSessionWithONNXData(data, names, outs, so)
-	if err != nil {
-		return 0, err
+	if r.sess, err = ort.NewDynamicAdvancedSessionWithONNXData(data, names, outs, so); err != nil {
+		r.close()
+		return nil, err
 	}
-	defer sess.Destroy()
-	return bestOf(rounds+1, func() error {
-		res := make([]ort.Value, len(outs))
-		if err := sess.Run(ins, res); err != nil {
-			return err
-		}
-		for _, v := range res {
-			v.Destroy()
-		}
-		return nil
-	})
+	return r, nil
+}
+
+// time runs the graph once and records the seconds.
+func (r *graphRun) time() error {
+	res := make([]ort.Value, r.outs)
+	start := time.Now()
+	if err := r.sess.Run(r.ins, res); err != nil {
+		return err
+	}
+	r.times = append(r.times, time.Since(start).Seconds())
+	for _, v := range res {
+		v.Destroy()
+	}
+	return nil
+}
+
+// best is the fastest run after the first (warm-up).
+func (r *graphRun) best() float64 { return slices.Min(r.times[1:]) }
+
+func (r *graphRun) close() {
+	if r.sess != nil {
+		r.sess.Destroy()
+	}
+	for _, v := range r.ins {
+		v.Destroy()
+	}
 }

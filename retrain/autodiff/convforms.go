@@ -23,9 +23,10 @@ func (s ConvShape) String() string {
 	return fmt.Sprintf("%d→%d %dx%d/s%d on %dx%dx%d (batch %d)", s.C, s.M, s.KH, s.KW, s.SH, s.C, s.H, s.W, s.N)
 }
 
-// pointwise says whether the convolution is a plain matrix product per pixel.
-func (s ConvShape) pointwise() bool {
-	return s.KH == 1 && s.KW == 1 && s.SH == 1 && s.SW == 1 && s.Pads == [4]int64{} && s.Group == 1
+// Pointwise says whether the convolution is a matrix product per output pixel: a 1×1
+// kernel without padding or groups (any stride).
+func (s ConvShape) Pointwise() bool {
+	return s.KH == 1 && s.KW == 1 && s.Pads == [4]int64{} && s.Group == 1
 }
 
 // WeightForm is how a convolution's weight gradient dW[m,c,i,j] = Σ dY[n,m,p]·X[n,c,p·s+i·d]
@@ -44,9 +45,15 @@ const (
 	WeightGemm
 	// WeightIm2col concatenates all offsets' slices into one im2col matrix and multiplies once.
 	WeightIm2col
+	// WeightBatched keeps the batch-major layout: per kernel offset a strided Slice of the
+	// padded input (none for a 1×1 stride-1 kernel), then per image dY·Xᵀ as one batched
+	// MatMul of a transposed operand (ORT runs it as a GEMM with transB, no copy) and a sum
+	// over the batch. No activation-sized transposes.
+	WeightBatched
 )
 
-var weightFormNames = map[WeightForm]string{WeightAuto: "auto", WeightConv: "conv", WeightGemm: "gemm", WeightIm2col: "im2col"}
+var weightFormNames = map[WeightForm]string{WeightAuto: "auto", WeightConv: "conv", WeightGemm: "gemm",
+	WeightIm2col: "im2col", WeightBatched: "batched"}
 
 func (f WeightForm) String() string { return weightFormNames[f] }
 
@@ -58,7 +65,8 @@ const (
 	InputAuto InputForm = iota
 	// InputConvTranspose is ConvTranspose of the output gradient with the same weights.
 	InputConvTranspose
-	// InputMatMul is Wᵀ·dY per image; for pointwise (1×1, stride 1, unpadded) convolutions only.
+	// InputMatMul is Wᵀ·dY per image, spread onto the stride grid with a Pad when strided;
+	// for pointwise convolutions only.
 	InputMatMul
 )
 
@@ -100,10 +108,10 @@ func (p ConvPolicy) resolve(s ConvShape) ConvForms {
 	if f.Input == InputAuto {
 		f.Input = d.Input
 	}
-	if s.Group != 1 {
-		f.Weight = WeightGemm // the only form with a grouped variant
+	if s.Group != 1 && f.Weight != WeightBatched {
+		f.Weight = WeightGemm // the forms with a grouped variant
 	}
-	if f.Input == InputMatMul && !s.pointwise() {
+	if f.Input == InputMatMul && !s.Pointwise() {
 		f.Input = InputConvTranspose
 	}
 	return f

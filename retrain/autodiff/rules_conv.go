@@ -70,9 +70,7 @@ func transposedPads(in, out, k, stride, dil, begin, end int64) (int64, int64) {
 
 func convInputGrad(e *emitter, s ConvShape, form InputForm, dY, w string) string {
 	if form == InputMatMul {
-		wt := e.transpose(e.reshape(w, []int64{s.M, s.C}), 1, 0)
-		g := e.op("MatMul", []string{wt, e.reshape(dY, []int64{s.N, s.M, s.OH * s.OW})})
-		return e.reshape(g, []int64{s.N, s.C, s.H, s.W})
+		return pointwiseInputGrad(e, s, dY, w)
 	}
 	endH, opH := transposedPads(s.H, s.OH, s.KH, s.SH, s.DH, s.Pads[0], s.Pads[2])
 	endW, opW := transposedPads(s.W, s.OW, s.KW, s.SW, s.DW, s.Pads[1], s.Pads[3])
@@ -82,12 +80,31 @@ func convInputGrad(e *emitter, s ConvShape, form InputForm, dY, w string) string
 		build.Ints("output_padding", opH, opW), build.Int("group", s.Group))
 }
 
+// pointwiseInputGrad: dX = Wᵀ·dY per image; with a stride, each value goes to the first
+// pixel of its stride cell (a Pad after a unit axis puts zeros in the others).
+func pointwiseInputGrad(e *emitter, s ConvShape, dY, w string) string {
+	wt := e.transpose(e.reshape(w, []int64{s.M, s.C}), 1, 0)
+	g := e.op("MatMul", []string{wt, e.reshape(dY, []int64{s.N, s.M, s.OH * s.OW})})
+	if s.SH == 1 && s.SW == 1 {
+		return e.reshape(g, []int64{s.N, s.C, s.H, s.W})
+	}
+	g = e.reshape(g, []int64{s.N, s.C, s.OH, 1, s.OW, 1})
+	g = e.op("Pad", []string{g, e.i64(0, 0, 0, 0, 0, 0, 0, 0, 0, s.SH-1, 0, s.SW-1)})
+	g = e.reshape(g, []int64{s.N, s.C, s.OH * s.SH, s.OW * s.SW})
+	if s.OH*s.SH != s.H || s.OW*s.SW != s.W {
+		g = e.op("Slice", []string{g, e.i64(0, 0), e.i64(s.H, s.W), e.i64(2, 3)})
+	}
+	return g
+}
+
 func convWeightGrad(e *emitter, s ConvShape, form WeightForm, x, dY string) string {
 	switch form {
 	case WeightConv:
 		return weightGradConv(e, s, x, dY)
 	case WeightIm2col:
 		return weightGradIm2col(e, s, x, dY)
+	case WeightBatched:
+		return weightGradBatched(e, s, x, dY)
 	default:
 		return weightGradGemm(e, s, x, dY)
 	}
@@ -175,4 +192,34 @@ func weightGradIm2col(e *emitter, s ConvShape, x, dY string) string {
 	}
 	g := e.reshape(e.gemm(dt, cols, false, true, 1), []int64{s.M, s.KH, s.KW, s.C})
 	return e.transpose(g, 0, 3, 1, 2)
+}
+
+// weightGradBatched: dW[:,:,i,j] = Σ_n dY_n · slice_ij(X)_nᵀ, batch-major throughout.
+func weightGradBatched(e *emitter, s ConvShape, x, dY string) string {
+	p := s.OH * s.OW
+	if s.Pads != [4]int64{} {
+		x = e.op("Pad", []string{x, e.i64(0, 0, s.Pads[0], s.Pads[1], 0, 0, s.Pads[2], s.Pads[3])})
+	}
+	hp, wp := s.H+s.Pads[0]+s.Pads[2], s.W+s.Pads[1]+s.Pads[3]
+	g := s.Group
+	d3 := e.reshape(dY, []int64{s.N * g, s.M / g, p})
+	var parts []string
+	for i := range s.KH {
+		for j := range s.KW {
+			h0, w0 := i*s.DH, j*s.DW
+			h1, w1 := h0+s.SH*(s.OH-1)+1, w0+s.SW*(s.OW-1)+1
+			xs := x
+			if h0 != 0 || w0 != 0 || h1 != hp || w1 != wp || s.SH != 1 || s.SW != 1 {
+				xs = e.op("Slice", []string{x, e.i64(h0, w0), e.i64(h1, w1), e.i64(2, 3), e.i64(s.SH, s.SW)})
+			}
+			xt := e.transpose(e.reshape(xs, []int64{s.N * g, s.C / g, p}), 0, 2, 1)
+			prod := e.op("MatMul", []string{d3, xt}) // [N·g, M/g, C/g]
+			sum := e.reduceSum(e.reshape(prod, []int64{s.N, s.M, s.C / g}), []int64{0}, false)
+			parts = append(parts, e.reshape(sum, []int64{s.M, s.C / g, 1}))
+		}
+	}
+	if len(parts) == 1 {
+		return e.reshape(parts[0], []int64{s.M, s.C / g, 1, 1})
+	}
+	return e.reshape(e.op("Concat", parts, build.Int("axis", 2)), []int64{s.M, s.C / g, s.KH, s.KW})
 }

@@ -28,9 +28,10 @@ func TestConvGradients(t *testing.T) {
 		{name: "group 2", x: []int64{2, 4, 6, 6}, w: []int64{6, 2, 3, 3}, strides: []int64{2, 2}, pads: []int64{1, 1, 1, 1}, group: 2, bias: true},
 	}
 	policies := map[string]ConvPolicy{
-		"conv":   func(ConvShape) ConvForms { return ConvForms{Weight: WeightConv} },
-		"gemm":   func(ConvShape) ConvForms { return ConvForms{Weight: WeightGemm, Input: InputMatMul} },
-		"im2col": func(ConvShape) ConvForms { return ConvForms{Weight: WeightIm2col} },
+		"conv":    func(ConvShape) ConvForms { return ConvForms{Weight: WeightConv} },
+		"gemm":    func(ConvShape) ConvForms { return ConvForms{Weight: WeightGemm, Input: InputMatMul} },
+		"im2col":  func(ConvShape) ConvForms { return ConvForms{Weight: WeightIm2col} },
+		"batched": func(ConvShape) ConvForms { return ConvForms{Weight: WeightBatched} },
 	}
 	for _, c := range cases {
 		for pname, pol := range policies {

@@ -1,0 +1,107 @@
+// Package autodiff differentiates ONNX graphs in reverse mode and writes whole training
+// steps (forward, loss, backward and optimizer update) as standard ONNX graphs (opset
+// 17, or the forward model's 18), which ONNX Runtime's stock CPU and CUDA builds run.
+// It knows ONNX protobufs, not diagd: a forward ModelProto, the names of its trainable
+// initializers and a loss go in; a training graph and its interface come out. A Stepper
+// runs those graphs in ONNX Runtime and keeps the training state between steps.
+//
+// # Building graphs
+//
+// BuildStep returns the fused step for one batch of Config.Batch:
+//
+//	inputs:  the forward inputs (the batch), labels [N] (and pixel_targets, pixel_weights),
+//	         loss_scale [1], lr [1], step int64 [1] (Adam), the trainables, their optimizer
+//	         state (p.adam_m, p.adam_v or p.momentum) and the running statistics of
+//	         BatchNormalization layers whose scale or bias trains
+//	outputs: loss [1], the logits, and p.next for every trainable, state tensor and (in
+//	         train mode) running statistic
+//
+// Non-trainable initializers stay initializers. BuildGradient and BuildApply split the
+// step for micro-batches: the gradient graph adds each gradient into an accumulator
+// (p.grad in, p.grad.next out) with loss_scale = micro-batch size / batch size, and the
+// apply graph updates parameters and state from the sum. Program describes each graph's
+// inputs and outputs by Role, so a runner binds them without knowing names. All shapes
+// are static: a graph is built for one batch size (the Stepper builds others on demand).
+//
+// Losses (Loss): binary cross-entropy with logits on an image logit ([N] or [N,1]) with
+// PyTorch's pos_weight (0 or 1 is the paper's plain mean); per-pixel BCE with a weight map
+// on a segmentation logit, mean(w·BCE); or both, total = a·pixel + b·image with a and b
+// fed per step. Optimizers (Optimizer): Adam with bias correction (PaperAdam: betas 0.9,
+// 0.999, eps 1e-8), AdamW and SGD with momentum, PyTorch's formulas; the learning rate is
+// an input, so schedules stay in Go.
+//
+// BatchNormalization (BNMode): BNTrain normalises with batch statistics and outputs the
+// running statistics' update (momentum as in ONNX: running·m + batch·(1−m); unbiased
+// variance, as PyTorch); BNFrozen uses the running statistics while scale and bias train,
+// and folds each BatchNormalization into the Conv before it (the weights are scaled per
+// channel inside the graph), which removes its activation-sized passes. The paper trains
+// the first epoch in train mode and the rest frozen (spec §1.6). Layers whose scale and
+// bias are both frozen always run frozen.
+//
+// # Backward rules
+//
+// Conv (strides, pads, dilations, groups), BatchNormalization (both modes), Relu,
+// LeakyRelu, Sigmoid, MaxPool (through its Indices output and ScatterElements with
+// reduction add), AveragePool, GlobalAveragePool, GlobalMaxPool, ReduceMean, ReduceSum,
+// ReduceMax, Add, Sub, Mul, Div and Sum with broadcasting, Neg, Concat, Slice (unit
+// steps), Split, Flatten, Reshape, Squeeze, Unsqueeze, Transpose, Gemm, MatMul (rank ≥ 2),
+// Resize (nearest and linear, any scale, half_pixel, pytorch_half_pixel, align_corners,
+// asymmetric), Identity. Only nodes on a path from a trainable to the loss need a rule. A
+// node without one, or with an attribute value its rule does not handle (auto_pad SAME,
+// MaxPool storage_order, cubic Resize, strided Slice, an attribute it has never heard of),
+// is refused with an *UnsupportedError naming the node, the operator and the attribute;
+// no gradient is ever silently wrong. Every rule is checked against central finite
+// differences (rules_test.go): float64 where ORT's CPU kernels take it (errors ≤ 1e-8
+// relative to the largest gradient, tolerance 1e-6), float32 for Conv, pools and Resize
+// (step 0.05 on these bilinear ops, errors ≤ 4e-6, tolerance 2e-3; 0.01 and 1e-2 through
+// BatchNormalization's nonlinearity).
+//
+// Convolution gradients: the input gradient is a ConvTranspose with the same weights
+// (or, on request, a MatMul for pointwise convolutions); the weight gradient is a large
+// GEMM, not a convolution whose kernel is the whole output map. ConvPolicy picks the form
+// per shape; see DefaultConvPolicy and the measurements below.
+//
+// # Running steps
+//
+//	st, err := autodiff.NewStepper(log, forward, autodiff.StepperConfig{
+//		Batch:   32, // one update per 32 images ...
+//		Config: autodiff.Config{
+//			Batch:     8, // ... run as micro-batches of 8 whose gradients accumulate
+//			Trainable: names,
+//			Loss:      autodiff.Loss{Logit: "logit"},
+//			Optimizer: autodiff.PaperAdam(),
+//			BatchNorm: autodiff.BNTrain,
+//		},
+//		Session: ortenv.Options{Provider: ortenv.Auto, Threads: 0},
+//	})
+//	defer st.Close()
+//	for epoch := range 30 {
+//		if epoch == 1 {
+//			st.SetBatchNorm(autodiff.BNFrozen) // the paper's regime
+//		}
+//		for _, b := range batches { // b.Inputs[0]: [N,3,H,W] preprocessed as served
+//			res, err := st.Step(ctx, autodiff.Batch{N: n, Inputs: [][]float32{x}, Labels: y, LR: 1e-4})
+//			...
+//		}
+//	}
+//	trained, err := st.InferenceModel() // forward model with trained weights and BN statistics
+//
+// The Stepper keeps trainables, optimizer state and running statistics in ONNX Runtime
+// tensors allocated once, in pairs: a run reads one and writes the other, a successful
+// step swaps them; nothing else is copied per step but the batch. Cancelling ctx sets
+// ORT's RunOptions terminate flag, which stops a run between nodes; a cancelled or failed
+// step leaves the state exactly as before (running statistics changed by earlier
+// micro-batches are restored). A batch smaller than the micro-batch (the last one of an
+// epoch) gets a graph of its own size, built on first use. Snapshot and Restore copy the
+// whole state for checkpoints. ortenv.Auto means CUDA then CPU here: TensorRT would spend
+// minutes building engines for training graphs. On CUDA the state still lives in host
+// memory and ORT copies it to the device each run.
+//
+// With micro-batches in BNTrain mode, batch statistics are per micro-batch and the running
+// statistics move once per micro-batch, as with gradient accumulation in PyTorch.
+//
+// # Measurements
+//
+// See go run ./bench trainstep (bench/trainstep.go) and the measurements recorded in
+// measurements.go.
+package autodiff
