@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	ort "github.com/yalue/onnxruntime_go"
@@ -40,6 +42,7 @@ func benchTrainStep(args []string) error {
 	forms := fs.Bool("forms", false, "also time each convolution's gradient forms in isolation")
 	formsOnly := fs.Bool("forms-only", false, "only time the gradient forms")
 	skipLast := fs.Bool("skip-last", false, "do not time the last-stage setting")
+	spin := fs.Bool("spin", false, "let ORT's idle threads spin (its default; inflates CPU time)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -58,41 +61,47 @@ func benchTrainStep(args []string) error {
 		return err
 	}
 	opts := ortenv.Options{Provider: ortenv.CPU, Threads: *threads}
+	entries := map[string]string{}
+	if !*spin {
+		entries["session.intra_op.allow_spinning"] = "0" // idle threads would burn the CPU time we measure
+	}
 	if *formsOnly {
 		prog, err := autodiff.BuildStep(m, autodiff.Config{Trainable: trainables(m, ""), Batch: *batch,
 			Loss: autodiff.Loss{Logit: zoo.DetectorLogit}, Optimizer: autodiff.PaperAdam()})
 		if err != nil {
 			return err
 		}
-		return timeForms(prog.Convs, opts, *rounds)
+		return timeForms(prog.Convs, opts, entries, *rounds)
 	}
 	b := benchBatch(*batch, *h, *w)
-	fmt.Printf("ResNet-50 %dx%d, batch %d, CPU, threads %d, best of %d\n", *h, *w, *batch, *threads, *rounds)
+	fmt.Printf("ResNet-50 %dx%d, batch %d, CPU (%d cores), threads %d, best of %d, load %s\n", *h, *w, *batch,
+		runtime.NumCPU(), *threads, *rounds, loadAvg())
 	resetPeak()
-	fwd, err := timeForward(m, b, opts, *rounds)
+	fwd, err := timeForward(m, b, opts, entries, *rounds)
 	if err != nil {
 		return err
 	}
-	fmt.Printf("forward (served model, bare ORT): %8.2f s   peak RSS %s\n", fwd, rss("VmHWM:"))
-	all, err := timeSetting(m, "all", trainables(m, ""), b, opts, *rounds, true)
-	if err != nil {
-		return err
-	}
-	all.print(fwd)
-	est := all.estimate(*images, *batch, *epochs)
-	if !*skipLast {
-		last, err := timeSetting(m, "last", trainables(m, "layer4."), b, opts, *rounds, false)
+	fmt.Printf("forward (served model, bare ORT):   %s   peak RSS %s\n", fwd, rss("VmHWM:"))
+	settings := []setting{}
+	for _, c := range []struct{ name, prefix string }{{"all", ""}, {"last", "layer4."}} {
+		if c.name == "last" && *skipLast {
+			continue
+		}
+		st, err := timeSetting(m, c.name, trainables(m, c.prefix), b, opts, entries, *rounds, c.name == "all")
 		if err != nil {
 			return err
 		}
-		last.print(fwd)
-		fmt.Printf("paper-protocol estimate (%d images, %d epochs, epoch 1 BN train, then frozen; no evaluation passes): all %s, last %s\n",
-			*images, *epochs, hours(est), hours(last.estimate(*images, *batch, *epochs)))
-	} else {
-		fmt.Printf("paper-protocol estimate (%d images, %d epochs): all %s\n", *images, *epochs, hours(est))
+		st.print(fwd)
+		settings = append(settings, st)
 	}
+	for _, st := range settings {
+		wall, idle := st.estimate(*images, *batch, *epochs)
+		fmt.Printf("paper protocol (%d images, %d epochs; epoch 1 BN train, then frozen; steps of %d; no evaluation passes), %s: %s at the measured wall times, %s on an idle machine (CPU time / %d cores)\n",
+			*images, *epochs, *batch, st.name, hours(wall), hours(idle), runtime.NumCPU())
+	}
+	fmt.Printf("load at the end %s\n", loadAvg())
 	if *forms {
-		return timeForms(all.convs, opts, *rounds)
+		return timeForms(settings[0].convs, opts, entries, *rounds)
 	}
 	return nil
 }
@@ -130,65 +139,104 @@ func benchBatch(n, h, w int) autodiff.Batch {
 // resetPeak resets VmHWM (Linux: writing 5 to clear_refs) so each setting's peak is its own.
 func resetPeak() { _ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) }
 
-func timeForward(m *pb.ModelProto, b autodiff.Batch, o ortenv.Options, rounds int) (float64, error) {
+func timeForward(m *pb.ModelProto, b autodiff.Batch, o ortenv.Options, entries map[string]string, rounds int) (measure, error) {
 	data, err := proto.Marshal(m)
 	if err != nil {
-		return 0, err
+		return measure{}, err
 	}
-	so, err := ortenv.SessionOptions(ortenv.CPU, o)
+	so, err := sessionOptions(o, entries)
 	if err != nil {
-		return 0, err
+		return measure{}, err
 	}
 	defer so.Destroy()
 	s, err := ort.NewDynamicAdvancedSessionWithONNXData(data, []string{zoo.DetectorInput}, []string{zoo.DetectorLogit}, so)
 	if err != nil {
-		return 0, err
+		return measure{}, err
 	}
 	defer s.Destroy()
 	dims := m.Graph.Input[0].GetType().GetTensorType().GetShape().GetDim()
 	x, err := ort.NewTensor(ort.NewShape(int64(b.N), 3, dims[2].GetDimValue(), dims[3].GetDimValue()), b.Inputs[0])
 	if err != nil {
-		return 0, err
+		return measure{}, err
 	}
 	defer x.Destroy()
 	y, err := ort.NewEmptyTensor[float32](ort.NewShape(int64(b.N), 1))
 	if err != nil {
-		return 0, err
+		return measure{}, err
 	}
 	defer y.Destroy()
 	return bestOf(rounds+1, func() error { return s.Run([]ort.Value{x}, []ort.Value{y}) })
 }
 
-// bestOf runs f n times and returns the fastest run in seconds after the first (warm-up).
-func bestOf(n int, f func() error) (float64, error) {
-	var ts []float64
-	for i := range n {
-		start := time.Now()
-		if err := f(); err != nil {
-			return 0, err
-		}
-		if i > 0 || n == 1 {
-			ts = append(ts, time.Since(start).Seconds())
+// sessionOptions are the CPU options of every session the benchmark opens.
+func sessionOptions(o ortenv.Options, entries map[string]string) (*ort.SessionOptions, error) {
+	so, err := ortenv.SessionOptions(ortenv.CPU, o)
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range entries {
+		if err := so.AddSessionConfigEntry(k, v); err != nil {
+			so.Destroy()
+			return nil, err
 		}
 	}
-	return slices.Min(ts), nil
+	return so, nil
+}
+
+// measure is the best wall time and the best process CPU time (user+sys, all threads)
+// of a few runs, in seconds. On a CPU shared with other work, wall times swing with the
+// load; CPU time mostly does not, so ratios of CPU times are the steadier figure.
+type measure struct{ wall, cpu float64 }
+
+func cpuSeconds() float64 {
+	var r syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &r); err != nil {
+		return 0
+	}
+	return float64(r.Utime.Nano()+r.Stime.Nano()) / 1e9
+}
+
+// bestOf runs f n times and returns the best wall and CPU times after the first
+// (warm-up; ORT also faults in fresh memory on the second run of a large graph, so give
+// n ≥ 3).
+func bestOf(n int, f func() error) (measure, error) {
+	var walls, cpus []float64
+	for i := range n {
+		start, c0 := time.Now(), cpuSeconds()
+		if err := f(); err != nil {
+			return measure{}, err
+		}
+		if i > 0 || n == 1 {
+			walls = append(walls, time.Since(start).Seconds())
+			cpus = append(cpus, cpuSeconds()-c0)
+		}
+	}
+	return measure{wall: slices.Min(walls), cpu: slices.Min(cpus)}, nil
+}
+
+func (m measure) String() string { return fmt.Sprintf("%7.2f s wall %7.2f s CPU", m.wall, m.cpu) }
+
+// ratio is m/base for both times.
+func (m measure) ratio(base measure) string {
+	return fmt.Sprintf("%5.2fx wall %5.2fx CPU", m.wall/base.wall, m.cpu/base.cpu)
 }
 
 // setting is one trainable set's measurements.
 type setting struct {
 	name                string
 	params              int
-	setup, train, froze float64
+	setup               float64
+	train, froze        measure
 	peakTrain, peakFroz string
 	convs               map[string]autodiff.ConvChoice
 }
 
 func timeSetting(m *pb.ModelProto, name string, params []string, b autodiff.Batch, o ortenv.Options,
-	rounds int, keepConvs bool) (setting, error) {
+	entries map[string]string, rounds int, keepConvs bool) (setting, error) {
 	s := setting{name: name, params: len(params)}
 	resetPeak()
 	start := time.Now()
-	st, err := autodiff.NewStepper(quietLog(), m, autodiff.StepperConfig{Session: o, Config: autodiff.Config{
+	st, err := autodiff.NewStepper(quietLog(), m, autodiff.StepperConfig{Session: o, SessionConfig: entries, Config: autodiff.Config{
 		Trainable: params, Batch: b.N, Loss: autodiff.Loss{Logit: zoo.DetectorLogit},
 		Optimizer: autodiff.PaperAdam(), BatchNorm: autodiff.BNTrain}})
 	if err != nil {
@@ -197,12 +245,12 @@ func timeSetting(m *pb.ModelProto, name string, params []string, b autodiff.Batc
 	defer st.Close()
 	s.setup = time.Since(start).Seconds()
 	step := func() error { _, err := st.Step(context.Background(), b); return err }
-	if s.train, err = bestOf(rounds+1, step); err != nil {
+	if s.train, err = bestOf(rounds+2, step); err != nil {
 		return s, err
 	}
 	s.peakTrain = rss("VmHWM:")
 	st.SetBatchNorm(autodiff.BNFrozen)
-	if s.froze, err = bestOf(rounds+1, step); err != nil {
+	if s.froze, err = bestOf(rounds+2, step); err != nil {
 		return s, err
 	}
 	s.peakFroz = rss("VmHWM:")
@@ -217,23 +265,27 @@ func timeSetting(m *pb.ModelProto, name string, params []string, b autodiff.Batc
 	return s, nil
 }
 
-func (s setting) print(fwd float64) {
-	fmt.Printf("step %-4s (%3d tensors) BN train: %7.2f s = %5.2fx forward (target <= 3.5)   setup %.1f s   peak RSS %s\n",
-		s.name, s.params, s.train, s.train/fwd, s.setup, s.peakTrain)
-	fmt.Printf("step %-4s             BN frozen: %6.2f s = %5.2fx forward (target <= 3.5)   peak RSS (both modes) %s\n",
-		s.name, s.froze, s.froze/fwd, s.peakFroz)
+func (s setting) print(fwd measure) {
+	fmt.Printf("step %-4s (%3d tensors), BN train:  %s = %s forward (target <= 3.5)  setup %.1f s  peak RSS %s\n",
+		s.name, s.params, s.train, s.train.ratio(fwd), s.setup, s.peakTrain)
+	fmt.Printf("step %-4s, BN frozen (epochs 2-30): %s = %s forward (target <= 3.5)  peak RSS (both) %s\n",
+		s.name, s.froze, s.froze.ratio(fwd), s.peakFroz)
 }
 
 // estimate is the paper protocol's training time: epoch 1 in BN-train mode, the rest
-// frozen, each epoch images/batch steps of the measured time.
-func (s setting) estimate(images, batch, epochs int) time.Duration {
+// frozen, images/batch steps per epoch. From wall times as measured, and from CPU time
+// spread over the machine's cores (what an otherwise idle machine would take).
+func (s setting) estimate(images, batch, epochs int) (wall, idle time.Duration) {
 	steps := float64(images) / float64(batch)
-	secs := steps*s.train + steps*float64(epochs-1)*s.froze
-	return time.Duration(secs * float64(time.Second))
+	at := func(train, froze float64) time.Duration {
+		return time.Duration((steps*train + steps*float64(epochs-1)*froze) * float64(time.Second))
+	}
+	cores := float64(runtime.NumCPU())
+	return at(s.train.wall, s.froze.wall), at(s.train.cpu/cores, s.froze.cpu/cores)
 }
 
 // timeForms times every distinct convolution shape's gradient forms in isolation.
-func timeForms(convs map[string]autodiff.ConvChoice, o ortenv.Options, rounds int) error {
+func timeForms(convs map[string]autodiff.ConvChoice, o ortenv.Options, entries map[string]string, rounds int) error {
 	seen := map[autodiff.ConvShape]autodiff.ConvForms{}
 	for _, c := range convs {
 		seen[c.Shape] = c.Forms
@@ -243,11 +295,11 @@ func timeForms(convs map[string]autodiff.ConvChoice, o ortenv.Options, rounds in
 		shapes = append(shapes, s)
 	}
 	sort.Slice(shapes, func(i, j int) bool { return shapes[i].H*shapes[i].C > shapes[j].H*shapes[j].C })
-	fmt.Printf("\nconvolution gradients in isolation, seconds and ratio to the forward Conv (* = chosen by DefaultConvPolicy)\n")
+	fmt.Printf("\nconvolution gradients in isolation: CPU seconds (best of %d, interleaved) and ratio to the forward Conv (* = DefaultConvPolicy's choice)\n", rounds)
 	fmt.Printf("%-40s %8s | %-18s %-18s | %-18s %-18s %-18s %-18s\n", "shape", "forward", "dX convtranspose", "dX matmul",
 		"dW conv", "dW gemm", "dW im2col", "dW batched")
 	for _, s := range shapes {
-		if err := timeShape(s, seen[s], o, rounds); err != nil {
+		if err := timeShape(s, seen[s], o, entries, rounds); err != nil {
 			return err
 		}
 	}
@@ -269,9 +321,9 @@ var formCols = []formCase{
 
 // timeShape times the forward Conv and each form of one shape, interleaved round by
 // round so that all see the same load, and prints the best of each.
-func timeShape(s autodiff.ConvShape, chosen autodiff.ConvForms, o ortenv.Options, rounds int) error {
+func timeShape(s autodiff.ConvShape, chosen autodiff.ConvForms, o ortenv.Options, entries map[string]string, rounds int) error {
 	runs := []*graphRun{}
-	fwd, err := openGraph(forwardConv(s), []string{"y"}, o)
+	fwd, err := openGraph(forwardConv(s), []string{"y"}, o, entries)
 	if err != nil {
 		return err
 	}
@@ -285,7 +337,7 @@ func timeShape(s autodiff.ConvShape, chosen autodiff.ConvForms, o ortenv.Options
 		if err != nil {
 			return err
 		}
-		r, err := openGraph(m, []string{map[bool]string{true: "dx", false: "dw"}[c.dx]}, o)
+		r, err := openGraph(m, []string{map[bool]string{true: "dx", false: "dw"}[c.dx]}, o, entries)
 		if err != nil {
 			return err
 		}
@@ -315,8 +367,8 @@ func timeShape(s autodiff.ConvShape, chosen autodiff.ConvForms, o ortenv.Options
 		if (c.dx && c.forms.Input == chosen.Input) || (!c.dx && c.forms.Weight == chosen.Weight) {
 			mark = "*"
 		}
-		cells[c.col] = fmt.Sprintf("%6.3f %5.2fx%s", r.best(), r.best()/fwd.best(), mark)
+		cells[c.col] = fmt.Sprintf("%6.3f %5.2fx%s", r.best().cpu, r.best().cpu/fwd.best().cpu, mark)
 	}
-	fmt.Printf("%-40s %8.3f | %-18s %-18s | %-18s %-18s %-18s %-18s\n", append([]any{s.String(), fwd.best()}, cells...)...)
+	fmt.Printf("%-40s %8.3f | %-18s %-18s | %-18s %-18s %-18s %-18s\n", append([]any{s.String(), fwd.best().cpu}, cells...)...)
 	return nil
 }

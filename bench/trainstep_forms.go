@@ -29,18 +29,18 @@ func forwardConv(s autodiff.ConvShape) *pb.ModelProto {
 
 // graphRun is an open session on random inputs of its graph's declared shapes.
 type graphRun struct {
-	sess  *ort.DynamicAdvancedSession
-	ins   []ort.Value
-	outs  int
-	times []float64
+	sess       *ort.DynamicAdvancedSession
+	ins        []ort.Value
+	outs       int
+	walls, cpu []float64
 }
 
-func openGraph(m *pb.ModelProto, outs []string, o ortenv.Options) (*graphRun, error) {
+func openGraph(m *pb.ModelProto, outs []string, o ortenv.Options, entries map[string]string) (*graphRun, error) {
 	data, err := proto.Marshal(m)
 	if err != nil {
 		return nil, err
 	}
-	so, err := ortenv.SessionOptions(ortenv.CPU, o)
+	so, err := sessionOptions(o, entries)
 	if err != nil {
 		return nil, err
 	}
@@ -74,19 +74,22 @@ func openGraph(m *pb.ModelProto, outs []string, o ortenv.Options) (*graphRun, er
 // time runs the graph once and records the seconds.
 func (r *graphRun) time() error {
 	res := make([]ort.Value, r.outs)
-	start := time.Now()
+	start, c0 := time.Now(), cpuSeconds()
 	if err := r.sess.Run(r.ins, res); err != nil {
 		return err
 	}
-	r.times = append(r.times, time.Since(start).Seconds())
+	r.walls = append(r.walls, time.Since(start).Seconds())
+	r.cpu = append(r.cpu, cpuSeconds()-c0)
 	for _, v := range res {
 		v.Destroy()
 	}
 	return nil
 }
 
-// best is the fastest run after the first (warm-up).
-func (r *graphRun) best() float64 { return slices.Min(r.times[1:]) }
+// best is the fastest run after the first (warm-up), by wall and by CPU time.
+func (r *graphRun) best() measure {
+	return measure{wall: slices.Min(r.walls[1:]), cpu: slices.Min(r.cpu[1:])}
+}
 
 func (r *graphRun) close() {
 	if r.sess != nil {

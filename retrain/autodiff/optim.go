@@ -9,13 +9,16 @@ func (b *builder) emitOptimizer(grads map[string]string) {
 	e, o := b.e, b.cfg.Optimizer
 	e.scope = "opt/"
 	lr := b.input(InputLR, RoleLR, one, "")
-	var stepSize, invSqrtBC2, decay string
+	// PyTorch: p −= lr/bc1 · m / (√v/√bc2 + eps). Multiplying through by √bc2 gives
+	// p −= (lr·√bc2/bc1) · m / (√v + eps·√bc2): one activation-free scalar each, one pass
+	// fewer per parameter.
+	var stepSize, epsHat, decay string
 	if o.Kind == Adam || o.Kind == AdamW {
 		t := e.op("Cast", []string{b.input(InputStep, RoleStep, one, "")}, build.Int("to", int64(b.dt)))
 		bc1 := e.sub(e.scalar(1), e.op("Pow", []string{e.scalar(o.Beta1), t}))
-		bc2 := e.sub(e.scalar(1), e.op("Pow", []string{e.scalar(o.Beta2), t}))
-		stepSize = e.div(lr, bc1)
-		invSqrtBC2 = e.div(e.scalar(1), e.op("Sqrt", []string{bc2}))
+		sqrtBC2 := e.op("Sqrt", []string{e.sub(e.scalar(1), e.op("Pow", []string{e.scalar(o.Beta2), t}))})
+		stepSize = e.div(e.mul(lr, sqrtBC2), bc1)
+		epsHat = e.mul(e.scalar(o.Eps), sqrtBC2)
 	}
 	if o.Kind == AdamW && o.WeightDecay != 0 {
 		decay = e.sub(e.scalar(1), e.mul(lr, e.scalar(o.WeightDecay)))
@@ -35,7 +38,7 @@ func (b *builder) emitOptimizer(grads map[string]string) {
 		case Adam, AdamW:
 			m := e.add(e.mul(state[SuffixAdamM], e.scalar(o.Beta1)), e.mul(g, e.scalar(1-o.Beta1)))
 			v := e.add(e.mul(state[SuffixAdamV], e.scalar(o.Beta2)), e.mul(e.mul(g, g), e.scalar(1-o.Beta2)))
-			denom := e.add(e.mul(e.op("Sqrt", []string{v}), invSqrtBC2), e.scalar(o.Eps))
+			denom := e.add(e.op("Sqrt", []string{v}), epsHat)
 			p0 := p
 			if decay != "" {
 				p0 = e.mul(p, decay)

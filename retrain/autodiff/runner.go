@@ -32,7 +32,7 @@ func trainingChain(p ortenv.Provider) []ortenv.Provider {
 	return []ortenv.Provider{p}
 }
 
-func openRunner(log *slog.Logger, prog *Program, o ortenv.Options) (*runner, error) {
+func openRunner(log *slog.Logger, prog *Program, o ortenv.Options, entries map[string]string) (*runner, error) {
 	if _, err := ortenv.Init(log); err != nil {
 		return nil, err
 	}
@@ -46,6 +46,12 @@ func openRunner(log *slog.Logger, prog *Program, o ortenv.Options) (*runner, err
 		if err != nil {
 			reasons = append(reasons, fmt.Sprintf("%s: %v", p, err))
 			continue
+		}
+		for _, k := range sortedKeys(entries) {
+			if err = so.AddSessionConfigEntry(k, entries[k]); err != nil {
+				so.Destroy()
+				return nil, fmt.Errorf("autodiff: session config %s=%s: %w", k, entries[k], err)
+			}
 		}
 		sess, err := ort.NewDynamicAdvancedSessionWithONNXData(b, prog.InputNames(), prog.OutputNames(), so)
 		so.Destroy()

@@ -23,6 +23,9 @@ type StepperConfig struct {
 	Batch int
 	// Session picks the execution provider and threads (ortenv.Auto means CUDA, then CPU).
 	Session ortenv.Options
+	// SessionConfig adds ORT session configuration entries, e.g.
+	// "session.intra_op.allow_spinning": "0" on a CPU shared with other work.
+	SessionConfig map[string]string
 }
 
 // Batch is one step's data.
@@ -181,7 +184,7 @@ func (s *Stepper) runner(k progKey) (*runner, error) {
 	if err != nil {
 		return nil, err
 	}
-	r, err := openRunner(s.log, prog, s.cfg.Session)
+	r, err := openRunner(s.log, prog, s.cfg.Session, s.cfg.SessionConfig)
 	if err != nil {
 		return nil, err
 	}
