@@ -84,13 +84,21 @@ type ConvForms struct {
 // DefaultConvPolicy's.
 type ConvPolicy func(ConvShape) ConvForms
 
-// DefaultConvPolicy is the measured choice on ORT's CPU provider (package doc): the
-// Conv-based weight gradient for inputs of few channels (the stem), per-offset Gemms
-// elsewhere; ConvTranspose for the input gradient.
+// DefaultConvPolicy is the choice measured on ORT's CPU provider (package doc): for the
+// weight gradient, one Conv when the input has few channels (the stem), the batched form
+// on large maps (it avoids transposing them), per-offset Gemms on small ones; for the
+// input gradient, a MatMul for pointwise stride-1 convolutions that reduce channels,
+// ConvTranspose elsewhere.
 func DefaultConvPolicy(s ConvShape) ConvForms {
 	f := ConvForms{Weight: WeightGemm, Input: InputConvTranspose}
-	if s.C <= 4 && s.Group == 1 {
+	switch {
+	case s.C <= 4 && s.Group == 1:
 		f.Weight = WeightConv
+	case s.H*s.W >= 2048:
+		f.Weight = WeightBatched
+	}
+	if s.Pointwise() && s.SH == 1 && s.SW == 1 && s.M < s.C {
+		f.Input = InputMatMul
 	}
 	return f
 }

@@ -1,10 +1,6 @@
 package autodiff
 
-import (
-	"fmt"
-
-	pb "github.com/diagd/diagd/internal/onnx/onnxpb"
-)
+import pb "github.com/diagd/diagd/internal/onnx/onnxpb"
 
 // tape is the forward part of a training graph as emitted, plus what the backward pass
 // needs to know about it: static shapes, which values carry gradient, and values some
@@ -72,14 +68,14 @@ func (t *tape) backward(seeds map[string]string, wanted []string) (map[string]st
 	for i := len(t.nodes) - 1; i >= 0; i-- {
 		n := t.nodes[i]
 		dy := make([]string, len(n.Output))
-		any := false
+		reached := false
 		for j, o := range n.Output {
 			if o != "" && t.needs[o] {
 				dy[j] = total(o)
-				any = any || dy[j] != ""
+				reached = reached || dy[j] != ""
 			}
 		}
-		if !any {
+		if !reached {
 			continue
 		}
 		dx, err := t.apply(n, dy)
@@ -117,7 +113,7 @@ func (t *tape) apply(n *pb.NodeProto, dy []string) ([]string, error) {
 		need[j] = true
 	}
 	c := &ruleCtx{t: t, n: n, a: newAttrs(n), dy: dy, need: need, dx: make([]string, len(n.Input))}
-	t.e.scope = "bwd/" + n.GetOpType() + "/"
+	t.e.scope = "bwd/" + n.GetOpType() + "/" + nodeName(n) + "/"
 	r.fn(c)
 	t.e.scope = "bwd/"
 	if c.err != nil {
@@ -195,8 +191,8 @@ func (c *ruleCtx) shape(v string) []int64 {
 	return sh
 }
 
-// dy0 is the gradient of the single output, or zeros when none (rules with one output
-// are only called when it has one).
+// dy0 is the gradient of the first output (rules of one-output operators only run when
+// it has one).
 func (c *ruleCtx) dy0() string { return c.dy[0] }
 
 // wantRank fails unless the input has the given rank.
@@ -210,5 +206,3 @@ func (c *ruleCtx) wantRank(v string, ranks ...int) []int64 {
 	c.fail("", "input %q has rank %d; the rule handles ranks %v", v, len(sh), ranks)
 	return sh
 }
-
-func (c *ruleCtx) String() string { return fmt.Sprintf("%s(%s)", c.n.GetOpType(), nodeName(c.n)) }

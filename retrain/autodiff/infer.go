@@ -151,7 +151,7 @@ func (s *shapes) inferNode(n *pb.NodeProto) error {
 	return nil
 }
 
-// optionalShapeInput lists inputs whose shape inference does not need (Constant has none).
+// optionalShapeInput lists inputs whose shape inference can do without (Resize's roi).
 func optionalShapeInput(op string, i int) bool {
 	return op == "Resize" && i == 1 // roi
 }

@@ -204,8 +204,20 @@ func (s *Stepper) Provider() ortenv.Provider {
 func (s *Stepper) BatchNorm() BNMode { return s.mode }
 
 // SetBatchNorm switches the mode for later steps (the paper: train for the first
-// epoch, frozen after). The statistics carry over.
-func (s *Stepper) SetBatchNorm(m BNMode) { s.mode = m }
+// epoch, frozen after). The statistics carry over; the other mode's graphs are closed,
+// so their memory goes back (they are rebuilt if the mode comes back).
+func (s *Stepper) SetBatchNorm(m BNMode) {
+	if m == s.mode {
+		return
+	}
+	s.mode = m
+	for k, r := range s.progs {
+		if k.kind != Apply && k.mode != m {
+			r.close()
+			delete(s.progs, k)
+		}
+	}
+}
 
 // Steps is the number of updates taken.
 func (s *Stepper) Steps() int64 { return s.steps }
