@@ -43,6 +43,7 @@ func benchTrainStep(args []string) error {
 	formsOnly := fs.Bool("forms-only", false, "only time the gradient forms")
 	skipLast := fs.Bool("skip-last", false, "do not time the last-stage setting")
 	spin := fs.Bool("spin", false, "let ORT's idle threads spin (its default; inflates CPU time)")
+	accum := fs.Int("accumulate", 32, "also time one all-layers step (BN frozen) of this many images in micro-batches of -batch (0: skip)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -93,6 +94,11 @@ func benchTrainStep(args []string) error {
 		}
 		st.print(fwd)
 		settings = append(settings, st)
+	}
+	if *accum > *batch {
+		if err := timeAccumulated(m, *accum, b, opts, entries, settings[0]); err != nil {
+			return err
+		}
 	}
 	for _, st := range settings {
 		wall, idle := st.estimate(*images, *batch, *epochs)
@@ -270,6 +276,29 @@ func (s setting) print(fwd measure) {
 		s.name, s.params, s.train, s.train.ratio(fwd), s.setup, s.peakTrain)
 	fmt.Printf("step %-4s, BN frozen (epochs 2-30): %s = %s forward (target <= 3.5)  peak RSS (both) %s\n",
 		s.name, s.froze, s.froze.ratio(fwd), s.peakFroz)
+}
+
+// timeAccumulated runs a batch of n images as micro-batches of b.N (gradients accumulate,
+// one update) and reports its time per image against the fused step and its peak RSS.
+func timeAccumulated(m *pb.ModelProto, n int, b autodiff.Batch, o ortenv.Options, entries map[string]string, fused setting) error {
+	resetPeak()
+	st, err := autodiff.NewStepper(quietLog(), m, autodiff.StepperConfig{Session: o, SessionConfig: entries, Batch: n,
+		Config: autodiff.Config{Trainable: trainables(m, ""), Batch: b.N, Loss: autodiff.Loss{Logit: zoo.DetectorLogit},
+			Optimizer: autodiff.PaperAdam(), BatchNorm: autodiff.BNFrozen}})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	big := benchBatch(n, 0, 0)
+	big.Inputs[0] = slices.Repeat(b.Inputs[0], (n+b.N-1)/b.N)[:n*len(b.Inputs[0])/b.N]
+	t, err := bestOf(2, func() error { _, err := st.Step(context.Background(), big); return err })
+	if err != nil {
+		return err
+	}
+	per := func(x measure, k int) measure { return measure{wall: x.wall / float64(k), cpu: x.cpu / float64(k)} }
+	fmt.Printf("step all, BN frozen, %d images as micro-batches of %d: %s = %s the fused batch-%d step per image  peak RSS %s\n",
+		n, b.N, t, per(t, n).ratio(per(fused.froze, b.N)), b.N, rss("VmHWM:"))
+	return nil
 }
 
 // estimate is the paper protocol's training time: epoch 1 in BN-train mode, the rest
