@@ -103,20 +103,23 @@
 // # Measurements
 //
 // go run ./bench trainstep, on the generated ResNet-50 at 704×256, batch 8, ORT 1.24.1
-// CPU on this project's 2-core box (AMD EPYC, AVX-512), shared with other work (load 3-10
-// during the run), ORT threads not spinning; ratios of best wall and best CPU time
-// against a bare ORT forward pass of the served model (whose Conv, BatchNormalization
-// and Relu ORT fuses into NCHWc kernels with prepacked weights):
+// CPU on this project's 2-core box (AMD EPYC, AVX-512), shared with other work (load
+// 11 falling to 3 during the run), ORT threads not spinning; ratios of best wall and best
+// CPU time against a bare ORT forward pass of the served model (whose Conv,
+// BatchNormalization and Relu ORT fuses into NCHWc kernels with prepacked weights):
 //
-//	forward (served model)                 2.70 s wall   1.36 s CPU   peak RSS 1.0 GB
-//	step all layers, BN train              13.2 s wall   8.3 s CPU    4.9x wall 6.1x CPU   peak RSS 6.9 GB
-//	step all layers, BN frozen             13.0 s wall   7.0 s CPU    4.8x wall 5.1x CPU
-//	step last stage + head, BN train        5.5 s wall   2.5 s CPU    2.0x wall 1.8x CPU   peak RSS 2.4 GB
-//	step last stage + head, BN frozen       3.9 s wall   2.3 s CPU    1.4x wall 1.7x CPU
-//	paper protocol (2,185 images, 30 epochs): all 29.5 h at these wall times, 8.0 h from CPU
-//	time on an idle machine; last 9.0 h and 2.6 h
+//	forward (served model)                1.88 s wall  1.39 s CPU                        peak RSS 1.0 GB
+//	step all layers, BN train             7.10 s wall  7.08 s CPU  3.78x wall 5.08x CPU  peak RSS 6.9 GB
+//	step all layers, BN frozen            7.00 s wall  6.66 s CPU  3.73x wall 4.78x CPU
+//	step last stage + head, BN train      2.62 s wall  2.28 s CPU  1.39x wall 1.64x CPU  peak RSS 2.4 GB
+//	step last stage + head, BN frozen     2.29 s wall  2.21 s CPU  1.22x wall 1.58x CPU
+//	all layers, BN frozen, 32 images as 4 micro-batches of 8: 33.2 s wall, 1.18x the fused
+//	step per image (1.09x in CPU time), peak RSS 4.8 GB
+//	paper protocol (2,185 images, 30 epochs, epoch 1 BN train): all layers 15.9 h at these
+//	wall times, 7.6 h from CPU time spread over both cores; last stage 5.2 h and 2.5 h
 //
-// The 3.5× target holds for the last stage, not for all layers (about 5×). ORT's own
+// The 3.5× target holds for the last stage, and not quite for all layers (3.7× wall,
+// 4.8× CPU; an earlier run under heavier load gave 4.8× and 5.1×). ORT's own
 // profile of the frozen all-layers step (per node, wall time) puts the forward
 // convolutions at 22%, the ConvTranspose input gradients at 23%, the GEMMs of weight
 // gradients and MatMul input gradients at 33%, the Adam update at 10%, MaxPool's
