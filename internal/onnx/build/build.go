@@ -25,6 +25,7 @@ type DType = pb.TensorProto_DataType
 // The element types the project uses.
 const (
 	Float   DType = pb.TensorProto_FLOAT
+	Double  DType = pb.TensorProto_DOUBLE
 	Float16 DType = pb.TensorProto_FLOAT16
 	Int32   DType = pb.TensorProto_INT32
 	Int64   DType = pb.TensorProto_INT64
@@ -196,8 +197,8 @@ func (g *Graph) Op(op string, inputs []string, attrs ...Attr) string {
 	return out
 }
 
-// Tensor makes a TensorProto from Go data. data is []float32, []int64, []int32, []uint16
-// (fp16 bit patterns) or []bool.
+// Tensor makes a TensorProto from Go data. data is []float32, []float64, []int64, []int32,
+// []uint16 (fp16 bit patterns) or []bool.
 func Tensor(name string, dims []int64, data any) (*pb.TensorProto, error) {
 	n := int64(1)
 	for _, d := range dims {
@@ -213,6 +214,13 @@ func Tensor(name string, dims []int64, data any) (*pb.TensorProto, error) {
 		raw = make([]byte, 4*len(v))
 		for i, f := range v {
 			binary.LittleEndian.PutUint32(raw[4*i:], math.Float32bits(f))
+		}
+	case []float64:
+		t.DataType = proto.Int32(int32(Double))
+		count = len(v)
+		raw = make([]byte, 8*len(v))
+		for i, f := range v {
+			binary.LittleEndian.PutUint64(raw[8*i:], math.Float64bits(f))
 		}
 	case []uint16:
 		t.DataType = proto.Int32(int32(Float16))
@@ -267,6 +275,9 @@ func (g *Graph) Init(name string, dims []int64, data any) string {
 	}
 	if h, ok := data.([]uint16); ok {
 		g.params += int64(len(h))
+	}
+	if d, ok := data.([]float64); ok {
+		g.params += int64(len(d))
 	}
 	g.g.Initializer = append(g.g.Initializer, t)
 	return name
