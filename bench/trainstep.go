@@ -64,7 +64,7 @@ func benchTrainStep(args []string) error {
 	opts := ortenv.Options{Provider: ortenv.CPU, Threads: *threads}
 	entries := map[string]string{}
 	if !*spin {
-		entries["session.intra_op.allow_spinning"] = "0" // idle threads would burn the CPU time we measure
+		entries["session.intra_op.allow_spinning"] = "0" // idle threads would burn the CPU time we stepTiming
 	}
 	if *formsOnly {
 		prog, err := autodiff.BuildStep(m, autodiff.Config{Trainable: trainables(m, ""), Batch: *batch,
@@ -145,30 +145,30 @@ func benchBatch(n, h, w int) autodiff.Batch {
 // resetPeak resets VmHWM (Linux: writing 5 to clear_refs) so each setting's peak is its own.
 func resetPeak() { _ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) }
 
-func timeForward(m *pb.ModelProto, b autodiff.Batch, o ortenv.Options, entries map[string]string, rounds int) (measure, error) {
+func timeForward(m *pb.ModelProto, b autodiff.Batch, o ortenv.Options, entries map[string]string, rounds int) (stepTiming, error) {
 	data, err := proto.Marshal(m)
 	if err != nil {
-		return measure{}, err
+		return stepTiming{}, err
 	}
 	so, err := sessionOptions(o, entries)
 	if err != nil {
-		return measure{}, err
+		return stepTiming{}, err
 	}
 	defer so.Destroy()
 	s, err := ort.NewDynamicAdvancedSessionWithONNXData(data, []string{zoo.DetectorInput}, []string{zoo.DetectorLogit}, so)
 	if err != nil {
-		return measure{}, err
+		return stepTiming{}, err
 	}
 	defer s.Destroy()
 	dims := m.Graph.Input[0].GetType().GetTensorType().GetShape().GetDim()
 	x, err := ort.NewTensor(ort.NewShape(int64(b.N), 3, dims[2].GetDimValue(), dims[3].GetDimValue()), b.Inputs[0])
 	if err != nil {
-		return measure{}, err
+		return stepTiming{}, err
 	}
 	defer x.Destroy()
 	y, err := ort.NewEmptyTensor[float32](ort.NewShape(int64(b.N), 1))
 	if err != nil {
-		return measure{}, err
+		return stepTiming{}, err
 	}
 	defer y.Destroy()
 	return bestOf(rounds+1, func() error { return s.Run([]ort.Value{x}, []ort.Value{y}) })
@@ -189,10 +189,10 @@ func sessionOptions(o ortenv.Options, entries map[string]string) (*ort.SessionOp
 	return so, nil
 }
 
-// measure is the best wall time and the best process CPU time (user+sys, all threads)
+// stepTiming is the best wall time and the best process CPU time (user+sys, all threads)
 // of a few runs, in seconds. On a CPU shared with other work, wall times swing with the
 // load; CPU time mostly does not, so ratios of CPU times are the steadier figure.
-type measure struct{ wall, cpu float64 }
+type stepTiming struct{ wall, cpu float64 }
 
 func cpuSeconds() float64 {
 	var r syscall.Rusage
@@ -205,25 +205,25 @@ func cpuSeconds() float64 {
 // bestOf runs f n times and returns the best wall and CPU times after the first
 // (warm-up; ORT also faults in fresh memory on the second run of a large graph, so give
 // n ≥ 3).
-func bestOf(n int, f func() error) (measure, error) {
+func bestOf(n int, f func() error) (stepTiming, error) {
 	var walls, cpus []float64
 	for i := range n {
 		start, c0 := time.Now(), cpuSeconds()
 		if err := f(); err != nil {
-			return measure{}, err
+			return stepTiming{}, err
 		}
 		if i > 0 || n == 1 {
 			walls = append(walls, time.Since(start).Seconds())
 			cpus = append(cpus, cpuSeconds()-c0)
 		}
 	}
-	return measure{wall: slices.Min(walls), cpu: slices.Min(cpus)}, nil
+	return stepTiming{wall: slices.Min(walls), cpu: slices.Min(cpus)}, nil
 }
 
-func (m measure) String() string { return fmt.Sprintf("%7.2f s wall %7.2f s CPU", m.wall, m.cpu) }
+func (m stepTiming) String() string { return fmt.Sprintf("%7.2f s wall %7.2f s CPU", m.wall, m.cpu) }
 
 // ratio is m/base for both times.
-func (m measure) ratio(base measure) string {
+func (m stepTiming) ratio(base stepTiming) string {
 	return fmt.Sprintf("%5.2fx wall %5.2fx CPU", m.wall/base.wall, m.cpu/base.cpu)
 }
 
@@ -232,7 +232,7 @@ type setting struct {
 	name                string
 	params              int
 	setup               float64
-	train, froze        measure
+	train, froze        stepTiming
 	peakTrain, peakFroz string
 	convs               map[string]autodiff.ConvChoice
 }
@@ -271,7 +271,7 @@ func timeSetting(m *pb.ModelProto, name string, params []string, b autodiff.Batc
 	return s, nil
 }
 
-func (s setting) print(fwd measure) {
+func (s setting) print(fwd stepTiming) {
 	fmt.Printf("step %-4s (%3d tensors), BN train:  %s = %s forward (target <= 3.5)  setup %.1f s  peak RSS %s\n",
 		s.name, s.params, s.train, s.train.ratio(fwd), s.setup, s.peakTrain)
 	fmt.Printf("step %-4s, BN frozen (epochs 2-30): %s = %s forward (target <= 3.5)  peak RSS (both) %s\n",
@@ -295,7 +295,7 @@ func timeAccumulated(m *pb.ModelProto, n int, b autodiff.Batch, o ortenv.Options
 	if err != nil {
 		return err
 	}
-	per := func(x measure, k int) measure { return measure{wall: x.wall / float64(k), cpu: x.cpu / float64(k)} }
+	per := func(x stepTiming, k int) stepTiming { return stepTiming{wall: x.wall / float64(k), cpu: x.cpu / float64(k)} }
 	fmt.Printf("step all, BN frozen, %d images as micro-batches of %d: %s = %s the fused batch-%d step per image  peak RSS %s\n",
 		n, b.N, t, per(t, n).ratio(per(fused.froze, b.N)), b.N, rss("VmHWM:"))
 	return nil

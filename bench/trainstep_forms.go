@@ -87,8 +87,8 @@ func (r *graphRun) time() error {
 }
 
 // best is the fastest run after the first (warm-up), by wall and by CPU time.
-func (r *graphRun) best() measure {
-	return measure{wall: slices.Min(r.walls[1:]), cpu: slices.Min(r.cpu[1:])}
+func (r *graphRun) best() stepTiming {
+	return stepTiming{wall: slices.Min(r.walls[1:]), cpu: slices.Min(r.cpu[1:])}
 }
 
 func (r *graphRun) close() {
