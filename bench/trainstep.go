@@ -64,7 +64,7 @@ func benchTrainStep(args []string) error {
 	opts := ortenv.Options{Provider: ortenv.CPU, Threads: *threads}
 	entries := map[string]string{}
 	if !*spin {
-		entries["session.intra_op.allow_spinning"] = "0" // idle threads would burn the CPU time we stepTiming
+		entries["session.intra_op.allow_spinning"] = "0" // idle threads would burn the CPU time we measure
 	}
 	if *formsOnly {
 		prog, err := autodiff.BuildStep(m, autodiff.Config{Trainable: trainables(m, ""), Batch: *batch,
