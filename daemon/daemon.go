@@ -153,6 +153,9 @@ func (d *Daemon) newSources() error {
 // Run runs until ctx is cancelled, then shuts down (see shutdown).
 func (d *Daemon) Run(ctx context.Context) error {
 	d.log.Info("diagd starting", "station", d.cfg.Station, "config", d.cfg.Summary())
+	// The judge loop starts below; until its first turn, starting counts as life (else
+	// /livez would call a daemon that has not yet turned stuck since 1970).
+	d.alive()
 	// Listen first: a busy port fails the start before anything is announced online.
 	httpErr := make(chan error, 1)
 	stopHTTP := func(context.Context) error { return nil }

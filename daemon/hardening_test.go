@@ -617,3 +617,18 @@ func TestBrokerPasswordNeverLoggedOrPublished(t *testing.T) {
 		t.Fatalf("the password is in the log (or the log is empty):\n%s", l)
 	}
 }
+
+// /livez answers 200 from the first moment it is served: a daemon whose judge loop has
+// not yet turned is starting, not stuck (before, the first checks said "judge loop
+// stuck" for about the first second).
+func TestLivezAtStart(t *testing.T) {
+	st := newStation(t, verdictTopic)
+	r := start(t, st.cfg)
+	code, body := httpGet(t, "http://"+r.httpAddr(t)+"/livez")
+	if code != 200 {
+		t.Fatalf("/livez just after start: %d %q", code, body)
+	}
+	if err := r.stop(t); err != nil {
+		t.Fatal(err)
+	}
+}
