@@ -10,16 +10,6 @@ import (
 // export). Preprocessing and scores stay float32; values are converted at the boundary.
 type ioTypes struct{ inFP16, outFP16 bool }
 
-func floatType(dt ort.TensorElementDataType) (fp16, ok bool) {
-	switch dt {
-	case ort.TensorElementDataTypeFloat:
-		return false, true
-	case ort.TensorElementDataTypeFloat16:
-		return true, true
-	}
-	return false, false
-}
-
 func newWorker(pre *Preprocessor, maxBatch int, io ioTypes) *worker {
 	w := &worker{pre: pre, inBuf: make([]float32, maxBatch*pre.Size()), outBuf: make([]float32, maxBatch),
 		idx: make([]int, maxBatch), in: map[int]ort.Value{}, out: map[int]ort.Value{}}

@@ -152,20 +152,12 @@ func (m *Model) probe() error {
 // returns the largest batch the model accepts (0 when the batch axis is dynamic).
 func checkInterface(meta Metadata, ins, outs []ort.InputOutputInfo) (int, ioTypes, error) {
 	var io ioTypes
-	var in *ort.InputOutputInfo
-	var names []string
-	for i := range ins {
-		names = append(names, ins[i].Name)
-		if ins[i].Name == meta.Input.Name {
-			in = &ins[i]
-		}
+	in, err := ortenv.Lookup(ins, "input", meta.Input.Name)
+	if err != nil {
+		return 0, io, fmt.Errorf("metadata input.name: %w", err)
 	}
-	if in == nil {
-		return 0, io, fmt.Errorf("metadata input.name is %q but the model's inputs are %q", meta.Input.Name, names)
-	}
-	var ok bool
-	if io.inFP16, ok = floatType(in.DataType); !ok {
-		return 0, io, fmt.Errorf("input %q is %v; want float32 or float16", in.Name, in.DataType)
+	if io.inFP16, err = ortenv.NeedFloat(in); err != nil {
+		return 0, io, fmt.Errorf("input %w", err)
 	}
 	d := in.Dimensions
 	if len(d) != 4 {
@@ -178,31 +170,20 @@ func checkInterface(meta Metadata, ins, outs []ort.InputOutputInfo) (int, ioType
 		return 0, io, fmt.Errorf("metadata says input is %dx%d (HxW) but the model's input %q is %dx%d",
 			meta.Input.Height, meta.Input.Width, in.Name, d[2], d[3])
 	}
-	var out *ort.InputOutputInfo
-	names = names[:0]
-	for i := range outs {
-		names = append(names, outs[i].Name)
-		if outs[i].Name == meta.Outputs.Logit {
-			out = &outs[i]
-		}
+	out, err := ortenv.Lookup(outs, "output", meta.Outputs.Logit)
+	if err != nil {
+		return 0, io, fmt.Errorf("metadata outputs.logit: %w", err)
 	}
-	if out == nil {
-		return 0, io, fmt.Errorf("metadata outputs.logit is %q but the model's outputs are %q", meta.Outputs.Logit, names)
-	}
-	if io.outFP16, ok = floatType(out.DataType); !ok {
-		return 0, io, fmt.Errorf("output %q is %v; want float32 or float16", out.Name, out.DataType)
+	if io.outFP16, err = ortenv.NeedFloat(out); err != nil {
+		return 0, io, fmt.Errorf("output %w", err)
 	}
 	od := out.Dimensions
 	if len(od) != 2 || (od[1] != 1 && od[1] >= 0) {
 		return 0, io, fmt.Errorf("output %q has shape %v; want [batch,1]", out.Name, od)
 	}
 	if meta.Outputs.Features != "" {
-		found := false
-		for _, o := range outs {
-			found = found || o.Name == meta.Outputs.Features
-		}
-		if !found {
-			return 0, io, fmt.Errorf("metadata outputs.features is %q but the model's outputs are %q", meta.Outputs.Features, names)
+		if _, err := ortenv.Lookup(outs, "output", meta.Outputs.Features); err != nil {
+			return 0, io, fmt.Errorf("metadata outputs.features: %w", err)
 		}
 	}
 	if d[0] > 0 {

@@ -77,23 +77,18 @@ func Open(log *slog.Logger, dir string, o Options) (*Extractor, error) {
 	if e.batch <= 0 {
 		e.batch = 8
 	}
-	var names []string
-	for _, out := range outs {
-		names = append(names, out.Name)
-		if out.Name == meta.Outputs.Features {
-			if len(out.Dimensions) != 2 {
-				return nil, fmt.Errorf("%s: output %q has shape %v; want [batch,F]", path, out.Name, out.Dimensions)
-			}
-			e.dim = int(out.Dimensions[1]) // -1 when symbolic; learned on the first run
-		}
+	out, err := ortenv.Lookup(outs, "output", meta.Outputs.Features)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w: metadata outputs.features: %w", path, ErrNoFeatures, err)
 	}
-	if e.dim == 0 {
-		return nil, fmt.Errorf("%s: %w: metadata names %q but the model's outputs are %q", path, ErrNoFeatures, meta.Outputs.Features, names)
+	if len(out.Dimensions) != 2 || out.Dimensions[1] == 0 {
+		return nil, fmt.Errorf("%s: output %q has shape %v; want [batch,F]", path, out.Name, out.Dimensions)
 	}
-	for _, in := range ins {
-		if in.Name == meta.Input.Name && len(in.Dimensions) == 4 && in.Dimensions[0] > 0 {
-			e.batch, e.fixedBatch = int(in.Dimensions[0]), true
-		}
+	e.dim = int(out.Dimensions[1]) // -1 when symbolic; learned on the first run
+	if in, err := ortenv.Lookup(ins, "input", meta.Input.Name); err != nil {
+		return nil, fmt.Errorf("%s: metadata input.name: %w", path, err)
+	} else if len(in.Dimensions) == 4 && in.Dimensions[0] > 0 {
+		e.batch, e.fixedBatch = int(in.Dimensions[0]), true
 	}
 	if e.ModelDigest, err = imageio.FileDigest(path); err != nil {
 		return nil, err
