@@ -290,10 +290,11 @@ func (n *normal) fill(dst []float32) {
 	}
 }
 
-// run times one session call.
-func (p *Pipeline) run(t *Timing, s *ortenv.Session, in, out []ort.Value) error {
+// run times one session call. A cancelled ctx ends the call in flight (ONNX Runtime's
+// RunOptions terminate flag), so a stop or a cancelled job does not wait for a UNet step.
+func (p *Pipeline) run(ctx context.Context, t *Timing, s *ortenv.Session, in, out []ort.Value) error {
 	start, cpu := time.Now(), processCPU()
-	err := s.Run(in, out)
+	err := s.RunContext(ctx, in, out)
 	t.Runs += time.Since(start)
 	t.RunsCPU += processCPU() - cpu
 	t.RunCalls++
@@ -347,14 +348,14 @@ func (p *Pipeline) Inpaint(ctx context.Context, req Request, progress func(step,
 	if err := ctx.Err(); err != nil {
 		return res, err
 	}
-	if err := p.initLatents(&res.Timing, b, w.cropImg, plan, req.Seed); err != nil {
+	if err := p.initLatents(ctx, &res.Timing, b, w.cropImg, plan, req.Seed); err != nil {
 		return res, err
 	}
 	b.condition(emb)
 	if err := p.denoise(ctx, &res.Timing, b, plan, req.Guidance, progress); err != nil {
 		return res, err
 	}
-	final, err := p.decode(&res.Timing, b, w)
+	final, err := p.decode(ctx, &res.Timing, b, w)
 	if err != nil {
 		return res, err
 	}
@@ -441,12 +442,12 @@ func cropResize(m *imageops.Image, r imageops.Rect, W int) (*imageops.Image, err
 // initLatents encodes the crop and the masked crop and draws the starting latents
 // (spec §2.5, §2.6), in diffusers' order of random draws: image posterior, noise,
 // masked-image posterior.
-func (p *Pipeline) initLatents(t *Timing, b *buffers, cropImg *imageops.Image, plan scheduler.Plan, seed uint64) error {
+func (p *Pipeline) initLatents(ctx context.Context, t *Timing, b *buffers, cropImg *imageops.Image, plan scheduler.Plan, seed uint64) error {
 	W := b.W
 	rng := newNormal(seed)
 	normalise(cropImg, b.encIn.F)
 	if !plan.FromNoise {
-		if err := p.encode(t, b, rng, b.imgLat); err != nil {
+		if err := p.encode(ctx, t, b, rng, b.imgLat); err != nil {
 			return err
 		}
 	}
@@ -456,7 +457,7 @@ func (p *Pipeline) initLatents(t *Timing, b *buffers, cropImg *imageops.Image, p
 			b.encIn.F[i], b.encIn.F[W*W+i], b.encIn.F[2*W*W+i] = 0, 0, 0
 		}
 	}
-	if err := p.encode(t, b, rng, b.mskLat); err != nil {
+	if err := p.encode(ctx, t, b, rng, b.mskLat); err != nil {
 		return err
 	}
 	if plan.FromNoise {
@@ -508,7 +509,7 @@ func (p *Pipeline) denoise(ctx context.Context, t *Timing, b *buffers, plan sche
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if err := p.predictNoise(t, b, st); err != nil {
+		if err := p.predictNoise(ctx, t, b, st); err != nil {
 			return err
 		}
 		eps := b.eps[:latHW]
@@ -530,7 +531,7 @@ func (p *Pipeline) denoise(ctx context.Context, t *Timing, b *buffers, plan sche
 
 // predictNoise runs the UNet for one step on the scaled latents: b.eps gets one noise
 // prediction per batch row.
-func (p *Pipeline) predictNoise(t *Timing, b *buffers, st scheduler.Step) error {
+func (p *Pipeline) predictNoise(ctx context.Context, t *Timing, b *buffers, st scheduler.Step) error {
 	hw := b.h * b.w
 	for r := 0; r < b.nb; r++ {
 		s := b.sample[r*unetCh*hw : r*unetCh*hw+latCh*hw]
@@ -544,7 +545,7 @@ func (p *Pipeline) predictNoise(t *Timing, b *buffers, st scheduler.Step) error 
 		if err != nil {
 			return err
 		}
-		err = p.run(t, p.unet, []ort.Value{c.sample.v, ts, c.ehs.v, c.pooled.v, c.timeIDs.v}, []ort.Value{c.eps.v})
+		err = p.run(ctx, t, p.unet, []ort.Value{c.sample.v, ts, c.ehs.v, c.pooled.v, c.timeIDs.v}, []ort.Value{c.eps.v})
 		if c.ts == nil {
 			ts.Destroy()
 		}
@@ -558,13 +559,13 @@ func (p *Pipeline) predictNoise(t *Timing, b *buffers, st scheduler.Step) error 
 
 // decode runs the VAE decoder on the final latents and pastes the result back (spec
 // §2.9): lanczos to the crop's size, overlaid through the mask, back to the source.
-func (p *Pipeline) decode(t *Timing, b *buffers, w *work) (*imageops.Image, error) {
+func (p *Pipeline) decode(ctx context.Context, t *Timing, b *buffers, w *work) (*imageops.Image, error) {
 	W := b.W
 	for i, x := range b.latents {
 		b.decIn.F[i] = x / p.scaling
 	}
 	b.decIn.push()
-	if err := p.run(t, p.vdec, []ort.Value{b.decIn.v}, []ort.Value{b.decOut.v}); err != nil {
+	if err := p.run(ctx, t, p.vdec, []ort.Value{b.decIn.v}, []ort.Value{b.decOut.v}); err != nil {
 		return nil, err
 	}
 	b.decOut.pull()
@@ -661,9 +662,9 @@ func (c *unetCall) timestep(io ioInfo, t float32) (ort.Value, error) {
 // encode runs the VAE encoder on b.encIn and writes scaling·z to dst, z sampled from the
 // posterior N(mean, exp(logvar)) with logvar clamped to [-30, 20] (diffusers'
 // DiagonalGaussianDistribution), or taken as the export's in-graph sample.
-func (p *Pipeline) encode(t *Timing, b *buffers, rng *normal, dst []float32) error {
+func (p *Pipeline) encode(ctx context.Context, t *Timing, b *buffers, rng *normal, dst []float32) error {
 	b.encIn.push()
-	if err := p.run(t, p.venc, []ort.Value{b.encIn.v}, []ort.Value{b.encOut.v}); err != nil {
+	if err := p.run(ctx, t, p.venc, []ort.Value{b.encIn.v}, []ort.Value{b.encOut.v}); err != nil {
 		return err
 	}
 	b.encOut.pull()

@@ -300,7 +300,7 @@ func (e *Extractor) runBatches(ctx context.Context, items []dataset.Item, pl *pr
 			pl.free <- b.buf
 			continue
 		}
-		feats, logits, err := e.run(b.buf, len(b.idx))
+		feats, logits, err := e.run(ctx, b.buf, len(b.idx))
 		pl.free <- b.buf
 		if err != nil {
 			return err
@@ -321,8 +321,9 @@ func (e *Extractor) runBatches(ctx context.Context, items []dataset.Item, pl *pr
 	return ctx.Err()
 }
 
-// run executes one batch of k preprocessed images held at the front of buf.
-func (e *Extractor) run(buf []float32, k int) ([][]float32, []float32, error) {
+// run executes one batch of k preprocessed images held at the front of buf. A cancelled
+// ctx ends the run in flight (ortenv.Session.RunContext).
+func (e *Extractor) run(ctx context.Context, buf []float32, k int) ([][]float32, []float32, error) {
 	rows := k
 	if e.fixedBatch {
 		rows = e.batch
@@ -335,7 +336,7 @@ func (e *Extractor) run(buf []float32, k int) ([][]float32, []float32, error) {
 	}
 	defer in.Destroy()
 	outs := []ort.Value{nil, nil}
-	if err := e.sess.Run([]ort.Value{in}, outs); err != nil {
+	if err := e.sess.RunContext(ctx, []ort.Value{in}, outs); err != nil {
 		return nil, nil, fmt.Errorf("%s: inference: %w", e.Dir, err)
 	}
 	defer func() {
