@@ -54,14 +54,11 @@ type Model struct {
 // sized for MaxBatch, so memory stays at one full batch per worker.
 type worker struct {
 	pre    *Preprocessor
-	inBuf  []float32
-	outBuf []float32
+	inBuf  *Floats           // float32 frames, and a float16 mirror for a float16 export
+	outBuf *Floats           // logits
 	idx    []int             // frame index of each packed batch row
 	in     map[int]ort.Value // by batch size, made on first use
 	out    map[int]ort.Value
-	// A float16 export's input and output live in these; the float32 buffers above are
-	// converted at the boundary (fp16.go).
-	inHalf, outHalf []byte
 }
 
 // LoadModel opens dir/model.onnx with dir/model.json, checking that the metadata agrees
@@ -240,7 +237,7 @@ func (m *Model) runBatch(w *worker, frames []gocv.Mat, out []float32, errs []err
 	size := w.pre.Size()
 	n := 0 // good frames packed at the front of the input buffer
 	for i, f := range frames {
-		errs[i] = w.pre.Into(f, w.inBuf[n*size:(n+1)*size])
+		errs[i] = w.pre.Into(f, w.inBuf.F[n*size:(n+1)*size])
 		if errs[i] == nil {
 			w.idx[n] = i
 			n++
@@ -252,19 +249,19 @@ func (m *Model) runBatch(w *worker, frames []gocv.Mat, out []float32, errs []err
 	if err := w.tensors(n, m.Meta.Input); err != nil {
 		return err
 	}
-	w.toHalf(n * size)
+	w.inBuf.Encode(n * size)
 	if err := m.runTensor(w, n); err != nil {
 		return err
 	}
-	w.fromHalf(n)
+	w.outBuf.Decode(n)
 	for j, i := range w.idx[:n] {
-		out[i] = w.outBuf[j]
+		out[i] = w.outBuf.F[j]
 	}
 	return nil
 }
 
 // runTensor runs the worker's already-filled input buffer as a batch of n; the logits
-// land in w.outBuf[:n].
+// land in w.outBuf.F[:n] (after Decode).
 func (m *Model) runTensor(w *worker, n int) error {
 	if err := m.sess.Run([]ort.Value{w.in[n]}, []ort.Value{w.out[n]}); err != nil {
 		return fmt.Errorf("model %s: run: %w", m.Meta.ModelVersion, err)
