@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"image"
 	"image/png"
-	"os"
 	"runtime"
 
 	"gocv.io/x/gocv"
@@ -38,15 +37,13 @@ func ReadRGB(path string) (*image.RGBA, error) {
 const MaskThreshold = 127
 
 // ReadMask decodes a mask image as grey, scales it to size when it differs (warning
-// says so) and binarises it to 0/255 at MaskThreshold.
+// says so) and binarises it to 0/255 at MaskThreshold. A mask gets the limits a frame
+// gets (imageio.Limits' defaults): its size is checked before it is read, its pixels
+// from its header before it is decoded.
 func ReadMask(path string, size image.Point) (m *image.Gray, warning string, err error) {
-	b, err := os.ReadFile(path)
+	mat, err := imageio.ReadGray(path)
 	if err != nil {
-		return nil, "", err
-	}
-	mat, err := imageio.DecodeGray("mask "+path, b)
-	if err != nil {
-		return nil, "", err
+		return nil, "", fmt.Errorf("mask %w", err)
 	}
 	defer mat.Close()
 	if got := image.Pt(mat.Cols(), mat.Rows()); got != size {

@@ -3,9 +3,7 @@ package console
 import (
 	"bytes"
 	"fmt"
-	"image"
-	_ "image/jpeg" // DecodeConfig reads JPEG headers
-	_ "image/png"  // and PNG headers
+	"slices"
 
 	"gocv.io/x/gocv"
 
@@ -19,46 +17,41 @@ const (
 	maxSide        = 16 << 10 // pixels on either side
 	minMaskPixels  = 1        // a mask must mark something
 	maskThreshold  = 127      // as the data set's rule: a mask pixel > 127 is defect
-	maskFormatPNG  = "png"
-	maskFormatJPEG = "jpeg"
 )
 
-// checkImageHeader reads only the header of an uploaded image, so a decompression bomb
-// or a file of another type is refused before anything is decoded.
-func checkImageHeader(b []byte, formats ...string) (image.Config, error) {
+// checkImageHeader reads only the header of an uploaded image (imageio.Probe, which
+// every frame goes through too), so a decompression bomb, a truncated file or a file of
+// another type is refused before anything is decoded.
+func checkImageHeader(b []byte, formats ...imageio.Format) (imageio.Header, error) {
 	if len(b) == 0 {
-		return image.Config{}, fmt.Errorf("%w: the image is empty", ErrBadInput)
+		return imageio.Header{}, fmt.Errorf("%w: the image is empty", ErrBadInput)
 	}
 	if len(b) > MaxUploadBytes {
-		return image.Config{}, fmt.Errorf("%w: the image is %d bytes (at most %d)", ErrBadInput, len(b), MaxUploadBytes)
+		return imageio.Header{}, fmt.Errorf("%w: the image is %d bytes (at most %d)", ErrBadInput, len(b), MaxUploadBytes)
 	}
-	cfg, format, err := image.DecodeConfig(bytes.NewReader(b))
+	h, err := imageio.Probe(bytes.NewReader(b), int64(len(b)))
 	if err != nil {
-		return cfg, fmt.Errorf("%w: not a PNG or JPEG image: %v", ErrBadInput, err)
+		return h, fmt.Errorf("%w: not a PNG or JPEG image: %v", ErrBadInput, err)
 	}
-	ok := false
-	for _, f := range formats {
-		ok = ok || f == format
+	if !slices.Contains(formats, h.Format) {
+		return h, fmt.Errorf("%w: a %s image; want %v", ErrBadInput, h.Format, formats)
 	}
-	if !ok {
-		return cfg, fmt.Errorf("%w: a %s image; want %v", ErrBadInput, format, formats)
+	if h.Width > maxSide || h.Height > maxSide || h.Pixels() > MaxPixels {
+		return h, fmt.Errorf("%w: the image is %d×%d pixels (at most %d per side and %d in all)", ErrBadInput, h.Width, h.Height, maxSide, MaxPixels)
 	}
-	if cfg.Width < 1 || cfg.Height < 1 || cfg.Width > maxSide || cfg.Height > maxSide || cfg.Width*cfg.Height > MaxPixels {
-		return cfg, fmt.Errorf("%w: the image is %d×%d pixels (at most %d per side and %d in all)", ErrBadInput, cfg.Width, cfg.Height, maxSide, MaxPixels)
-	}
-	return cfg, nil
+	return h, nil
 }
 
 // cleanMask checks an uploaded mask (PNG or JPEG), optionally of a required size
 // (w, h > 0), and returns it as an 8-bit PNG of 0 and 255 (defect: > 127), refusing a
 // mask that marks nothing.
 func cleanMask(b []byte, w, h int) ([]byte, error) {
-	cfg, err := checkImageHeader(b, maskFormatPNG, maskFormatJPEG)
+	hd, err := checkImageHeader(b, imageio.PNG, imageio.JPEG)
 	if err != nil {
 		return nil, err
 	}
-	if w > 0 && (cfg.Width != w || cfg.Height != h) {
-		return nil, fmt.Errorf("%w: the mask is %d×%d; the frame is %d×%d", ErrBadInput, cfg.Width, cfg.Height, w, h)
+	if w > 0 && (hd.Width != w || hd.Height != h) {
+		return nil, fmt.Errorf("%w: the mask is %d×%d; the frame is %d×%d", ErrBadInput, hd.Width, hd.Height, w, h)
 	}
 	m, err := imageio.DecodeGray("mask", b)
 	if err != nil {

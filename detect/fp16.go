@@ -10,26 +10,55 @@ import (
 // export). Preprocessing and scores stay float32; values are converted at the boundary.
 type ioTypes struct{ inFP16, outFP16 bool }
 
-func floatType(dt ort.TensorElementDataType) (fp16, ok bool) {
-	switch dt {
-	case ort.TensorElementDataTypeFloat:
-		return false, true
-	case ort.TensorElementDataTypeFloat16:
-		return true, true
+// Floats is a float tensor at a detector's boundary: float32 on the Go side (F) and, for
+// a float16 input or output (a model.half() export), a float16 mirror that the ORT values
+// wrap, converted on the way in (Encode) and out (Decode). Everything else — the
+// preprocessing, the features, the scores — stays float32. Serving and feature
+// extraction (retrain/features) both cross the boundary through it.
+type Floats struct {
+	F    []float32
+	half []byte // nil for float32
+}
+
+// NewFloats allocates n values, with a float16 mirror when fp16.
+func NewFloats(n int, fp16 bool) *Floats {
+	f := &Floats{F: make([]float32, n)}
+	if fp16 {
+		f.half = make([]byte, 2*n)
 	}
-	return false, false
+	return f
+}
+
+// FP16 says whether the model's side is float16.
+func (f *Floats) FP16() bool { return f.half != nil }
+
+// Value wraps the front of the buffer (shape's element count) in an ORT value of the
+// model's type. The value shares the memory: Encode before a run, Decode after.
+func (f *Floats) Value(shape ort.Shape) (ort.Value, error) {
+	n := shape.FlattenedSize()
+	if f.half == nil {
+		return ort.NewTensor(shape, f.F[:n])
+	}
+	return ort.NewCustomDataTensor(shape, f.half[:2*n], ort.TensorElementDataTypeFloat16)
+}
+
+// Encode converts F[:n] into the float16 mirror (no-op for float32).
+func (f *Floats) Encode(n int) {
+	if f.half != nil {
+		half.Encode(f.half, f.F[:n])
+	}
+}
+
+// Decode converts the mirror's first n values into F (no-op for float32).
+func (f *Floats) Decode(n int) {
+	if f.half != nil {
+		half.Decode(f.F[:n], f.half)
+	}
 }
 
 func newWorker(pre *Preprocessor, maxBatch int, io ioTypes) *worker {
-	w := &worker{pre: pre, inBuf: make([]float32, maxBatch*pre.Size()), outBuf: make([]float32, maxBatch),
+	return &worker{pre: pre, inBuf: NewFloats(maxBatch*pre.Size(), io.inFP16), outBuf: NewFloats(maxBatch, io.outFP16),
 		idx: make([]int, maxBatch), in: map[int]ort.Value{}, out: map[int]ort.Value{}}
-	if io.inFP16 {
-		w.inHalf = make([]byte, 2*len(w.inBuf))
-	}
-	if io.outFP16 {
-		w.outHalf = make([]byte, 2*len(w.outBuf))
-	}
-	return w
 }
 
 // tensors makes (once per batch size n) the worker's input and output values over the
@@ -38,38 +67,15 @@ func (w *worker) tensors(n int, spec InputSpec) error {
 	if _, ok := w.in[n]; ok {
 		return nil
 	}
-	inShape := ort.NewShape(int64(n), 3, int64(spec.Height), int64(spec.Width))
-	in, err := floatValue(inShape, w.inBuf, w.inHalf)
+	in, err := w.inBuf.Value(ort.NewShape(int64(n), 3, int64(spec.Height), int64(spec.Width)))
 	if err != nil {
 		return err
 	}
-	out, err := floatValue(ort.NewShape(int64(n), 1), w.outBuf, w.outHalf)
+	out, err := w.outBuf.Value(ort.NewShape(int64(n), 1))
 	if err != nil {
 		in.Destroy()
 		return err
 	}
 	w.in[n], w.out[n] = in, out
 	return nil
-}
-
-// floatValue wraps the float32 buffer, or its float16 mirror when there is one.
-func floatValue(shape ort.Shape, f []float32, h []byte) (ort.Value, error) {
-	if h == nil {
-		return ort.NewTensor(shape, f)
-	}
-	return ort.NewCustomDataTensor(shape, h[:2*shape.FlattenedSize()], ort.TensorElementDataTypeFloat16)
-}
-
-// toHalf converts the first n input values into the float16 input (no-op for float32).
-func (w *worker) toHalf(n int) {
-	if w.inHalf != nil {
-		half.Encode(w.inHalf, w.inBuf[:n])
-	}
-}
-
-// fromHalf converts the first n logits out of the float16 output (no-op for float32).
-func (w *worker) fromHalf(n int) {
-	if w.outHalf != nil {
-		half.Decode(w.outBuf[:n], w.outHalf)
-	}
 }

@@ -54,14 +54,11 @@ type Model struct {
 // sized for MaxBatch, so memory stays at one full batch per worker.
 type worker struct {
 	pre    *Preprocessor
-	inBuf  []float32
-	outBuf []float32
+	inBuf  *Floats           // float32 frames, and a float16 mirror for a float16 export
+	outBuf *Floats           // logits
 	idx    []int             // frame index of each packed batch row
 	in     map[int]ort.Value // by batch size, made on first use
 	out    map[int]ort.Value
-	// A float16 export's input and output live in these; the float32 buffers above are
-	// converted at the boundary (fp16.go).
-	inHalf, outHalf []byte
 }
 
 // LoadModel opens dir/model.onnx with dir/model.json, checking that the metadata agrees
@@ -152,20 +149,12 @@ func (m *Model) probe() error {
 // returns the largest batch the model accepts (0 when the batch axis is dynamic).
 func checkInterface(meta Metadata, ins, outs []ort.InputOutputInfo) (int, ioTypes, error) {
 	var io ioTypes
-	var in *ort.InputOutputInfo
-	var names []string
-	for i := range ins {
-		names = append(names, ins[i].Name)
-		if ins[i].Name == meta.Input.Name {
-			in = &ins[i]
-		}
+	in, err := ortenv.Lookup(ins, "input", meta.Input.Name)
+	if err != nil {
+		return 0, io, fmt.Errorf("metadata input.name: %w", err)
 	}
-	if in == nil {
-		return 0, io, fmt.Errorf("metadata input.name is %q but the model's inputs are %q", meta.Input.Name, names)
-	}
-	var ok bool
-	if io.inFP16, ok = floatType(in.DataType); !ok {
-		return 0, io, fmt.Errorf("input %q is %v; want float32 or float16", in.Name, in.DataType)
+	if io.inFP16, err = ortenv.NeedFloat(in); err != nil {
+		return 0, io, fmt.Errorf("input %w", err)
 	}
 	d := in.Dimensions
 	if len(d) != 4 {
@@ -178,31 +167,20 @@ func checkInterface(meta Metadata, ins, outs []ort.InputOutputInfo) (int, ioType
 		return 0, io, fmt.Errorf("metadata says input is %dx%d (HxW) but the model's input %q is %dx%d",
 			meta.Input.Height, meta.Input.Width, in.Name, d[2], d[3])
 	}
-	var out *ort.InputOutputInfo
-	names = names[:0]
-	for i := range outs {
-		names = append(names, outs[i].Name)
-		if outs[i].Name == meta.Outputs.Logit {
-			out = &outs[i]
-		}
+	out, err := ortenv.Lookup(outs, "output", meta.Outputs.Logit)
+	if err != nil {
+		return 0, io, fmt.Errorf("metadata outputs.logit: %w", err)
 	}
-	if out == nil {
-		return 0, io, fmt.Errorf("metadata outputs.logit is %q but the model's outputs are %q", meta.Outputs.Logit, names)
-	}
-	if io.outFP16, ok = floatType(out.DataType); !ok {
-		return 0, io, fmt.Errorf("output %q is %v; want float32 or float16", out.Name, out.DataType)
+	if io.outFP16, err = ortenv.NeedFloat(out); err != nil {
+		return 0, io, fmt.Errorf("output %w", err)
 	}
 	od := out.Dimensions
 	if len(od) != 2 || (od[1] != 1 && od[1] >= 0) {
 		return 0, io, fmt.Errorf("output %q has shape %v; want [batch,1]", out.Name, od)
 	}
 	if meta.Outputs.Features != "" {
-		found := false
-		for _, o := range outs {
-			found = found || o.Name == meta.Outputs.Features
-		}
-		if !found {
-			return 0, io, fmt.Errorf("metadata outputs.features is %q but the model's outputs are %q", meta.Outputs.Features, names)
+		if _, err := ortenv.Lookup(outs, "output", meta.Outputs.Features); err != nil {
+			return 0, io, fmt.Errorf("metadata outputs.features: %w", err)
 		}
 	}
 	if d[0] > 0 {
@@ -259,7 +237,7 @@ func (m *Model) runBatch(w *worker, frames []gocv.Mat, out []float32, errs []err
 	size := w.pre.Size()
 	n := 0 // good frames packed at the front of the input buffer
 	for i, f := range frames {
-		errs[i] = w.pre.Into(f, w.inBuf[n*size:(n+1)*size])
+		errs[i] = w.pre.Into(f, w.inBuf.F[n*size:(n+1)*size])
 		if errs[i] == nil {
 			w.idx[n] = i
 			n++
@@ -271,19 +249,19 @@ func (m *Model) runBatch(w *worker, frames []gocv.Mat, out []float32, errs []err
 	if err := w.tensors(n, m.Meta.Input); err != nil {
 		return err
 	}
-	w.toHalf(n * size)
+	w.inBuf.Encode(n * size)
 	if err := m.runTensor(w, n); err != nil {
 		return err
 	}
-	w.fromHalf(n)
+	w.outBuf.Decode(n)
 	for j, i := range w.idx[:n] {
-		out[i] = w.outBuf[j]
+		out[i] = w.outBuf.F[j]
 	}
 	return nil
 }
 
 // runTensor runs the worker's already-filled input buffer as a batch of n; the logits
-// land in w.outBuf[:n].
+// land in w.outBuf.F[:n] (after Decode).
 func (m *Model) runTensor(w *worker, n int) error {
 	if err := m.sess.Run([]ort.Value{w.in[n]}, []ort.Value{w.out[n]}); err != nil {
 		return fmt.Errorf("model %s: run: %w", m.Meta.ModelVersion, err)

@@ -204,6 +204,11 @@ func (r *run) extract(ctx context.Context) error {
 		return err
 	}
 	defer ex.Close()
+	if p, ok := r.c.Trainer.(Preflighter); ok {
+		if err := p.Preflight(r.base, ex.Meta); err != nil {
+			return fmt.Errorf("the %s trainer cannot train from %s: %w", r.c.Trainer.Name(), r.base, err)
+		}
+	}
 	all := append(append([]dataset.Item(nil), r.c.Train.Items...), r.c.Val.Items...)
 	res, err := ex.Extract(ctx, all, func(done, total int) {
 		r.emit(Progress{Stage: "features", Done: done, Total: total})

@@ -57,6 +57,13 @@ type Trainer interface {
 	Train(ctx context.Context, ds TrainSet, progress func(Progress)) (*Candidate, error)
 }
 
+// Preflighter is a Trainer that can tell before any work whether it can train from a
+// base model (model folder and metadata); Run asks it before extracting features, so a
+// base it cannot write into is refused at once rather than after minutes of work.
+type Preflighter interface {
+	Preflight(baseDir string, meta detect.Metadata) error
+}
+
 // HeadTrainer trains Linear(F,1) on frozen backbone features (package head); the zero
 // Config is the default recipe.
 type HeadTrainer struct {
@@ -65,6 +72,12 @@ type HeadTrainer struct {
 
 // Name implements Trainer.
 func (HeadTrainer) Name() string { return "head" }
+
+// Preflight implements Preflighter: the base's head must be one head.WriteBack can
+// replace (a float32 Gemm fed by the features output; not a float16 export).
+func (HeadTrainer) Preflight(baseDir string, meta detect.Metadata) error {
+	return head.Writable(filepath.Join(baseDir, detect.ModelFile), meta.Outputs.Logit, meta.Outputs.Features)
+}
 
 // Train implements Trainer.
 func (t HeadTrainer) Train(ctx context.Context, ds TrainSet, progress func(Progress)) (*Candidate, error) {

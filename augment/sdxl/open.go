@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"sync"
 
@@ -72,16 +73,6 @@ type ioInfo struct {
 	vencParams bool // latent_parameters (mean ‖ logvar) rather than a sampled latent
 	vencFP16   bool
 	vdecFP16   bool
-}
-
-func isFloat(dt ort.TensorElementDataType) (fp16, ok bool) {
-	switch dt {
-	case ort.TensorElementDataTypeFloat:
-		return false, true
-	case ort.TensorElementDataTypeFloat16:
-		return true, true
-	}
-	return false, false
 }
 
 // Open loads an optimum export folder (spec §4.1). Every file it needs is checked first,
@@ -192,216 +183,65 @@ func penultimate(path string, outs []ort.InputOutputInfo) (string, ort.TensorEle
 	return fmt.Sprintf("hidden_states.%d", maxN-1), dt, nil
 }
 
-func find(infos []ort.InputOutputInfo, name string) (ort.InputOutputInfo, bool) {
-	for _, i := range infos {
-		if i.Name == name {
-			return i, true
-		}
-	}
-	return ort.InputOutputInfo{}, false
+// partPath is the model file of one part of the export.
+func (p *Pipeline) partPath(part string) string { return filepath.Join(p.dir, part, "model.onnx") }
+
+// errf is an error about one part, named by its model file.
+func (p *Pipeline) errf(part, format string, a ...any) error {
+	return fmt.Errorf("sdxl: %s: %w", p.partPath(part), fmt.Errorf(format, a...))
 }
 
+func (p *Pipeline) describe(part string) (in, out []ort.InputOutputInfo, err error) {
+	in, out, err = ortenv.Describe(p.log, p.partPath(part))
+	if err != nil {
+		return nil, nil, fmt.Errorf("sdxl: %w", err)
+	}
+	return in, out, nil
+}
+
+// need finds a part's input or output by name (kind "input" or "output").
+func (p *Pipeline) need(part string, infos []ort.InputOutputInfo, kind, name string) (ort.InputOutputInfo, error) {
+	i, err := ortenv.Lookup(infos, kind, name)
+	if err != nil {
+		return i, p.errf(part, "%w", err)
+	}
+	return i, nil
+}
+
+// needFloat says whether a part's input or output is float16, refusing other types.
+func (p *Pipeline) needFloat(part string, i ort.InputOutputInfo) (bool, error) {
+	fp16, err := ortenv.NeedFloat(i)
+	if err != nil {
+		return false, p.errf(part, "%w", err)
+	}
+	return fp16, nil
+}
+
+func (p *Pipeline) open(part string, inputs, outputs []string, o ortenv.Options) (*ortenv.Session, error) {
+	s, err := ortenv.OpenSession(p.log, p.partPath(part), inputs, outputs, o)
+	if err != nil {
+		return nil, fmt.Errorf("sdxl: %w", err)
+	}
+	return s, nil
+}
+
+// openSessions checks each part's interface against what the pipeline feeds it, then
+// opens it; a part that does not fit is named before the larger ones are loaded.
 func (p *Pipeline) openSessions(o ortenv.Options) error {
-	path := func(part string) string { return filepath.Join(p.dir, part, "model.onnx") }
-	describe := func(part string) ([]ort.InputOutputInfo, []ort.InputOutputInfo, error) {
-		in, out, err := ortenv.Describe(p.log, path(part))
-		if err != nil {
-			return nil, nil, fmt.Errorf("sdxl: %w", err)
-		}
-		return in, out, nil
-	}
-	need := func(part string, infos []ort.InputOutputInfo, name, what string) (ort.InputOutputInfo, error) {
-		i, ok := find(infos, name)
-		if !ok {
-			return i, fmt.Errorf("sdxl: %s: has no %s %q", path(part), what, name)
-		}
-		return i, nil
-	}
-	needFloat := func(part string, i ort.InputOutputInfo) (bool, error) {
-		fp16, ok := isFloat(i.DataType)
-		if !ok {
-			return false, fmt.Errorf("sdxl: %s: %s is %v, want float32 or float16", path(part), i.Name, i.DataType)
-		}
-		return fp16, nil
-	}
-
-	// Text encoders: input_ids int32 (optimum ≤ 1.23) or int64; hidden states as outputs.
-	for k, part := range []string{"text_encoder", "text_encoder_2"} {
-		in, out, err := describe(part)
-		if err != nil {
-			return err
-		}
-		ids, err := need(part, in, "input_ids", "input")
-		if err != nil {
-			return err
-		}
-		if len(in) != 1 {
-			return fmt.Errorf("sdxl: %s: %d inputs, want only input_ids", path(part), len(in))
-		}
-		if ids.DataType != ort.TensorElementDataTypeInt32 && ids.DataType != ort.TensorElementDataTypeInt64 {
-			return fmt.Errorf("sdxl: %s: input_ids is %v, want int32 or int64", path(part), ids.DataType)
-		}
-		seq := int64(-1)
-		if len(ids.Dimensions) == 2 && ids.Dimensions[1] > 0 {
-			seq = ids.Dimensions[1]
-		}
-		hidden, hdt, err := penultimate(path(part), out)
-		if err != nil {
-			return err
-		}
-		fp16, ok := isFloat(hdt)
-		if !ok {
-			return fmt.Errorf("sdxl: %s: %s is %v, want float", path(part), hidden, hdt)
-		}
-		outs := []string{hidden}
-		if k == 1 {
-			te, err := need(part, out, "text_embeds", "output")
-			if err != nil {
-				return err
-			}
-			if f, ok := isFloat(te.DataType); !ok || f != fp16 {
-				return fmt.Errorf("sdxl: %s: text_embeds is %v while %s is %v", path(part), te.DataType, hidden, hdt)
-			}
-			outs = []string{"text_embeds", hidden}
-		}
-		s, err := ortenv.OpenSession(p.log, path(part), []string{"input_ids"}, outs, o)
-		if err != nil {
-			return fmt.Errorf("sdxl: %w", err)
-		}
-		if k == 0 {
-			p.te1, p.io.ids1, p.io.seq1, p.io.te1FP16, p.io.hidden1 = s, ids.DataType, seq, fp16, hidden
-		} else {
-			p.te2, p.io.ids2, p.io.seq2, p.io.te2FP16, p.io.hidden2 = s, ids.DataType, seq, fp16, hidden
-		}
-	}
-	for _, seq := range []int64{p.io.seq1, p.io.seq2} {
-		if seq > 0 && seq != int64(p.tok1.MaxLength) {
-			return fmt.Errorf("sdxl: text encoder sequence length %d, tokenizer model_max_length %d", seq, p.tok1.MaxLength)
-		}
-	}
-
-	// UNet.
-	in, out, err := describe("unet")
-	if err != nil {
+	if err := p.openTextEncoders(o); err != nil {
 		return err
 	}
-	unetIn := []string{"sample", "timestep", "encoder_hidden_states", "text_embeds", "time_ids"}
-	var fp16s []bool
-	for _, n := range unetIn {
-		i, err := need("unet", in, n, "input")
-		if err != nil {
-			return err
-		}
-		if n == "timestep" {
-			p.io.tsType, p.io.tsRank = i.DataType, len(i.Dimensions)
-			switch {
-			case p.io.tsRank > 1:
-				return fmt.Errorf("sdxl: %s: timestep has rank %d, want 0 or 1", path("unet"), p.io.tsRank)
-			case p.io.tsRank == 1 && i.Dimensions[0] > 0:
-				p.io.tsLen = i.Dimensions[0]
-			case p.io.tsRank == 1:
-				p.io.tsLen = 1
-			}
-			switch i.DataType {
-			case ort.TensorElementDataTypeFloat, ort.TensorElementDataTypeInt64, ort.TensorElementDataTypeInt32:
-			case ort.TensorElementDataTypeFloat16:
-				// onnxruntime_go makes rank-0 tensors of Go element types only: the graph
-				// gets a float32 timestep and a Cast in front (castTimestep).
-				p.io.tsCast = p.io.tsRank == 0
-			default:
-				return fmt.Errorf("sdxl: %s: timestep is %v, want float or int64", path("unet"), i.DataType)
-			}
-			continue
-		}
-		f, err := needFloat("unet", i)
-		if err != nil {
-			return err
-		}
-		fp16s = append(fp16s, f)
-		if n == "sample" {
-			if len(i.Dimensions) != 4 || i.Dimensions[1] != 9 {
-				return fmt.Errorf("sdxl: %s: sample is %v, want [batch, 9, h, w] (an inpainting UNet)", path("unet"), i.Dimensions)
-			}
-			p.io.unetBatch = i.Dimensions[0]
-		}
-	}
-	if _, ok := find(in, "timestep_cond"); ok || len(in) != len(unetIn) {
-		return fmt.Errorf("sdxl: %s: inputs %v, want exactly %v", path("unet"), names(in), unetIn)
-	}
-	oi, err := need("unet", out, "out_sample", "output")
-	if err != nil {
+	if err := p.checkUNet(); err != nil {
 		return err
 	}
-	f, err := needFloat("unet", oi)
-	if err != nil {
+	if err := p.openUNet(p.partPath("unet"), unetInputs, o); err != nil {
 		return err
 	}
-	for _, g := range append(fp16s, f) {
-		if g != f {
-			return fmt.Errorf("sdxl: %s: mixed float16 and float32 inputs/outputs", path("unet"))
-		}
-	}
-	p.io.unetFP16 = f
-	if p.io.tsType == ort.TensorElementDataTypeFloat16 && !f {
-		return fmt.Errorf("sdxl: %s: float16 timestep in a float32 UNet", path("unet"))
-	}
-	if err := p.openUNet(path("unet"), unetIn, o); err != nil {
+	if err := p.openVAEEncoder(o); err != nil {
 		return err
 	}
-
-	// VAE encoder: latent_parameters (optimum ≥ 1.23) or latent_sample (sampled in-graph).
-	in, out, err = describe("vae_encoder")
-	if err != nil {
+	if err := p.openVAEDecoder(o); err != nil {
 		return err
-	}
-	si, err := need("vae_encoder", in, "sample", "input")
-	if err != nil {
-		return err
-	}
-	if p.io.vencFP16, err = needFloat("vae_encoder", si); err != nil {
-		return err
-	}
-	lo, ok := find(out, "latent_parameters")
-	p.io.vencOut, p.io.vencParams = "latent_parameters", true
-	if !ok {
-		if lo, ok = find(out, "latent_sample"); !ok {
-			return fmt.Errorf("sdxl: %s: no latent_parameters or latent_sample output", path("vae_encoder"))
-		}
-		p.io.vencOut, p.io.vencParams = "latent_sample", false
-		p.notes = append(p.notes, "vae_encoder exports latent_sample (optimum ≤ 1.22): the VAE posterior is sampled inside the ONNX graph, so results are not reproducible from the seed; re-export with optimum ≥ 1.23")
-	}
-	if f, err := needFloat("vae_encoder", lo); err != nil {
-		return err
-	} else if f != p.io.vencFP16 {
-		return fmt.Errorf("sdxl: %s: input and output float types differ", path("vae_encoder"))
-	}
-	if p.venc, err = ortenv.OpenSession(p.log, path("vae_encoder"), []string{"sample"}, []string{p.io.vencOut}, o); err != nil {
-		return fmt.Errorf("sdxl: %w", err)
-	}
-
-	// VAE decoder.
-	in, out, err = describe("vae_decoder")
-	if err != nil {
-		return err
-	}
-	li, err := need("vae_decoder", in, "latent_sample", "input")
-	if err != nil {
-		return err
-	}
-	so, err := need("vae_decoder", out, "sample", "output")
-	if err != nil {
-		return err
-	}
-	if p.io.vdecFP16, err = needFloat("vae_decoder", li); err != nil {
-		return err
-	}
-	if f, err := needFloat("vae_decoder", so); err != nil {
-		return err
-	} else if f != p.io.vdecFP16 {
-		return fmt.Errorf("sdxl: %s: input and output float types differ", path("vae_decoder"))
-	}
-	if p.vdec, err = ortenv.OpenSession(p.log, path("vae_decoder"), []string{"latent_sample"}, []string{"sample"}, o); err != nil {
-		return fmt.Errorf("sdxl: %w", err)
 	}
 	for _, s := range []*ortenv.Session{p.te1, p.te2, p.unet, p.venc, p.vdec} {
 		if note := ortenv.DTypeNote(s.Provider, p.io.unetFP16 || p.io.vdecFP16, o); note != "" {
@@ -410,6 +250,237 @@ func (p *Pipeline) openSessions(o ortenv.Options) error {
 		}
 	}
 	return nil
+}
+
+// textIO is what checking one text encoder found.
+type textIO struct {
+	ids    ort.TensorElementDataType // of input_ids: int32 (optimum ≤ 1.23) or int64
+	seq    int64                     // fixed sequence length or -1
+	fp16   bool
+	hidden string   // the penultimate hidden_states output
+	outs   []string // the outputs to fetch, in Run's order
+}
+
+func (p *Pipeline) openTextEncoders(o ortenv.Options) error {
+	t1, err := p.checkTextEncoder("text_encoder", false)
+	if err != nil {
+		return err
+	}
+	if p.te1, err = p.open("text_encoder", []string{"input_ids"}, t1.outs, o); err != nil {
+		return err
+	}
+	p.io.ids1, p.io.seq1, p.io.te1FP16, p.io.hidden1 = t1.ids, t1.seq, t1.fp16, t1.hidden
+	t2, err := p.checkTextEncoder("text_encoder_2", true)
+	if err != nil {
+		return err
+	}
+	if p.te2, err = p.open("text_encoder_2", []string{"input_ids"}, t2.outs, o); err != nil {
+		return err
+	}
+	p.io.ids2, p.io.seq2, p.io.te2FP16, p.io.hidden2 = t2.ids, t2.seq, t2.fp16, t2.hidden
+	for _, seq := range []int64{p.io.seq1, p.io.seq2} {
+		if seq > 0 && seq != int64(p.tok1.MaxLength) {
+			return fmt.Errorf("sdxl: text encoder sequence length %d, tokenizer model_max_length %d", seq, p.tok1.MaxLength)
+		}
+	}
+	return nil
+}
+
+// checkTextEncoder checks a text encoder: input_ids only, int32 or int64, and the
+// hidden states as outputs; the second also has text_embeds, of the same float type.
+func (p *Pipeline) checkTextEncoder(part string, second bool) (textIO, error) {
+	t := textIO{seq: -1}
+	in, out, err := p.describe(part)
+	if err != nil {
+		return t, err
+	}
+	ids, err := p.need(part, in, "input", "input_ids")
+	if err != nil {
+		return t, err
+	}
+	if len(in) != 1 {
+		return t, p.errf(part, "%d inputs, want only input_ids", len(in))
+	}
+	if ids.DataType != ort.TensorElementDataTypeInt32 && ids.DataType != ort.TensorElementDataTypeInt64 {
+		return t, p.errf(part, "input_ids is %v, want int32 or int64", ids.DataType)
+	}
+	t.ids = ids.DataType
+	if len(ids.Dimensions) == 2 && ids.Dimensions[1] > 0 {
+		t.seq = ids.Dimensions[1]
+	}
+	hidden, hdt, err := penultimate(p.partPath(part), out)
+	if err != nil {
+		return t, err
+	}
+	fp16, ok := ortenv.FloatType(hdt)
+	if !ok {
+		return t, p.errf(part, "%s is %v, want float", hidden, hdt)
+	}
+	t.fp16, t.hidden, t.outs = fp16, hidden, []string{hidden}
+	if !second {
+		return t, nil
+	}
+	te, err := p.need(part, out, "output", "text_embeds")
+	if err != nil {
+		return t, err
+	}
+	if f, ok := ortenv.FloatType(te.DataType); !ok || f != fp16 {
+		return t, p.errf(part, "text_embeds is %v while %s is %v", te.DataType, hidden, hdt)
+	}
+	t.outs = []string{"text_embeds", hidden}
+	return t, nil
+}
+
+// unetInputs are an SDXL inpainting UNet's inputs, in Run's order.
+var unetInputs = []string{"sample", "timestep", "encoder_hidden_states", "text_embeds", "time_ids"}
+
+// checkUNet checks the UNet's inputs and output: exactly unetInputs, a 9-channel
+// sample, one float type throughout, and a timestep the pipeline can feed.
+func (p *Pipeline) checkUNet() error {
+	in, out, err := p.describe("unet")
+	if err != nil {
+		return err
+	}
+	var fp16s []bool
+	for _, n := range unetInputs {
+		i, err := p.need("unet", in, "input", n)
+		if err != nil {
+			return err
+		}
+		if n == "timestep" {
+			if err := p.checkTimestep(i); err != nil {
+				return err
+			}
+			continue
+		}
+		f, err := p.needFloat("unet", i)
+		if err != nil {
+			return err
+		}
+		fp16s = append(fp16s, f)
+		if n == "sample" {
+			if len(i.Dimensions) != 4 || i.Dimensions[1] != 9 {
+				return p.errf("unet", "sample is %v, want [batch, 9, h, w] (an inpainting UNet)", i.Dimensions)
+			}
+			p.io.unetBatch = i.Dimensions[0]
+		}
+	}
+	if names := ortenv.Names(in); slices.Contains(names, "timestep_cond") || len(in) != len(unetInputs) {
+		return p.errf("unet", "inputs %v, want exactly %v", names, unetInputs)
+	}
+	oi, err := p.need("unet", out, "output", "out_sample")
+	if err != nil {
+		return err
+	}
+	f, err := p.needFloat("unet", oi)
+	if err != nil {
+		return err
+	}
+	for _, g := range fp16s {
+		if g != f {
+			return p.errf("unet", "mixed float16 and float32 inputs/outputs")
+		}
+	}
+	p.io.unetFP16 = f
+	if p.io.tsType == ort.TensorElementDataTypeFloat16 && !f {
+		return p.errf("unet", "float16 timestep in a float32 UNet")
+	}
+	return nil
+}
+
+// checkTimestep reads the timestep input's type and rank: a float, int64 or int32
+// scalar or vector, or a float16 one in a float16 UNet.
+func (p *Pipeline) checkTimestep(i ort.InputOutputInfo) error {
+	p.io.tsType, p.io.tsRank = i.DataType, len(i.Dimensions)
+	switch {
+	case p.io.tsRank > 1:
+		return p.errf("unet", "timestep has rank %d, want 0 or 1", p.io.tsRank)
+	case p.io.tsRank == 1 && i.Dimensions[0] > 0:
+		p.io.tsLen = i.Dimensions[0]
+	case p.io.tsRank == 1:
+		p.io.tsLen = 1
+	}
+	switch i.DataType {
+	case ort.TensorElementDataTypeFloat, ort.TensorElementDataTypeInt64, ort.TensorElementDataTypeInt32:
+	case ort.TensorElementDataTypeFloat16:
+		// onnxruntime_go makes rank-0 tensors of Go element types only: the graph
+		// gets a float32 timestep and a Cast in front (castTimestep).
+		p.io.tsCast = p.io.tsRank == 0
+	default:
+		return p.errf("unet", "timestep is %v, want float or int64", i.DataType)
+	}
+	return nil
+}
+
+// openVAEEncoder checks and opens the VAE encoder: sample in, latent_parameters
+// (optimum ≥ 1.23) or latent_sample (sampled in the graph) out, of one float type.
+func (p *Pipeline) openVAEEncoder(o ortenv.Options) error {
+	in, out, err := p.describe("vae_encoder")
+	if err != nil {
+		return err
+	}
+	si, err := p.need("vae_encoder", in, "input", "sample")
+	if err != nil {
+		return err
+	}
+	if p.io.vencFP16, err = p.needFloat("vae_encoder", si); err != nil {
+		return err
+	}
+	lo, err := p.vaeEncoderOutput(out)
+	if err != nil {
+		return err
+	}
+	if f, err := p.needFloat("vae_encoder", lo); err != nil {
+		return err
+	} else if f != p.io.vencFP16 {
+		return p.errf("vae_encoder", "input and output float types differ")
+	}
+	p.venc, err = p.open("vae_encoder", []string{"sample"}, []string{p.io.vencOut}, o)
+	return err
+}
+
+// vaeEncoderOutput picks the VAE encoder's output: latent_parameters (mean ‖ logvar,
+// sampled here from the seed) or, from older exports, latent_sample with a note that
+// results are then not reproducible.
+func (p *Pipeline) vaeEncoderOutput(out []ort.InputOutputInfo) (ort.InputOutputInfo, error) {
+	if lo, err := ortenv.Lookup(out, "output", "latent_parameters"); err == nil {
+		p.io.vencOut, p.io.vencParams = "latent_parameters", true
+		return lo, nil
+	}
+	lo, err := ortenv.Lookup(out, "output", "latent_sample")
+	if err != nil {
+		return lo, p.errf("vae_encoder", "no latent_parameters or latent_sample output (the model's outputs: %q)", ortenv.Names(out))
+	}
+	p.io.vencOut, p.io.vencParams = "latent_sample", false
+	p.notes = append(p.notes, "vae_encoder exports latent_sample (optimum ≤ 1.22): the VAE posterior is sampled inside the ONNX graph, so results are not reproducible from the seed; re-export with optimum ≥ 1.23")
+	return lo, nil
+}
+
+// openVAEDecoder checks and opens the VAE decoder: latent_sample in, sample out, of one
+// float type.
+func (p *Pipeline) openVAEDecoder(o ortenv.Options) error {
+	in, out, err := p.describe("vae_decoder")
+	if err != nil {
+		return err
+	}
+	li, err := p.need("vae_decoder", in, "input", "latent_sample")
+	if err != nil {
+		return err
+	}
+	so, err := p.need("vae_decoder", out, "output", "sample")
+	if err != nil {
+		return err
+	}
+	if p.io.vdecFP16, err = p.needFloat("vae_decoder", li); err != nil {
+		return err
+	}
+	if f, err := p.needFloat("vae_decoder", so); err != nil {
+		return err
+	} else if f != p.io.vdecFP16 {
+		return p.errf("vae_decoder", "input and output float types differ")
+	}
+	p.vdec, err = p.open("vae_decoder", []string{"latent_sample"}, []string{"sample"}, o)
+	return err
 }
 
 // openUNet opens the UNet session, from a rewritten graph when its timestep is a rank-0
@@ -432,14 +503,6 @@ func (p *Pipeline) openUNet(path string, inputs []string, o ortenv.Options) erro
 	}
 	p.io.tsType = ort.TensorElementDataTypeFloat
 	return nil
-}
-
-func names(infos []ort.InputOutputInfo) []string {
-	var n []string
-	for _, i := range infos {
-		n = append(n, i.Name)
-	}
-	return n
 }
 
 // Close releases the sessions and buffers.

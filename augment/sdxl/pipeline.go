@@ -113,18 +113,24 @@ const (
 
 func (b *buffers) destroy() {
 	for _, c := range b.calls {
-		for _, t := range []*ftensor{c.sample, c.ehs, c.pooled, c.timeIDs, c.eps} {
-			t.destroy()
-		}
-		if c.ts != nil {
-			c.ts.Destroy()
-		}
+		c.destroy()
 	}
 	for _, t := range []*ftensor{b.encIn, b.encOut, b.decIn, b.decOut} {
 		t.destroy()
 	}
 }
 
+func (c *unetCall) destroy() {
+	for _, t := range []*ftensor{c.sample, c.ehs, c.pooled, c.timeIDs, c.eps} {
+		t.destroy()
+	}
+	if c.ts != nil {
+		c.ts.Destroy()
+	}
+}
+
+// buffersFor returns the buffers for working size W and nb batch rows, reusing the last
+// call's when they match.
 func (p *Pipeline) buffersFor(W, nb int) (*buffers, error) {
 	if b := p.bufs; b != nil && b.W == W && b.nb == nb {
 		return b, nil
@@ -152,45 +158,10 @@ func (p *Pipeline) buffersFor(W, nb int) (*buffers, error) {
 			b.destroy()
 		}
 	}()
-	fp16 := p.io.unetFP16
 	for r0 := 0; r0 < nb; r0 += b.rows {
-		r := int64(b.rows)
-		var c unetCall
-		var err error
-		if c.sample, err = newFTensor(ort.NewShape(r, unetCh, int64(h), int64(w)), fp16, b.sample[r0*unetCh*hw:]); err != nil {
+		c, err := p.newUNetCall(b, r0)
+		if err != nil {
 			return nil, err
-		}
-		if c.ehs, err = newFTensor(ort.NewShape(r, seqLen, ehsDim), fp16, b.ehs[r0*seqLen*ehsDim:]); err != nil {
-			return nil, err
-		}
-		if c.pooled, err = newFTensor(ort.NewShape(r, hidden2), fp16, b.pooled[r0*hidden2:]); err != nil {
-			return nil, err
-		}
-		if c.timeIDs, err = newFTensor(ort.NewShape(r, 6), fp16, b.timeIDs[r0*6:]); err != nil {
-			return nil, err
-		}
-		if c.eps, err = newFTensor(ort.NewShape(r, latCh, int64(h), int64(w)), fp16, b.eps[r0*latCh*hw:]); err != nil {
-			return nil, err
-		}
-		if p.io.tsRank == 1 {
-			shape := ort.NewShape(p.io.tsLen)
-			switch p.io.tsType {
-			case ort.TensorElementDataTypeFloat:
-				c.tsF32 = make([]float32, p.io.tsLen)
-				c.ts, err = ort.NewTensor(shape, c.tsF32)
-			case ort.TensorElementDataTypeInt64:
-				c.tsI64 = make([]int64, p.io.tsLen)
-				c.ts, err = ort.NewTensor(shape, c.tsI64)
-			case ort.TensorElementDataTypeInt32:
-				c.tsI32 = make([]int32, p.io.tsLen)
-				c.ts, err = ort.NewTensor(shape, c.tsI32)
-			case ort.TensorElementDataTypeFloat16:
-				c.tsHalf = make([]byte, 2*p.io.tsLen)
-				c.ts, err = ort.NewCustomDataTensor(shape, c.tsHalf, ort.TensorElementDataTypeFloat16)
-			}
-			if err != nil {
-				return nil, fmt.Errorf("sdxl: timestep tensor: %w", err)
-			}
 		}
 		b.calls = append(b.calls, c)
 	}
@@ -201,26 +172,91 @@ func (p *Pipeline) buffersFor(W, nb int) (*buffers, error) {
 	b.mask = make([]float32, W*W)
 	b.mask8 = make([]float32, hw)
 	b.pixels = make([]uint8, W*W*3)
-	var err error
-	encCh := int64(8)
-	if !p.io.vencParams {
-		encCh = latCh
-	}
-	if b.encIn, err = newFTensor(ort.NewShape(1, 3, int64(W), int64(W)), p.io.vencFP16, nil); err != nil {
-		return nil, err
-	}
-	if b.encOut, err = newFTensor(ort.NewShape(1, encCh, int64(h), int64(w)), p.io.vencFP16, nil); err != nil {
-		return nil, err
-	}
-	if b.decIn, err = newFTensor(ort.NewShape(1, latCh, int64(h), int64(w)), p.io.vdecFP16, nil); err != nil {
-		return nil, err
-	}
-	if b.decOut, err = newFTensor(ort.NewShape(1, 3, int64(W), int64(W)), p.io.vdecFP16, nil); err != nil {
+	if err := p.vaeTensors(b); err != nil {
 		return nil, err
 	}
 	ok = true
 	p.bufs = b
 	return b, nil
+}
+
+// newUNetCall makes the tensors of one UNet call over b's batch rows r0..r0+b.rows.
+func (p *Pipeline) newUNetCall(b *buffers, r0 int) (c unetCall, err error) {
+	defer func() {
+		if err != nil {
+			c.destroy()
+		}
+	}()
+	r, h, w, hw := int64(b.rows), int64(b.h), int64(b.w), b.h*b.w
+	fp16 := p.io.unetFP16
+	if c.sample, err = newFTensor(ort.NewShape(r, unetCh, h, w), fp16, b.sample[r0*unetCh*hw:]); err != nil {
+		return c, err
+	}
+	if c.ehs, err = newFTensor(ort.NewShape(r, seqLen, ehsDim), fp16, b.ehs[r0*seqLen*ehsDim:]); err != nil {
+		return c, err
+	}
+	if c.pooled, err = newFTensor(ort.NewShape(r, hidden2), fp16, b.pooled[r0*hidden2:]); err != nil {
+		return c, err
+	}
+	if c.timeIDs, err = newFTensor(ort.NewShape(r, 6), fp16, b.timeIDs[r0*6:]); err != nil {
+		return c, err
+	}
+	if c.eps, err = newFTensor(ort.NewShape(r, latCh, h, w), fp16, b.eps[r0*latCh*hw:]); err != nil {
+		return c, err
+	}
+	if p.io.tsRank == 1 {
+		if err := c.timestepTensor(p.io); err != nil {
+			return c, err
+		}
+	}
+	return c, nil
+}
+
+// timestepTensor makes the rank-1 timestep value, reused by every step.
+func (c *unetCall) timestepTensor(io ioInfo) error {
+	shape := ort.NewShape(io.tsLen)
+	var err error
+	switch io.tsType {
+	case ort.TensorElementDataTypeFloat:
+		c.tsF32 = make([]float32, io.tsLen)
+		c.ts, err = ort.NewTensor(shape, c.tsF32)
+	case ort.TensorElementDataTypeInt64:
+		c.tsI64 = make([]int64, io.tsLen)
+		c.ts, err = ort.NewTensor(shape, c.tsI64)
+	case ort.TensorElementDataTypeInt32:
+		c.tsI32 = make([]int32, io.tsLen)
+		c.ts, err = ort.NewTensor(shape, c.tsI32)
+	case ort.TensorElementDataTypeFloat16:
+		c.tsHalf = make([]byte, 2*io.tsLen)
+		c.ts, err = ort.NewCustomDataTensor(shape, c.tsHalf, ort.TensorElementDataTypeFloat16)
+	}
+	if err != nil {
+		return fmt.Errorf("sdxl: timestep tensor: %w", err)
+	}
+	return nil
+}
+
+// vaeTensors makes the VAE encoder's and decoder's input and output tensors.
+func (p *Pipeline) vaeTensors(b *buffers) error {
+	W, h, w := int64(b.W), int64(b.h), int64(b.w)
+	encCh := int64(8) // mean ‖ logvar
+	if !p.io.vencParams {
+		encCh = latCh
+	}
+	var err error
+	if b.encIn, err = newFTensor(ort.NewShape(1, 3, W, W), p.io.vencFP16, nil); err != nil {
+		return err
+	}
+	if b.encOut, err = newFTensor(ort.NewShape(1, encCh, h, w), p.io.vencFP16, nil); err != nil {
+		return err
+	}
+	if b.decIn, err = newFTensor(ort.NewShape(1, latCh, h, w), p.io.vdecFP16, nil); err != nil {
+		return err
+	}
+	if b.decOut, err = newFTensor(ort.NewShape(1, 3, W, W), p.io.vdecFP16, nil); err != nil {
+		return err
+	}
+	return nil
 }
 
 // normal draws standard normal float32 values from PCG with the Box–Muller transform,
@@ -254,10 +290,11 @@ func (n *normal) fill(dst []float32) {
 	}
 }
 
-// run times one session call.
-func (p *Pipeline) run(t *Timing, s *ortenv.Session, in, out []ort.Value) error {
+// run times one session call. A cancelled ctx ends the call in flight (ONNX Runtime's
+// RunOptions terminate flag), so a stop or a cancelled job does not wait for a UNet step.
+func (p *Pipeline) run(ctx context.Context, t *Timing, s *ortenv.Session, in, out []ort.Value) error {
 	start, cpu := time.Now(), processCPU()
-	err := s.Run(in, out)
+	err := s.RunContext(ctx, in, out)
 	t.Runs += time.Since(start)
 	t.RunsCPU += processCPU() - cpu
 	t.RunCalls++
@@ -286,69 +323,23 @@ func (p *Pipeline) Inpaint(ctx context.Context, req Request, progress func(step,
 		return res, err
 	}
 	res.Warnings = append(res.Warnings, p.notes...)
-	sched, err := scheduler.New(p.sched, req.Steps)
-	if err != nil {
-		return res, fmt.Errorf("sdxl: %w", err)
-	}
-	plan, err := sched.Plan(scheduler.Strength64(req.Strength))
-	if err != nil {
-		return res, fmt.Errorf("sdxl: %w", err)
-	}
-	cfg := req.Guidance > 1
-	nb := 1
-	if cfg {
-		nb = 2
-	}
-	W := req.WorkingSize
-	b, err := p.buffersFor(W, nb)
+	plan, err := p.plan(req)
 	if err != nil {
 		return res, err
 	}
-
-	// Preprocessing (spec §2.4): bicubic to the working size, crop around the mask,
-	// lanczos to the working size.
-	src := imageops.FromImage(req.Image)
-	srcMask := imageops.FromGray(req.Mask)
-	if srcMask.W != src.W || srcMask.H != src.H {
-		return res, fmt.Errorf("sdxl: mask is %dx%d, image %dx%d; scale the mask first", srcMask.W, srcMask.H, src.W, src.H)
+	nb := 1 // batch rows: negative and positive prompt under classifier-free guidance
+	if req.Guidance > 1 {
+		nb = 2
 	}
-	msk, err := imageops.Resize(srcMask, W, W, imageops.Bicubic)
+	b, err := p.buffersFor(req.WorkingSize, nb)
 	if err != nil {
-		return res, fmt.Errorf("sdxl: %w", err)
+		return res, err
 	}
-	box, err := imageops.CropRegion(msk, W, W, req.Padding)
+	w, err := prepare(req, b)
 	if err != nil {
-		return res, fmt.Errorf("sdxl: %w", err)
+		return res, err
 	}
-	if box.Dx() != box.Dy() {
-		return res, fmt.Errorf("sdxl: crop %v is not square", box) // cannot happen for a square working size
-	}
-	res.Crop = image.Rect(box.X1, box.Y1, box.X2, box.Y2)
-	reg := regionsFor(src.W, src.H, W, box, req.RoundTrip)
-	// The working-size image is needed only where the result can depend on it.
-	img, err := imageops.ResizeWindow(src, 0, 0, src.W, src.H, W, W, imageops.Bicubic, reg.work)
-	if err != nil {
-		return res, fmt.Errorf("sdxl: %w", err)
-	}
-	local := imageops.Rect{X1: box.X1 - reg.work.X1, Y1: box.Y1 - reg.work.Y1, X2: box.X2 - reg.work.X1, Y2: box.Y2 - reg.work.Y1}
-	cropImg, err := imageops.Crop(img, local)
-	if err != nil {
-		return res, fmt.Errorf("sdxl: %w", err)
-	}
-	cropMsk, err := imageops.Crop(msk, box)
-	if err != nil {
-		return res, fmt.Errorf("sdxl: %w", err)
-	}
-	if cropImg, err = imageops.Resize(cropImg, W, W, imageops.Lanczos); err != nil {
-		return res, fmt.Errorf("sdxl: %w", err)
-	}
-	if cropMsk, err = imageops.Resize(cropMsk, W, W, imageops.Lanczos); err != nil {
-		return res, fmt.Errorf("sdxl: %w", err)
-	}
-	imageops.Binarize(cropMsk, b.mask)
-	imageops.NearestDown(b.mask, W, W, 8, b.mask8)
-
-	// Prompts.
+	res.Crop = image.Rect(w.box.X1, w.box.Y1, w.box.X2, w.box.Y2)
 	emb, err := p.encodePrompts(ctx, &res.Timing, req.Prompt, req.NegativePrompt)
 	if err != nil {
 		return res, err
@@ -357,14 +348,107 @@ func (p *Pipeline) Inpaint(ctx context.Context, req Request, progress func(step,
 	if err := ctx.Err(); err != nil {
 		return res, err
 	}
+	if err := p.initLatents(ctx, &res.Timing, b, w.cropImg, plan, req.Seed); err != nil {
+		return res, err
+	}
+	b.condition(emb)
+	if err := p.denoise(ctx, &res.Timing, b, plan, req.Guidance, progress); err != nil {
+		return res, err
+	}
+	final, err := p.decode(ctx, &res.Timing, b, w)
+	if err != nil {
+		return res, err
+	}
+	res.Image = final.RGBA()
+	res.Timing.Total = time.Since(start)
+	res.Timing.CPU = processCPU() - cpu
+	return res, nil
+}
 
-	// Latents (spec §2.5, §2.6). Draws in diffusers' order: image posterior, noise,
-	// masked-image posterior.
-	rng := newNormal(req.Seed)
+// plan is the request's denoising schedule.
+func (p *Pipeline) plan(req Request) (scheduler.Plan, error) {
+	sched, err := scheduler.New(p.sched, req.Steps)
+	if err != nil {
+		return scheduler.Plan{}, fmt.Errorf("sdxl: %w", err)
+	}
+	plan, err := sched.Plan(scheduler.Strength64(req.Strength))
+	if err != nil {
+		return scheduler.Plan{}, fmt.Errorf("sdxl: %w", err)
+	}
+	return plan, nil
+}
+
+// work is one request's images at the working size, from preprocessing to paste-back.
+type work struct {
+	src     *imageops.Image // the source as given
+	msk     *imageops.Image // the mask at the working size
+	img     *imageops.Image // the working-size image, only over reg.work
+	box     imageops.Rect   // the crop around the mask, in working-size coordinates
+	local   imageops.Rect   // box within img
+	reg     regions
+	cropImg *imageops.Image // the crop, resized to the working size
+}
+
+// prepare is the preprocessing (spec §2.4): bicubic to the working size, crop around the
+// mask, lanczos to the working size. It leaves the binarised crop mask in b.mask and
+// b.mask8 (at latent size).
+func prepare(req Request, b *buffers) (*work, error) {
+	W := req.WorkingSize
+	w := &work{src: imageops.FromImage(req.Image)}
+	srcMask := imageops.FromGray(req.Mask)
+	if srcMask.W != w.src.W || srcMask.H != w.src.H {
+		return nil, fmt.Errorf("sdxl: mask is %dx%d, image %dx%d; scale the mask first", srcMask.W, srcMask.H, w.src.W, w.src.H)
+	}
+	var err error
+	if w.msk, err = imageops.Resize(srcMask, W, W, imageops.Bicubic); err != nil {
+		return nil, fmt.Errorf("sdxl: %w", err)
+	}
+	if w.box, err = imageops.CropRegion(w.msk, W, W, req.Padding); err != nil {
+		return nil, fmt.Errorf("sdxl: %w", err)
+	}
+	if w.box.Dx() != w.box.Dy() {
+		return nil, fmt.Errorf("sdxl: crop %v is not square", w.box) // cannot happen for a square working size
+	}
+	w.reg = regionsFor(w.src.W, w.src.H, W, w.box, req.RoundTrip)
+	// The working-size image is needed only where the result can depend on it.
+	if w.img, err = imageops.ResizeWindow(w.src, 0, 0, w.src.W, w.src.H, W, W, imageops.Bicubic, w.reg.work); err != nil {
+		return nil, fmt.Errorf("sdxl: %w", err)
+	}
+	w.local = imageops.Rect{X1: w.box.X1 - w.reg.work.X1, Y1: w.box.Y1 - w.reg.work.Y1, X2: w.box.X2 - w.reg.work.X1, Y2: w.box.Y2 - w.reg.work.Y1}
+	if w.cropImg, err = cropResize(w.img, w.local, W); err != nil {
+		return nil, err
+	}
+	cropMsk, err := cropResize(w.msk, w.box, W)
+	if err != nil {
+		return nil, err
+	}
+	imageops.Binarize(cropMsk, b.mask)
+	imageops.NearestDown(b.mask, W, W, 8, b.mask8)
+	return w, nil
+}
+
+// cropResize crops r out of m and resizes it (lanczos) to W×W.
+func cropResize(m *imageops.Image, r imageops.Rect, W int) (*imageops.Image, error) {
+	c, err := imageops.Crop(m, r)
+	if err != nil {
+		return nil, fmt.Errorf("sdxl: %w", err)
+	}
+	if c, err = imageops.Resize(c, W, W, imageops.Lanczos); err != nil {
+		return nil, fmt.Errorf("sdxl: %w", err)
+	}
+	return c, nil
+}
+
+// initLatents encodes the crop and the masked crop and draws the starting latents
+// (spec §2.5, §2.6), in diffusers' order of random draws: image posterior, noise,
+// masked-image posterior.
+func (p *Pipeline) initLatents(ctx context.Context, t *Timing, b *buffers, cropImg *imageops.Image, plan scheduler.Plan, seed uint64) error {
+	W := b.W
+	rng := newNormal(seed)
 	normalise(cropImg, b.encIn.F)
 	if !plan.FromNoise {
-		if err := p.encode(&res.Timing, b, rng, b.imgLat); err != nil {
-			return res, err
+		if err := p.encode(ctx, t, b, rng, b.imgLat); err != nil {
+			return err
 		}
 	}
 	rng.fill(b.noise)
@@ -373,8 +457,8 @@ func (p *Pipeline) Inpaint(ctx context.Context, req Request, progress func(step,
 			b.encIn.F[i], b.encIn.F[W*W+i], b.encIn.F[2*W*W+i] = 0, 0, 0
 		}
 	}
-	if err := p.encode(&res.Timing, b, rng, b.mskLat); err != nil {
-		return res, err
+	if err := p.encode(ctx, t, b, rng, b.mskLat); err != nil {
+		return err
 	}
 	if plan.FromNoise {
 		for i, n := range b.noise {
@@ -385,13 +469,18 @@ func (p *Pipeline) Inpaint(ctx context.Context, req Request, progress func(step,
 			b.latents[i] = b.imgLat[i] + n*plan.NoiseSigma
 		}
 	}
+	return nil
+}
 
-	// Constant UNet inputs: mask and masked-image latents in channels 4..8, prompts,
-	// pooled embeddings and time ids [H, W, 0, 0, H, W] (original_size, crop (0,0),
-	// target_size; diffusers' tuples are (height, width)).
-	hw := b.h * b.w
+// condition fills the UNet inputs that stay the same over the steps: mask and
+// masked-image latents in channels 4..8, prompts, pooled embeddings and time ids
+// [H, W, 0, 0, H, W] (original_size, crop (0,0), target_size; diffusers' tuples are
+// (height, width)). With one batch row it takes the positive prompt; with two, row 0 is
+// the negative.
+func (b *buffers) condition(emb *embeddings) {
+	hw, W := b.h*b.w, float32(b.W)
 	rows := [][2]int{{1, 0}} // (embedding row, batch row)
-	if cfg {
+	if b.nb == 2 {
 		rows = [][2]int{{0, 0}, {1, 1}}
 	}
 	for _, r := range rows {
@@ -401,68 +490,83 @@ func (p *Pipeline) Inpaint(ctx context.Context, req Request, progress func(step,
 		copy(s[(latCh+1)*hw:unetCh*hw], b.mskLat)
 		copy(b.ehs[br*seqLen*ehsDim:(br+1)*seqLen*ehsDim], emb.ehs[e])
 		copy(b.pooled[br*hidden2:(br+1)*hidden2], emb.pooled[e])
-		copy(b.timeIDs[br*6:(br+1)*6], []float32{float32(W), float32(W), 0, 0, float32(W), float32(W)})
+		copy(b.timeIDs[br*6:(br+1)*6], []float32{W, W, 0, 0, W, W})
 	}
 	for _, c := range b.calls {
 		c.ehs.push()
 		c.pooled.push()
 		c.timeIDs.push()
 	}
+}
 
-	// Denoising (spec §2.8).
+// denoise runs the Euler loop (spec §2.8) on b.latents, with classifier-free guidance
+// when b has two rows.
+func (p *Pipeline) denoise(ctx context.Context, t *Timing, b *buffers, plan scheduler.Plan, guidance float32, progress func(step, total int)) error {
+	latHW := latCh * b.h * b.w
 	total := len(plan.Steps)
-	loopCPU, loopRuns := processCPU(), res.Timing.RunsCPU
+	loopCPU, loopRuns := processCPU(), t.RunsCPU
 	for _, st := range plan.Steps {
 		if err := ctx.Err(); err != nil {
-			return res, err
+			return err
 		}
-		for r := 0; r < nb; r++ {
-			s := b.sample[r*unetCh*hw : r*unetCh*hw+latCh*hw]
-			for i, x := range b.latents {
-				s[i] = x / st.Denom
-			}
+		if err := p.predictNoise(ctx, t, b, st); err != nil {
+			return err
 		}
-		for _, c := range b.calls {
-			c.sample.push()
-			ts, err := c.timestep(p.io, st.Timestep)
-			if err != nil {
-				return res, err
-			}
-			err = p.run(&res.Timing, p.unet, []ort.Value{c.sample.v, ts, c.ehs.v, c.pooled.v, c.timeIDs.v}, []ort.Value{c.eps.v})
-			if c.ts == nil {
-				ts.Destroy()
-			}
-			if err != nil {
-				return res, err
-			}
-			c.eps.pull()
-		}
-		eps := b.eps[:latCh*hw]
-		if cfg {
-			g := req.Guidance
-			cond := b.eps[latCh*hw:]
+		eps := b.eps[:latHW]
+		if b.nb == 2 {
+			cond := b.eps[latHW:]
 			for i, u := range eps {
-				eps[i] = u + g*(cond[i]-u)
+				eps[i] = u + guidance*(cond[i]-u)
 			}
 		}
 		scheduler.EulerStep(b.latents, eps, st)
-		res.Timing.Steps++
+		t.Steps++
 		if progress != nil {
 			progress(st.I+1, total)
 		}
 	}
-	res.Timing.LoopCPU = processCPU() - loopCPU - (res.Timing.RunsCPU - loopRuns)
-	if err := ctx.Err(); err != nil {
-		return res, err
-	}
+	t.LoopCPU = processCPU() - loopCPU - (t.RunsCPU - loopRuns)
+	return ctx.Err()
+}
 
-	// Decode and paste back (spec §2.9).
+// predictNoise runs the UNet for one step on the scaled latents: b.eps gets one noise
+// prediction per batch row.
+func (p *Pipeline) predictNoise(ctx context.Context, t *Timing, b *buffers, st scheduler.Step) error {
+	hw := b.h * b.w
+	for r := 0; r < b.nb; r++ {
+		s := b.sample[r*unetCh*hw : r*unetCh*hw+latCh*hw]
+		for i, x := range b.latents {
+			s[i] = x / st.Denom
+		}
+	}
+	for _, c := range b.calls {
+		c.sample.push()
+		ts, err := c.timestep(p.io, st.Timestep)
+		if err != nil {
+			return err
+		}
+		err = p.run(ctx, t, p.unet, []ort.Value{c.sample.v, ts, c.ehs.v, c.pooled.v, c.timeIDs.v}, []ort.Value{c.eps.v})
+		if c.ts == nil {
+			ts.Destroy()
+		}
+		if err != nil {
+			return err
+		}
+		c.eps.pull()
+	}
+	return nil
+}
+
+// decode runs the VAE decoder on the final latents and pastes the result back (spec
+// §2.9): lanczos to the crop's size, overlaid through the mask, back to the source.
+func (p *Pipeline) decode(ctx context.Context, t *Timing, b *buffers, w *work) (*imageops.Image, error) {
+	W := b.W
 	for i, x := range b.latents {
 		b.decIn.F[i] = x / p.scaling
 	}
 	b.decIn.push()
-	if err := p.run(&res.Timing, p.vdec, []ort.Value{b.decIn.v}, []ort.Value{b.decOut.v}); err != nil {
-		return res, err
+	if err := p.run(ctx, t, p.vdec, []ort.Value{b.decIn.v}, []ort.Value{b.decOut.v}); err != nil {
+		return nil, err
 	}
 	b.decOut.pull()
 	plane := W * W
@@ -474,26 +578,19 @@ func (p *Pipeline) Inpaint(ctx context.Context, req Request, progress func(step,
 			b.pixels[3*i+c] = uint8(math.RoundToEven(float64(v * 255)))
 		}
 	}
-	gen, err := imageops.Resize(&imageops.Image{W: W, H: W, C: 3, Pix: b.pixels}, box.Dx(), box.Dy(), imageops.Lanczos)
+	gen, err := imageops.Resize(&imageops.Image{W: W, H: W, C: 3, Pix: b.pixels}, w.box.Dx(), w.box.Dy(), imageops.Lanczos)
 	if err != nil {
-		return res, fmt.Errorf("sdxl: %w", err)
+		return nil, fmt.Errorf("sdxl: %w", err)
 	}
-	mskR, err := imageops.Crop(msk, reg.work)
+	mskR, err := imageops.Crop(w.msk, w.reg.work)
 	if err != nil {
-		return res, fmt.Errorf("sdxl: %w", err)
+		return nil, fmt.Errorf("sdxl: %w", err)
 	}
-	out, err := imageops.Overlay(img, mskR, gen, local)
+	out, err := imageops.Overlay(w.img, mskR, gen, w.local)
 	if err != nil {
-		return res, fmt.Errorf("sdxl: %w", err)
+		return nil, fmt.Errorf("sdxl: %w", err)
 	}
-	final, err := backToSource(out, src, W, reg)
-	if err != nil {
-		return res, err
-	}
-	res.Image = final.RGBA()
-	res.Timing.Total = time.Since(start)
-	res.Timing.CPU = processCPU() - cpu
-	return res, nil
+	return backToSource(out, w.src, W, w.reg)
 }
 
 func withDefaults(r Request) (Request, error) {
@@ -565,9 +662,9 @@ func (c *unetCall) timestep(io ioInfo, t float32) (ort.Value, error) {
 // encode runs the VAE encoder on b.encIn and writes scaling·z to dst, z sampled from the
 // posterior N(mean, exp(logvar)) with logvar clamped to [-30, 20] (diffusers'
 // DiagonalGaussianDistribution), or taken as the export's in-graph sample.
-func (p *Pipeline) encode(t *Timing, b *buffers, rng *normal, dst []float32) error {
+func (p *Pipeline) encode(ctx context.Context, t *Timing, b *buffers, rng *normal, dst []float32) error {
 	b.encIn.push()
-	if err := p.run(t, p.venc, []ort.Value{b.encIn.v}, []ort.Value{b.encOut.v}); err != nil {
+	if err := p.run(ctx, t, p.venc, []ort.Value{b.encIn.v}, []ort.Value{b.encOut.v}); err != nil {
 		return err
 	}
 	b.encOut.pull()

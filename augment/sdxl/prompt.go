@@ -45,7 +45,7 @@ func forceZeros(dir string) (bool, error) {
 // prompt is diffusers' negative_prompt=None: zeros when force_zeros_for_empty_prompt.
 func (p *Pipeline) encodePrompts(ctx context.Context, t *Timing, prompt, negative string) (*embeddings, error) {
 	e := &embeddings{}
-	pos, err := p.encodeCached(t, prompt)
+	pos, err := p.encodeCached(ctx, t, prompt)
 	if err != nil {
 		return nil, err
 	}
@@ -60,7 +60,7 @@ func (p *Pipeline) encodePrompts(ctx context.Context, t *Timing, prompt, negativ
 		e.ehs[0], e.pooled[0] = make([]float32, len(pos.ehs)), make([]float32, len(pos.pooled))
 		return e, nil
 	}
-	neg, err := p.encodeCached(t, negative)
+	neg, err := p.encodeCached(ctx, t, negative)
 	if err != nil {
 		return nil, err
 	}
@@ -71,11 +71,11 @@ func (p *Pipeline) encodePrompts(ctx context.Context, t *Timing, prompt, negativ
 	return e, nil
 }
 
-func (p *Pipeline) encodeCached(t *Timing, text string) (*encoded, error) {
+func (p *Pipeline) encodeCached(ctx context.Context, t *Timing, text string) (*encoded, error) {
 	if e, ok := p.prompts[text]; ok {
 		return e, nil
 	}
-	e, err := p.encodePrompt(t, text)
+	e, err := p.encodePrompt(ctx, t, text)
 	if err != nil {
 		return nil, err
 	}
@@ -98,7 +98,7 @@ func idsValue(dt ort.TensorElementDataType, enc clip.Encoding) (ort.Value, error
 	return ort.NewTensor(shape, append([]int64(nil), enc.IDs...))
 }
 
-func (p *Pipeline) encodePrompt(t *Timing, text string) (*encoded, error) {
+func (p *Pipeline) encodePrompt(ctx context.Context, t *Timing, text string) (*encoded, error) {
 	e1, e2 := p.tok1.Encode(text), p.tok2.Encode(text)
 	out := &encoded{ehs: make([]float32, seqLen*ehsDim), pooled: make([]float32, hidden2)}
 	if e1.Truncated {
@@ -132,10 +132,10 @@ func (p *Pipeline) encodePrompt(t *Timing, text string) (*encoded, error) {
 		return nil, err
 	}
 	defer pooled.destroy()
-	if err := p.run(t, p.te1, []ort.Value{ids1}, []ort.Value{h1.v}); err != nil {
+	if err := p.run(ctx, t, p.te1, []ort.Value{ids1}, []ort.Value{h1.v}); err != nil {
 		return nil, err
 	}
-	if err := p.run(t, p.te2, []ort.Value{ids2}, []ort.Value{pooled.v, h2.v}); err != nil {
+	if err := p.run(ctx, t, p.te2, []ort.Value{ids2}, []ort.Value{pooled.v, h2.v}); err != nil {
 		return nil, err
 	}
 	h1.pull()

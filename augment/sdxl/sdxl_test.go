@@ -440,7 +440,7 @@ func TestPromptEmbedding(t *testing.T) {
 	testenv.ORT(t)
 	dir := exportDir(t, zoo.SDXLConfig{Export: zoo.OptimumOld, Seed: 13})
 	p := open(t, dir)
-	e, err := p.encodePrompt(&Timing{}, "copper metal scratches")
+	e, err := p.encodePrompt(t.Context(), &Timing{}, "copper metal scratches")
 	if err != nil {
 		t.Fatal(err)
 	}

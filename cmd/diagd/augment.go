@@ -71,6 +71,11 @@ func runAugment(ctx context.Context, env *cliEnv, args []string) int {
 	if err != nil {
 		return fail(2, "--provider: %v", err)
 	}
+	so, err := sessionOptions("augment", prov, 0)
+	if err != nil {
+		fmt.Fprintln(env.stderr, err)
+		return exitConfig
+	}
 	if *rule != "" {
 		if _, err := catalogue.ParseLabelRule(*rule); err != nil {
 			return fail(2, "--label-rule: %v", err)
@@ -98,7 +103,7 @@ func runAugment(ctx context.Context, env *cliEnv, args []string) int {
 	}
 	fmt.Fprintln(env.stderr)
 
-	g, err := openGenerator(env, *gen, *model, prov)
+	g, err := openGenerator(env, *gen, *model, so)
 	if err != nil {
 		return fail(1, "%v", err)
 	}
@@ -124,7 +129,7 @@ func runAugment(ctx context.Context, env *cliEnv, args []string) int {
 
 // openGenerator opens the generator asked for; auto is diag when a model is
 // configured, else memseg, and says which.
-func openGenerator(env *cliEnv, name, model string, prov ortenv.Provider) (augment.Generator, error) {
+func openGenerator(env *cliEnv, name, model string, so ortenv.Options) (augment.Generator, error) {
 	if name == "auto" {
 		name = "diag"
 		if model == "" {
@@ -141,7 +146,7 @@ func openGenerator(env *cliEnv, name, model string, prov ortenv.Provider) (augme
 	if st, err := os.Stat(model); err != nil || !st.IsDir() {
 		return nil, fmt.Errorf("model folder %s is not there: %s", model, exportHint)
 	}
-	return augment.OpenDIAG(env.log, model, ortenv.Options{Provider: prov})
+	return augment.OpenDIAG(env.log, model, so)
 }
 
 func printSummary(w io.Writer, s augment.Summary) {

@@ -49,7 +49,12 @@ func runDetect(ctx context.Context, env *cliEnv, args []string) int {
 		fmt.Fprintf(env.stderr, "diagd detect: --provider: %v\n", err)
 		return exitUsage
 	}
-	m, err := detect.LoadModel(env.log, *modelDir, detect.Options{Session: ortenv.Options{Provider: p}, MaxBatch: *batch, Workers: 1})
+	so, err := sessionOptions("detect", p, 0)
+	if err != nil {
+		fmt.Fprintln(env.stderr, err)
+		return exitConfig
+	}
+	m, err := detect.LoadModel(env.log, *modelDir, detect.Options{Session: so, MaxBatch: *batch, Workers: 1})
 	if err != nil {
 		fmt.Fprintf(env.stderr, "diagd detect: %v\n", err)
 		return exitFailure

@@ -93,6 +93,11 @@ func runEval(ctx context.Context, env *cliEnv, args []string) int {
 		fmt.Fprintf(env.stderr, "diagd eval: --provider: %v\n", err)
 		return exitUsage
 	}
+	so, err := sessionOptions("eval", p, 0)
+	if err != nil {
+		fmt.Fprintln(env.stderr, err)
+		return exitConfig
+	}
 	lr, err := dataset.ParseLabelRule(*rule)
 	if err != nil {
 		fmt.Fprintf(env.stderr, "diagd eval: --label-rule: %v\n", err)
@@ -108,7 +113,7 @@ func runEval(ctx context.Context, env *cliEnv, args []string) int {
 	}
 	fmt.Fprintf(env.stderr, "%s\n", set.Summarize())
 
-	m, err := detect.LoadModel(env.log, *modelDir, detect.Options{Session: ortenv.Options{Provider: p}, MaxBatch: *batch, Workers: 1})
+	m, err := detect.LoadModel(env.log, *modelDir, detect.Options{Session: so, MaxBatch: *batch, Workers: 1})
 	if err != nil {
 		return fail("%v", err)
 	}

@@ -55,7 +55,12 @@ func runFID(ctx context.Context, env *cliEnv, args []string) int {
 		fmt.Fprintf(env.stderr, "diagd fid: --provider: %v\n", err)
 		return 2
 	}
-	ex, err := fid.NewExtractor(env.log, *model, *dims, fid.Options{Session: ortenv.Options{Provider: p}, Batch: *batch})
+	so, err := sessionOptions("fid", p, 0)
+	if err != nil {
+		fmt.Fprintln(env.stderr, err)
+		return exitConfig
+	}
+	ex, err := fid.NewExtractor(env.log, *model, *dims, fid.Options{Session: so, Batch: *batch})
 	if err != nil {
 		fmt.Fprintf(env.stderr, "diagd fid: %v\n", err)
 		return 1

@@ -134,6 +134,11 @@ func runTrain(ctx context.Context, env *cliEnv, args []string) int {
 	if err := f.options(); err != nil {
 		return fail(err)
 	}
+	var err error
+	if f.o.Session, err = sessionOptions("train", f.o.Session.Provider, f.threads); err != nil {
+		fmt.Fprintln(env.stderr, err)
+		return exitConfig
+	}
 	f.o.Log = env.log
 	f.o.Plan = func(p retrain.Plan) { printPlan(env, p, f.rule) }
 	bar := newTrainBar(env.stderr)

@@ -184,9 +184,7 @@ func (c *Config) validateLimits(p *problems) {
 	if c.ModelPoll < MinModelPoll || c.ModelPoll > MaxModelPoll {
 		p.bad("MODEL_POLL", "%v is outside %v..%v", c.ModelPoll, MinModelPoll, MaxModelPoll)
 	}
-	if c.DeviceID < 0 || c.DeviceID > MaxDeviceID {
-		p.bad("DEVICE_ID", "%d is outside 0..%d", c.DeviceID, MaxDeviceID)
-	}
+	validateDeviceID(p, c.DeviceID)
 	if c.Threads < 0 || c.Threads > MaxThreads {
 		p.bad("THREADS", "%d is outside 0..%d", c.Threads, MaxThreads)
 	}
@@ -398,17 +396,27 @@ func (c *Config) validateTRT(pr *problems) {
 	if c.TRTFP16 && err == nil && !tensorRT {
 		pr.bad("TRT_FP16", "true has no effect with DIAGD_PROVIDER=%s (TensorRT only: use tensorrt or auto)", p)
 	}
-	if c.TRTCache == "" {
+	validateTRTCache(pr, c.TRTCache)
+}
+
+func validateDeviceID(p *problems, id int) {
+	if id < 0 || id > MaxDeviceID {
+		p.bad("DEVICE_ID", "%d is outside 0..%d", id, MaxDeviceID)
+	}
+}
+
+func validateTRTCache(pr *problems, dir string) {
+	if dir == "" {
 		return
 	}
 	switch {
-	case !filepath.IsAbs(c.TRTCache):
-		pr.bad("TRT_CACHE", "%q is not an absolute path", c.TRTCache)
-	case strings.ContainsRune(c.TRTCache, 0):
+	case !filepath.IsAbs(dir):
+		pr.bad("TRT_CACHE", "%q is not an absolute path", dir)
+	case strings.ContainsRune(dir, 0):
 		pr.bad("TRT_CACHE", "contains a NUL byte")
 	default:
-		if st, err := os.Stat(c.TRTCache); err == nil && !st.IsDir() {
-			pr.bad("TRT_CACHE", "%s is a file; name a folder", c.TRTCache)
+		if st, err := os.Stat(dir); err == nil && !st.IsDir() {
+			pr.bad("TRT_CACHE", "%s is a file; name a folder", dir)
 		}
 	}
 }
@@ -417,5 +425,32 @@ func (c *Config) validateTRT(pr *problems) {
 // caller's job (THREADS for judging, JOB_THREADS for jobs). Call after Validate.
 func (c Config) Session(threads int) ortenv.Options {
 	p, _ := ortenv.ParseProvider(c.Provider)
-	return ortenv.Options{Provider: p, DeviceID: c.DeviceID, Threads: threads, TRTFP16: c.TRTFP16, TRTCacheDir: c.TRTCache}
+	return SessionEnv{DeviceID: c.DeviceID, TRTFP16: c.TRTFP16, TRTCache: c.TRTCache}.Options(p, threads)
+}
+
+// SessionEnv are the session settings besides the provider, as Config reads them (same
+// variables, same defaults, same checks): what the CLI tools honour, which take the
+// provider from --provider and need no daemon configuration.
+type SessionEnv struct {
+	DeviceID int    `envconfig:"DIAGD_DEVICE_ID" default:"0"`
+	TRTFP16  bool   `envconfig:"DIAGD_TRT_FP16" default:"false"`
+	TRTCache string `envconfig:"DIAGD_TRT_CACHE"`
+}
+
+// LoadSessionEnv reads and checks DIAGD_DEVICE_ID, DIAGD_TRT_FP16 and DIAGD_TRT_CACHE
+// alone. Errors name the variable.
+func LoadSessionEnv() (SessionEnv, error) {
+	var s SessionEnv
+	if err := envconfig.Process("", &s); err != nil {
+		return s, fmt.Errorf("configuration: %s", Redact(err.Error()))
+	}
+	var p problems
+	validateDeviceID(&p, s.DeviceID)
+	validateTRTCache(&p, s.TRTCache)
+	return s, errors.Join(p...)
+}
+
+// Options are the session options for provider p with threads intra-op threads.
+func (s SessionEnv) Options(p ortenv.Provider, threads int) ortenv.Options {
+	return ortenv.Options{Provider: p, DeviceID: s.DeviceID, Threads: threads, TRTFP16: s.TRTFP16, TRTCacheDir: s.TRTCache}
 }

@@ -26,10 +26,7 @@ const (
 // pending lists functions over a limit that another change is splitting, with who; the
 // test fails when one of them is back within the limits (take it off the list) and for
 // any function over a limit that is not listed.
-var pending = map[string]string{
-	"augment/sdxl.Pipeline.Inpaint":      "integrator, issue 9",
-	"augment/sdxl.Pipeline.openSessions": "integrator, issue 9",
-}
+var pending = map[string]string{}
 
 // funcInfo is one function's size.
 type funcInfo struct {

@@ -53,6 +53,11 @@ type Extractor struct {
 	workers     int
 	fixedBatch  bool
 	cache       *Cache
+	// The model's float boundary (detect.Floats): whether its input is float16, and
+	// the outputs' buffers when the feature width is declared (nil: ORT allocates
+	// float32 outputs, and the width is learned on the first run).
+	inFP16      bool
+	feat, logit *detect.Floats
 }
 
 // Open loads dir/model.onnx with dir/model.json for feature extraction.
@@ -77,23 +82,8 @@ func Open(log *slog.Logger, dir string, o Options) (*Extractor, error) {
 	if e.batch <= 0 {
 		e.batch = 8
 	}
-	var names []string
-	for _, out := range outs {
-		names = append(names, out.Name)
-		if out.Name == meta.Outputs.Features {
-			if len(out.Dimensions) != 2 {
-				return nil, fmt.Errorf("%s: output %q has shape %v; want [batch,F]", path, out.Name, out.Dimensions)
-			}
-			e.dim = int(out.Dimensions[1]) // -1 when symbolic; learned on the first run
-		}
-	}
-	if e.dim == 0 {
-		return nil, fmt.Errorf("%s: %w: metadata names %q but the model's outputs are %q", path, ErrNoFeatures, meta.Outputs.Features, names)
-	}
-	for _, in := range ins {
-		if in.Name == meta.Input.Name && len(in.Dimensions) == 4 && in.Dimensions[0] > 0 {
-			e.batch, e.fixedBatch = int(in.Dimensions[0]), true
-		}
+	if err := e.checkModel(path, ins, outs); err != nil {
+		return nil, err
 	}
 	if e.ModelDigest, err = imageio.FileDigest(path); err != nil {
 		return nil, err
@@ -114,6 +104,52 @@ func Open(log *slog.Logger, dir string, o Options) (*Extractor, error) {
 		return nil, err
 	}
 	return e, nil
+}
+
+// checkModel checks the model's input and outputs against the metadata and sets up its
+// float boundary: float32 or float16 (a model.half() export) on either side, converted
+// by detect.Floats as serving converts them.
+func (e *Extractor) checkModel(path string, ins, outs []ort.InputOutputInfo) error {
+	meta := e.Meta
+	in, err := ortenv.Lookup(ins, "input", meta.Input.Name)
+	if err != nil {
+		return fmt.Errorf("%s: metadata input.name: %w", path, err)
+	}
+	if e.inFP16, err = ortenv.NeedFloat(in); err != nil {
+		return fmt.Errorf("%s: input %w", path, err)
+	}
+	if len(in.Dimensions) == 4 && in.Dimensions[0] > 0 {
+		e.batch, e.fixedBatch = int(in.Dimensions[0]), true
+	}
+	out, err := ortenv.Lookup(outs, "output", meta.Outputs.Features)
+	if err != nil {
+		return fmt.Errorf("%s: %w: metadata outputs.features: %w", path, ErrNoFeatures, err)
+	}
+	if len(out.Dimensions) != 2 || out.Dimensions[1] == 0 {
+		return fmt.Errorf("%s: output %q has shape %v; want [batch,F]", path, out.Name, out.Dimensions)
+	}
+	featFP16, err := ortenv.NeedFloat(out)
+	if err != nil {
+		return fmt.Errorf("%s: output %w", path, err)
+	}
+	lo, err := ortenv.Lookup(outs, "output", meta.Outputs.Logit)
+	if err != nil {
+		return fmt.Errorf("%s: metadata outputs.logit: %w", path, err)
+	}
+	if len(lo.Dimensions) != 2 || (lo.Dimensions[1] != 1 && lo.Dimensions[1] >= 0) {
+		return fmt.Errorf("%s: output %q has shape %v; want [batch,1]", path, lo.Name, lo.Dimensions)
+	}
+	logitFP16, err := ortenv.NeedFloat(lo)
+	if err != nil {
+		return fmt.Errorf("%s: output %w", path, err)
+	}
+	e.dim = int(out.Dimensions[1]) // -1 when symbolic
+	if e.dim > 0 {
+		e.feat, e.logit = detect.NewFloats(e.batch*e.dim, featFP16), detect.NewFloats(e.batch, logitFP16)
+	} else if featFP16 || logitFP16 {
+		return fmt.Errorf("%s: a float16 output %q of undeclared width (shape %v): export it with a fixed feature width", path, out.Name, out.Dimensions)
+	}
+	return nil
 }
 
 // Close frees the session.
@@ -149,7 +185,7 @@ type Progress func(done, total int)
 
 type prepared struct {
 	idx []int // item index of each packed row
-	buf []float32
+	buf *detect.Floats
 }
 
 // Extract computes features for items. Reading, decoding and preprocessing of the next
@@ -224,7 +260,7 @@ func (e *Extractor) fromCache(ctx context.Context, items []dataset.Item, res *Re
 type prepPipeline struct {
 	size    int
 	batches chan prepared
-	free    chan []float32
+	free    chan *detect.Floats
 	// errs[i] is item i's preparation error. Workers write distinct indices; they are
 	// read only after batches is closed, which happens after every worker is done.
 	errs []error
@@ -232,11 +268,11 @@ type prepPipeline struct {
 
 func (e *Extractor) startPrep(ctx context.Context, items []dataset.Item, todo []int) *prepPipeline {
 	pre := detect.NewPreprocessor(e.Meta.Input)
-	pl := &prepPipeline{size: pre.Size(), batches: make(chan prepared, e.workers), free: make(chan []float32, e.workers+1),
+	pl := &prepPipeline{size: pre.Size(), batches: make(chan prepared, e.workers), free: make(chan *detect.Floats, e.workers+1),
 		errs: make([]error, len(items))}
 	pre.Close()
 	for range e.workers + 1 {
-		pl.free <- make([]float32, e.batch*pl.size)
+		pl.free <- detect.NewFloats(e.batch*pl.size, e.inFP16)
 	}
 	chunks := make(chan []int)
 	go func() {
@@ -279,7 +315,7 @@ func (e *Extractor) prepWorker(ctx context.Context, items []dataset.Item, chunks
 			k := len(cur.idx)
 			mat, err := imageio.Read(items[i].Path)
 			if err == nil {
-				if err = p.Into(mat, cur.buf[k*pl.size:(k+1)*pl.size]); err != nil {
+				if err = p.Into(mat, cur.buf.F[k*pl.size:(k+1)*pl.size]); err != nil {
 					err = fmt.Errorf("%s: %w", items[i].Path, err)
 				}
 			}
@@ -305,7 +341,7 @@ func (e *Extractor) runBatches(ctx context.Context, items []dataset.Item, pl *pr
 			pl.free <- b.buf
 			continue
 		}
-		feats, logits, err := e.run(b.buf, len(b.idx))
+		feats, logits, err := e.run(ctx, b.buf, len(b.idx))
 		pl.free <- b.buf
 		if err != nil {
 			return err
@@ -326,22 +362,24 @@ func (e *Extractor) runBatches(ctx context.Context, items []dataset.Item, pl *pr
 	return ctx.Err()
 }
 
-// run executes one batch of k preprocessed images held at the front of buf.
-func (e *Extractor) run(buf []float32, k int) ([][]float32, []float32, error) {
+// run executes one batch of k preprocessed images held at the front of buf. A cancelled
+// ctx ends the run in flight (ortenv.Session.RunContext).
+func (e *Extractor) run(ctx context.Context, buf *detect.Floats, k int) ([][]float32, []float32, error) {
 	rows := k
+	size := len(buf.F) / e.batch
 	if e.fixedBatch {
 		rows = e.batch
-		clear(buf[k*len(buf)/e.batch:])
+		clear(buf.F[k*size:])
 	}
-	size := len(buf) / e.batch
-	in, err := ort.NewTensor(ort.NewShape(int64(rows), 3, int64(e.Meta.Input.Height), int64(e.Meta.Input.Width)), buf[:rows*size])
+	buf.Encode(rows * size)
+	in, err := buf.Value(ort.NewShape(int64(rows), 3, int64(e.Meta.Input.Height), int64(e.Meta.Input.Width)))
 	if err != nil {
 		return nil, nil, err
 	}
 	defer in.Destroy()
-	outs := []ort.Value{nil, nil}
-	if err := e.sess.Run([]ort.Value{in}, outs); err != nil {
-		return nil, nil, fmt.Errorf("%s: inference: %w", e.Dir, err)
+	outs, err := e.outputs(rows)
+	if err != nil {
+		return nil, nil, err
 	}
 	defer func() {
 		for _, o := range outs {
@@ -350,6 +388,46 @@ func (e *Extractor) run(buf []float32, k int) ([][]float32, []float32, error) {
 			}
 		}
 	}()
+	if err := e.sess.RunContext(ctx, []ort.Value{in}, outs); err != nil {
+		return nil, nil, fmt.Errorf("%s: inference: %w", e.Dir, err)
+	}
+	fd, ld, err := e.outputData(outs, rows)
+	if err != nil {
+		return nil, nil, err
+	}
+	feats := make([][]float32, k)
+	for i := range k {
+		feats[i] = append([]float32(nil), fd[i*e.dim:(i+1)*e.dim]...)
+	}
+	return feats, append([]float32(nil), ld[:k]...), nil
+}
+
+// outputs are the values a run of rows images writes into: over e.feat and e.logit
+// when the feature width is declared, else nil for ORT to allocate.
+func (e *Extractor) outputs(rows int) ([]ort.Value, error) {
+	if e.feat == nil {
+		return []ort.Value{nil, nil}, nil
+	}
+	f, err := e.feat.Value(ort.NewShape(int64(rows), int64(e.dim)))
+	if err != nil {
+		return nil, err
+	}
+	l, err := e.logit.Value(ort.NewShape(int64(rows), 1))
+	if err != nil {
+		f.Destroy()
+		return nil, err
+	}
+	return []ort.Value{f, l}, nil
+}
+
+// outputData is a run's features (rows × e.dim) and logits in float32. For a model that
+// does not declare its feature width, the width is learned from the first run.
+func (e *Extractor) outputData(outs []ort.Value, rows int) (fd, ld []float32, err error) {
+	if e.feat != nil {
+		e.feat.Decode(rows * e.dim)
+		e.logit.Decode(rows)
+		return e.feat.F[:rows*e.dim], e.logit.F[:rows], nil
+	}
 	ft, ok1 := outs[0].(*ort.Tensor[float32])
 	lt, ok2 := outs[1].(*ort.Tensor[float32])
 	if !ok1 || !ok2 {
@@ -364,13 +442,9 @@ func (e *Extractor) run(buf []float32, k int) ([][]float32, []float32, error) {
 		return nil, nil, fmt.Errorf("%s: features output is %d wide; the model declares %d", e.Dir, dim, e.dim)
 	}
 	e.dim = dim
-	fd, ld := ft.GetData(), lt.GetData()
+	fd, ld = ft.GetData(), lt.GetData()
 	if len(ld) != rows {
 		return nil, nil, fmt.Errorf("%s: logit output holds %d values for a batch of %d", e.Dir, len(ld), rows)
 	}
-	feats := make([][]float32, k)
-	for i := range k {
-		feats[i] = append([]float32(nil), fd[i*dim:(i+1)*dim]...)
-	}
-	return feats, append([]float32(nil), ld[:k]...), nil
+	return fd, ld, nil
 }

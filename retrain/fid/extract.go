@@ -99,16 +99,9 @@ func NewExtractor(log *slog.Logger, modelPath string, dims int, o Options) (*Ext
 }
 
 func checkInception(ins, outs []ort.InputOutputInfo, outName string, dims int) error {
-	var in *ort.InputOutputInfo
-	var names []string
-	for i := range ins {
-		names = append(names, ins[i].Name)
-		if ins[i].Name == inception.Input {
-			in = &ins[i]
-		}
-	}
-	if in == nil {
-		return fmt.Errorf("no input %q (inputs: %q)", inception.Input, names)
+	in, err := ortenv.Lookup(ins, "input", inception.Input)
+	if err != nil {
+		return err
 	}
 	s := int64(inception.Size)
 	d := in.Dimensions
@@ -116,19 +109,15 @@ func checkInception(ins, outs []ort.InputOutputInfo, outName string, dims int) e
 		(d[2] >= 0 && d[2] != s) || (d[3] >= 0 && d[3] != s) {
 		return fmt.Errorf("input %q is %v %v; want float32 [batch,3,299,299]", in.Name, in.DataType, d)
 	}
-	names = names[:0]
-	for _, o := range outs {
-		names = append(names, o.Name)
-		if o.Name != outName {
-			continue
-		}
-		od := o.Dimensions
-		if o.DataType != ort.TensorElementDataTypeFloat || len(od) != 2 || (od[1] >= 0 && od[1] != int64(dims)) {
-			return fmt.Errorf("output %q is %v %v; want float32 [batch,%d]", o.Name, o.DataType, od, dims)
-		}
-		return nil
+	o, err := ortenv.Lookup(outs, "output", outName)
+	if err != nil {
+		return fmt.Errorf("%d dims: %w", dims, err)
 	}
-	return fmt.Errorf("no output %q for %d dims (outputs: %q)", outName, dims, names)
+	od := o.Dimensions
+	if o.DataType != ort.TensorElementDataTypeFloat || len(od) != 2 || (od[1] >= 0 && od[1] != int64(dims)) {
+		return fmt.Errorf("output %q is %v %v; want float32 [batch,%d]", o.Name, o.DataType, od, dims)
+	}
+	return nil
 }
 
 // Close releases the session.

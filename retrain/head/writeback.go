@@ -20,6 +20,10 @@ import (
 // fed by the features output, so a trained head cannot be written into it.
 var ErrStructure = errors.New("unexpected detector structure")
 
+// ErrFloat16Head is the ErrStructure of a float16 export (model.half()): serving and
+// feature extraction take it, but a trained head is written as float32 only.
+var ErrFloat16Head = fmt.Errorf("%w: the head's weights are float16 (a model.half() export), and diagd writes float32 heads only; retrain from the float32 export of the detector", ErrStructure)
+
 // passThrough ops do not change values; the logit output may be named through them.
 var passThrough = map[string]bool{"Identity": true, "Flatten": true, "Reshape": true, "Squeeze": true, "Unsqueeze": true}
 
@@ -96,6 +100,59 @@ func initializer(g *pb.GraphProto, name string) *pb.TensorProto {
 	return nil
 }
 
+// Writable checks, without writing anything, that WriteBack can write a head into the
+// model: its logit comes from a Gemm fed by the features output whose weight and bias
+// are float32 initializers. It lets a retraining run refuse a base model before it
+// extracts any features.
+func Writable(modelPath, logit, features string) error {
+	hm, err := loadHead(modelPath, logit, features)
+	if err != nil {
+		return err
+	}
+	if err := float32Head(hm.wt, hm.bt); err != nil {
+		return fmt.Errorf("%s: %w", modelPath, err)
+	}
+	return nil
+}
+
+// headModel is a loaded model with its head located: the Gemm and its weight and bias
+// initializers.
+type headModel struct {
+	m      *pb.ModelProto
+	g      *pb.GraphProto
+	n      *pb.NodeProto
+	wt, bt *pb.TensorProto
+}
+
+// loadHead loads a model and locates its head (external data not read).
+func loadHead(path, logit, features string) (*headModel, error) {
+	m, err := build.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	hm := &headModel{m: m, g: m.GetGraph()}
+	if hm.n, err = headGemm(hm.g, logit, features); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	hm.wt, hm.bt = initializer(hm.g, hm.n.Input[1]), initializer(hm.g, hm.n.Input[2])
+	if hm.wt == nil || hm.bt == nil {
+		return nil, fmt.Errorf("%s: %w: the head Gemm's weight %q and bias %q must be initializers", path, ErrStructure, hm.n.Input[1], hm.n.Input[2])
+	}
+	return hm, nil
+}
+
+// float32Head checks the head's weight and bias types.
+func float32Head(wt, bt *pb.TensorProto) error {
+	f32, f16 := int32(pb.TensorProto_FLOAT), int32(pb.TensorProto_FLOAT16)
+	switch {
+	case wt.GetDataType() == f32 && bt.GetDataType() == f32:
+		return nil
+	case wt.GetDataType() == f16 || bt.GetDataType() == f16:
+		return ErrFloat16Head
+	}
+	return fmt.Errorf("%w: head weights are not float32", ErrStructure)
+}
+
 // WriteBack writes a copy of baseModel with the head's weights to outPath (atomically),
 // in the storage form Store describes.
 func WriteBack(baseModel, outPath, logit, features string, h *Head) error {
@@ -114,19 +171,11 @@ func Store(srcModel, dstModel, logit, features string) error {
 // rewrite loads base, replaces its head with h (nil keeps it), and writes it to out with
 // the backbone in a content-addressed side file.
 func rewrite(base, out, logit, features string, h *Head) error {
-	m, err := build.Load(base)
+	hm, err := loadHead(base, logit, features)
 	if err != nil {
 		return err
 	}
-	g := m.GetGraph()
-	n, err := headGemm(g, logit, features)
-	if err != nil {
-		return fmt.Errorf("%s: %w", base, err)
-	}
-	wt, bt := initializer(g, n.Input[1]), initializer(g, n.Input[2])
-	if wt == nil || bt == nil {
-		return fmt.Errorf("%s: %w: the head Gemm's weight %q and bias %q must be initializers", base, ErrStructure, n.Input[1], n.Input[2])
-	}
+	m, g, n, wt, bt := hm.m, hm.g, hm.n, hm.wt, hm.bt
 	if err := resolveExternal(g, filepath.Dir(base)); err != nil {
 		return fmt.Errorf("%s: %w", base, err)
 	}
@@ -169,8 +218,8 @@ func setHead(n *pb.NodeProto, wt, bt *pb.TensorProto, h *Head) error {
 	if n := numel(bt.Dims); n != 1 {
 		return fmt.Errorf("%w: head bias %q has shape %v; want one value", ErrStructure, bt.GetName(), bt.Dims)
 	}
-	if wt.GetDataType() != int32(pb.TensorProto_FLOAT) || bt.GetDataType() != int32(pb.TensorProto_FLOAT) {
-		return fmt.Errorf("%w: head weights are not float32", ErrStructure)
+	if err := float32Head(wt, bt); err != nil {
+		return err
 	}
 	// Gemm computes alpha·x·W + beta·c, so store W/alpha and b/beta.
 	w := make([]float32, f)
@@ -218,21 +267,13 @@ func numel(d []int64) int64 {
 // features cached for one serve the other; weights stored inline or in side files give
 // the same digest (side files are read into the model before hashing).
 func ReadHead(modelPath, logit, features string) (*Head, string, error) {
-	m, err := build.Load(modelPath)
+	hm, err := loadHead(modelPath, logit, features)
 	if err != nil {
 		return nil, "", err
 	}
-	g := m.GetGraph()
-	n, err := headGemm(g, logit, features)
-	if err != nil {
-		return nil, "", fmt.Errorf("%s: %w", modelPath, err)
-	}
+	m, g, n, wt, bt := hm.m, hm.g, hm.n, hm.wt, hm.bt
 	if err := resolveExternal(g, filepath.Dir(modelPath)); err != nil {
 		return nil, "", fmt.Errorf("%s: %w", modelPath, err)
-	}
-	wt, bt := initializer(g, n.Input[1]), initializer(g, n.Input[2])
-	if wt == nil || bt == nil {
-		return nil, "", fmt.Errorf("%s: %w: head weights are not initializers", modelPath, ErrStructure)
 	}
 	w, err := floats(wt)
 	if err != nil {
