@@ -29,6 +29,11 @@ type doneBatch struct {
 	judged bool            // the verdicts are durable
 }
 
+// AfterQueueBatches is how many judged batches may wait for their after-actions. A
+// SIGKILL loses those actions (never the verdicts, which are durable first): the files
+// are judged again at the next start, recognised by messageid and not published again.
+const AfterQueueBatches = 4
+
 func newAfterBatch(d *Daemon, queue int) *afterBatch {
 	a := &afterBatch{d: d, q: make(chan doneBatch, queue)}
 	a.wg.Add(1)

@@ -113,7 +113,7 @@ func New(log *slog.Logger, cfg config.Config) (*Daemon, error) {
 	if cfg.NegativesKeep > 0 {
 		d.negatives = newNegativePool(filepath.Join(cfg.DataDir, "negatives"), cfg.NegativesKeep)
 	}
-	d.after = newAfterBatch(d, 4)
+	d.after = newAfterBatch(d, AfterQueueBatches)
 	d.jobs = newJobs(d)
 	if d.console, err = newConsole(d); err != nil {
 		d.ob.Close()

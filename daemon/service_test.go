@@ -169,8 +169,10 @@ func TestFullOutboxHoldsFramesAndLosesNothing(t *testing.T) {
 	if took := time.Since(stopped); took > 10*time.Second {
 		t.Fatalf("stop with a full outbox took %v (shutdown timeout 1s)", took)
 	}
-	if st := r.d.ob.Stats(); st.Records != held {
-		t.Fatalf("outbox after the stop: %+v, want the %d records it held", st, held)
+	// A smaller batch may still fit while the stop drains the frames in flight; none of
+	// what was held may go.
+	if st := r.d.ob.Stats(); st.Records < held || st.Records > 100 {
+		t.Fatalf("outbox after the stop: %+v, want the %d records it held (and at most 100)", st, held)
 	}
 	t.Logf("outbox held %d verdicts; %d files waited on disk", held, n-held)
 
