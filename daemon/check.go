@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/diagd/diagd/capture"
@@ -107,6 +108,9 @@ func checkWritable(dir string) error {
 // folder: opening the real journal would rewrite it under a running daemon, and a
 // check leaves nothing behind. A journal folder named in the source must be writable.
 func checkSources(spec string) error {
+	if strings.TrimSpace(spec) == "" {
+		return nil // the demo stands in for sources (config.Validate requires them otherwise)
+	}
 	cfgs, err := capture.ParseSources(spec)
 	if err != nil || len(cfgs) == 0 {
 		return err

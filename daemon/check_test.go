@@ -56,3 +56,16 @@ func TestCheck(t *testing.T) {
 		t.Fatalf("unwritable folders: %v", err)
 	}
 }
+
+// The demo runs with no sources (it makes its own video): Check must not ask for them
+// (before, `scripts/demo.sh`, the README's quick start, stopped at "DIAGD_SOURCES: no
+// sources given").
+func TestCheckDemoNeedsNoSources(t *testing.T) {
+	testenv.ORT(t)
+	b := mosquittotest.Start(t)
+	cfg := testConfig(t, b.URL(), folderSource("cam", t.TempDir()))
+	cfg.Sources, cfg.Demo = "", true
+	if _, err := Check(testenv.Logger(t), cfg, CheckOptions{}); err != nil {
+		t.Fatalf("demo without sources: %v", err)
+	}
+}
