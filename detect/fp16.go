@@ -7,8 +7,12 @@ import (
 )
 
 // ioTypes says which of the detector's float boundaries are float16 (a model.half()
-// export). Preprocessing and scores stay float32; values are converted at the boundary.
-type ioTypes struct{ inFP16, outFP16 bool }
+// export), and the segmentation output's size when the model has one. Preprocessing and
+// scores stay float32; values are converted at the boundary.
+type ioTypes struct {
+	inFP16, outFP16, segFP16 bool
+	segH, segW               int // 0: no segmentation output
+}
 
 func floatType(dt ort.TensorElementDataType) (fp16, ok bool) {
 	switch dt {
@@ -22,12 +26,16 @@ func floatType(dt ort.TensorElementDataType) (fp16, ok bool) {
 
 func newWorker(pre *Preprocessor, maxBatch int, io ioTypes) *worker {
 	w := &worker{pre: pre, inBuf: make([]float32, maxBatch*pre.Size()), outBuf: make([]float32, maxBatch),
-		idx: make([]int, maxBatch), in: map[int]ort.Value{}, out: map[int]ort.Value{}}
+		segBuf: make([]float32, maxBatch*io.segH*io.segW), io: io,
+		idx: make([]int, maxBatch), in: map[int]ort.Value{}, out: map[int][]ort.Value{}}
 	if io.inFP16 {
 		w.inHalf = make([]byte, 2*len(w.inBuf))
 	}
 	if io.outFP16 {
 		w.outHalf = make([]byte, 2*len(w.outBuf))
+	}
+	if io.segFP16 {
+		w.segHalf = make([]byte, 2*len(w.segBuf))
 	}
 	return w
 }
@@ -48,7 +56,17 @@ func (w *worker) tensors(n int, spec InputSpec) error {
 		in.Destroy()
 		return err
 	}
-	w.in[n], w.out[n] = in, out
+	outs := []ort.Value{out}
+	if w.io.segH > 0 {
+		seg, err := floatValue(ort.NewShape(int64(n), 1, int64(w.io.segH), int64(w.io.segW)), w.segBuf, w.segHalf)
+		if err != nil {
+			in.Destroy()
+			out.Destroy()
+			return err
+		}
+		outs = append(outs, seg)
+	}
+	w.in[n], w.out[n] = in, outs
 	return nil
 }
 
@@ -67,9 +85,14 @@ func (w *worker) toHalf(n int) {
 	}
 }
 
-// fromHalf converts the first n logits out of the float16 output (no-op for float32).
+// fromHalf converts the first n logits and segmentation maps out of the float16
+// outputs (no-op for float32).
 func (w *worker) fromHalf(n int) {
 	if w.outHalf != nil {
 		half.Decode(w.outBuf[:n], w.outHalf)
+	}
+	if w.segHalf != nil {
+		k := n * w.io.segH * w.io.segW
+		half.Decode(w.segBuf[:k], w.segHalf[:2*k])
 	}
 }

@@ -43,6 +43,7 @@ type Model struct {
 	log      *slog.Logger
 	sess     *ortenv.Session
 	maxBatch int
+	seg      ioTypes // the segmentation output's size (segH 0: none)
 	workers  chan *worker
 
 	digestOnce sync.Once
@@ -54,14 +55,16 @@ type Model struct {
 // sized for MaxBatch, so memory stays at one full batch per worker.
 type worker struct {
 	pre    *Preprocessor
+	io     ioTypes
 	inBuf  []float32
 	outBuf []float32
-	idx    []int             // frame index of each packed batch row
-	in     map[int]ort.Value // by batch size, made on first use
-	out    map[int]ort.Value
-	// A float16 export's input and output live in these; the float32 buffers above are
+	segBuf []float32           // segmentation logits, MaxBatch maps (empty without)
+	idx    []int               // frame index of each packed batch row
+	in     map[int]ort.Value   // by batch size, made on first use
+	out    map[int][]ort.Value // the logit, and the segmentation when the model has one
+	// A float16 export's input and outputs live in these; the float32 buffers above are
 	// converted at the boundary (fp16.go).
-	inHalf, outHalf []byte
+	inHalf, outHalf, segHalf []byte
 }
 
 // LoadModel opens dir/model.onnx with dir/model.json, checking that the metadata agrees
@@ -91,15 +94,19 @@ func LoadModel(log *slog.Logger, dir string, o Options) (*Model, error) {
 	if maxBatch > 0 && maxBatch < o.MaxBatch {
 		o.MaxBatch = maxBatch
 	}
-	sess, err := ortenv.OpenSession(log, path, []string{meta.Input.Name}, []string{meta.Outputs.Logit}, o.Session)
+	outNames := []string{meta.Outputs.Logit}
+	if io.segH > 0 {
+		outNames = append(outNames, meta.Outputs.Segmentation)
+	}
+	sess, err := ortenv.OpenSession(log, path, []string{meta.Input.Name}, outNames, o.Session)
 	if err != nil {
 		return nil, err
 	}
-	if note := ortenv.DTypeNote(sess.Provider, io.inFP16 || io.outFP16, o.Session); note != "" {
+	if note := ortenv.DTypeNote(sess.Provider, io.inFP16 || io.outFP16 || io.segFP16, o.Session); note != "" {
 		log.Warn("detector model dtype", "model", path, "note", note)
 	}
 	m := &Model{Meta: meta, Dir: dir, Provider: sess.Provider, log: log, sess: sess,
-		maxBatch: o.MaxBatch, workers: make(chan *worker, o.Workers)}
+		maxBatch: o.MaxBatch, seg: io, workers: make(chan *worker, o.Workers)}
 	for range o.Workers {
 		pre := NewPreprocessor(meta.Input)
 		m.workers <- newWorker(pre, o.MaxBatch, io)
@@ -196,19 +203,49 @@ func checkInterface(meta Metadata, ins, outs []ort.InputOutputInfo) (int, ioType
 	if len(od) != 2 || (od[1] != 1 && od[1] >= 0) {
 		return 0, io, fmt.Errorf("output %q has shape %v; want [batch,1]", out.Name, od)
 	}
-	if meta.Outputs.Features != "" {
-		found := false
-		for _, o := range outs {
-			found = found || o.Name == meta.Outputs.Features
-		}
-		if !found {
-			return 0, io, fmt.Errorf("metadata outputs.features is %q but the model's outputs are %q", meta.Outputs.Features, names)
-		}
+	if meta.Outputs.Features != "" && findOutput(outs, meta.Outputs.Features) == nil {
+		return 0, io, fmt.Errorf("metadata outputs.features is %q but the model's outputs are %q", meta.Outputs.Features, names)
+	}
+	if err := checkSegmentation(meta, outs, names, &io); err != nil {
+		return 0, io, err
 	}
 	if d[0] > 0 {
 		return int(d[0]), io, nil
 	}
 	return 0, io, nil
+}
+
+func findOutput(outs []ort.InputOutputInfo, name string) *ort.InputOutputInfo {
+	for i := range outs {
+		if outs[i].Name == name {
+			return &outs[i]
+		}
+	}
+	return nil
+}
+
+// checkSegmentation checks the segmentation output model.json names, if any: float,
+// [batch,1,h,w] with h and w fixed and no larger than the input.
+func checkSegmentation(meta Metadata, outs []ort.InputOutputInfo, names []string, io *ioTypes) error {
+	name := meta.Outputs.Segmentation
+	if name == "" {
+		return nil
+	}
+	o := findOutput(outs, name)
+	if o == nil {
+		return fmt.Errorf("metadata outputs.segmentation is %q but the model's outputs are %q", name, names)
+	}
+	var ok bool
+	if io.segFP16, ok = floatType(o.DataType); !ok {
+		return fmt.Errorf("output %q is %v; want float32 or float16", name, o.DataType)
+	}
+	d := o.Dimensions
+	if len(d) != 4 || (d[1] != 1 && d[1] >= 0) || d[2] < 1 || d[3] < 1 || d[2] > int64(meta.Input.Height) || d[3] > int64(meta.Input.Width) {
+		return fmt.Errorf("output %q has shape %v; want [batch,1,h,w] with fixed h and w no larger than the input's %dx%d",
+			name, d, meta.Input.Height, meta.Input.Width)
+	}
+	io.segH, io.segW = int(d[2]), int(d[3])
+	return nil
 }
 
 // Close releases the session and every worker's buffers. The caller guarantees no call
@@ -220,8 +257,10 @@ func (m *Model) Close() {
 		for _, t := range w.in {
 			t.Destroy()
 		}
-		for _, t := range w.out {
-			t.Destroy()
+		for _, ts := range w.out {
+			for _, t := range ts {
+				t.Destroy()
+			}
 		}
 	}
 	m.sess.Destroy()
@@ -241,21 +280,38 @@ func (m *Model) Digest() (string, error) {
 // and is left out of the batch; the others are still judged. The returned error is
 // for failures of the model itself, which affect every frame of the call.
 func (m *Model) Logits(frames []gocv.Mat, out []float32, errs []error) error {
-	if len(out) != len(frames) || len(errs) != len(frames) {
-		return fmt.Errorf("logits: %d outputs and %d error slots for %d frames", len(out), len(errs), len(frames))
+	return m.Segment(frames, out, nil, errs)
+}
+
+// Segments reports whether the model has a segmentation output, and its size.
+func (m *Model) Segments() (ok bool, w, h int) {
+	w, h = m.seg.segW, m.seg.segH
+	return h > 0, w, h
+}
+
+// Segment is Logits that also fills segs[i] (when segs is not nil and the model has a
+// segmentation output) with frame i's defect probabilities. Maps of frames that could
+// not be judged stay empty.
+func (m *Model) Segment(frames []gocv.Mat, out []float32, segs []SegMap, errs []error) error {
+	if len(out) != len(frames) || len(errs) != len(frames) || (segs != nil && len(segs) != len(frames)) {
+		return fmt.Errorf("logits: %d outputs, %d maps and %d error slots for %d frames", len(out), len(segs), len(errs), len(frames))
 	}
 	w := <-m.workers
 	defer func() { m.workers <- w }()
 	for start := 0; start < len(frames); start += m.maxBatch {
 		end := min(start+m.maxBatch, len(frames))
-		if err := m.runBatch(w, frames[start:end], out[start:end], errs[start:end]); err != nil {
+		var s []SegMap
+		if segs != nil {
+			s = segs[start:end]
+		}
+		if err := m.runBatch(w, frames[start:end], out[start:end], s, errs[start:end]); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (m *Model) runBatch(w *worker, frames []gocv.Mat, out []float32, errs []error) error {
+func (m *Model) runBatch(w *worker, frames []gocv.Mat, out []float32, segs []SegMap, errs []error) error {
 	size := w.pre.Size()
 	n := 0 // good frames packed at the front of the input buffer
 	for i, f := range frames {
@@ -276,16 +332,24 @@ func (m *Model) runBatch(w *worker, frames []gocv.Mat, out []float32, errs []err
 		return err
 	}
 	w.fromHalf(n)
+	cells := w.io.segH * w.io.segW
 	for j, i := range w.idx[:n] {
 		out[i] = w.outBuf[j]
+		if segs != nil && cells > 0 {
+			p := make([]float32, cells)
+			for k, z := range w.segBuf[j*cells : (j+1)*cells] {
+				p[k] = float32(Sigmoid(z))
+			}
+			segs[i] = SegMap{W: w.io.segW, H: w.io.segH, P: p}
+		}
 	}
 	return nil
 }
 
 // runTensor runs the worker's already-filled input buffer as a batch of n; the logits
-// land in w.outBuf[:n].
+// land in w.outBuf[:n] (and the segmentation logits in w.segBuf).
 func (m *Model) runTensor(w *worker, n int) error {
-	if err := m.sess.Run([]ort.Value{w.in[n]}, []ort.Value{w.out[n]}); err != nil {
+	if err := m.sess.Run([]ort.Value{w.in[n]}, w.out[n]); err != nil {
 		return fmt.Errorf("model %s: run: %w", m.Meta.ModelVersion, err)
 	}
 	return nil
