@@ -340,7 +340,7 @@ func (m *Model) runBatch(w *worker, frames []gocv.Mat, out []float32, segs []Seg
 			for k, z := range w.segBuf[j*cells : (j+1)*cells] {
 				p[k] = float32(Sigmoid(z))
 			}
-			segs[i] = SegMap{W: w.io.segW, H: w.io.segH, P: p}
+			segs[i] = SegMap{W: w.io.segW, H: w.io.segH, P: p, Threshold: m.Meta.SegThreshold()}
 		}
 	}
 	return nil

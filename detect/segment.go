@@ -13,6 +13,9 @@ import (
 type SegMap struct {
 	W, H int
 	P    []float32
+	// Threshold is the model's segmentation threshold (model.json): a pixel at or above
+	// it is a defect pixel.
+	Threshold float64
 }
 
 // Region is one defect region of a segmentation map in source-image pixels: the

@@ -11,28 +11,21 @@ import (
 	"gocv.io/x/gocv"
 
 	"github.com/diagd/diagd/detect"
-	"github.com/diagd/diagd/internal/onnx/build"
+	"github.com/diagd/diagd/internal/onnx/zoo"
 	"github.com/diagd/diagd/internal/ortenv"
 	"github.com/diagd/diagd/internal/testenv"
 )
 
-// A segmenting stand-in with a map known in closed form: the segmentation logit of a
-// cell is 20·(mean brightness of its 8×8 block, in [0,1]) − 10, so a white block is a
-// defect (p ≈ 1) and a black one is not (p ≈ 5e-5); the image logit is the largest
-// cell logit.
+// writeSegModel writes zoo.BlockSegmenter at segH×segW: a cell's logit is
+// 20·(mean brightness of its 8×8 block, in [0,1]) − 10, so white blocks are defects.
 const segH, segW = 64, 96
 
 func writeSegModel(t *testing.T, threshold float64) string {
 	t.Helper()
-	g := build.New("seg-standin")
-	x := g.Input("input", build.Float, "batch", 3, segH, segW)
-	grey := g.Op("ReduceMean", []string{x}, build.Ints("axes", 1), build.Int("keepdims", 1))
-	cells := g.Op("AveragePool", []string{grey}, build.Ints("kernel_shape", 8, 8), build.Ints("strides", 8, 8))
-	seg := g.Add(g.Mul(cells, g.Const([]int64{1}, []float32{20})), g.Const([]int64{1}, []float32{-10}))
-	g.Identity(seg, "segmentation")
-	g.Identity(g.Flatten(g.Op("GlobalMaxPool", []string{seg}), 1), "logit")
-	g.Output("logit", build.Float, "batch", 1)
-	g.Output("segmentation", build.Float, "batch", 1, segH/8, segW/8)
+	g, err := zoo.BlockSegmenter(segH, segW)
+	if err != nil {
+		t.Fatal(err)
+	}
 	dir := t.TempDir()
 	if err := g.Save(filepath.Join(dir, detect.ModelFile)); err != nil {
 		t.Fatal(err)
