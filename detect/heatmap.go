@@ -76,7 +76,7 @@ func Overlay(frame gocv.Mat, s SegMap, thr float64, regions []Region) (gocv.Mat,
 	line := max(1, min(w, h)/200)
 	gocv.DrawContours(&out, cs, -1, color.RGBA{255, 255, 255, 0}, line)
 	for _, r := range regions {
-		gocv.Rectangle(&out, image.Rect(r.X, r.Y, r.X+r.W, r.Y+r.H), color.RGBA{0, 255, 255, 0}, line)
+		gocv.Rectangle(&out, image.Rect(r.X, r.Y, r.X+r.W, r.Y+r.H), color.RGBA{255, 255, 0, 0}, line)
 	}
 	return out, nil
 }

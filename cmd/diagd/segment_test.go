@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"image"
 	"image/color"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -128,5 +129,55 @@ func TestDemoModelSegdec(t *testing.T) {
 	}
 	if code, _, _ := runCLI(t, "demo-model", "--arch", "vgg", "--out", dir); code != exitUsage {
 		t.Errorf("unknown --arch: exit %d", code)
+	}
+}
+
+// eval on a segmenting model with masks: pixel AP and defects hit by hand. Three
+// 300×200 images (25×25-pixel cells, 96 per image) in the KSDD2 layout: a defect whose
+// white block (4 cells, p ≈ 1) is in its mask with a second, unseen region (1 black
+// cell, p ≈ 0); a good image with a grey block (1 cell, p 0.9966); a black good image.
+// Ranked: 4 defect cells, the grey cell, then 283 cells at p ≈ 0 holding the 5th defect
+// cell, so AP = 0.8·1 + 0.2·5/288, and 1 of 2 defects is hit. The worst-cases sheet is
+// written.
+func TestEvalPixelFigures(t *testing.T) {
+	testenv.ORT(t)
+	data := filepath.Join(t.TempDir(), "ksdd2")
+	if err := os.MkdirAll(data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	block, unseen := image.Rect(50, 75, 100, 125), image.Rect(200, 25, 225, 50)
+	writeBlockImage(t, filepath.Join(data, "10000.png"), "", 300, 200, block)
+	writeBlockImage(t, filepath.Join(data, "10000_GT.png"), "", 300, 200, block, unseen)
+	grey := gocv.NewMatWithSize(200, 300, gocv.MatTypeCV8UC3)
+	defer grey.Close()
+	gocv.Rectangle(&grey, image.Rect(250, 0, 274, 24), color.RGBA{200, 200, 200, 0}, -1)
+	imwrite(t, filepath.Join(data, "10001.png"), grey)
+	writeBlockImage(t, filepath.Join(data, "10001_GT.png"), "", 300, 200)
+	writeBlockImage(t, filepath.Join(data, "10002.png"), "", 300, 200)
+	writeBlockImage(t, filepath.Join(data, "10002_GT.png"), "", 300, 200)
+
+	out := t.TempDir()
+	code, stdout, errs := runCLI(t, "eval", "--model", writeSegTestModel(t), "--data", data, "--out", out, "--provider", "cpu")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	r := readResult(t, out)
+	p := r.Pixel
+	if p == nil {
+		t.Fatalf("no pixel figures: %+v\n%s", r, stdout)
+	}
+	if want := 0.8 + 0.2*5/288; math.Abs(p.AP-want) > 1e-9 || p.Cells != 288 || p.DefectCells != 5 || p.Defects != 2 || p.DefectsHit != 1 || p.HitShare != 0.5 || p.Images != 3 {
+		t.Errorf("pixel figures %+v, want AP %.6f, 5 of 288 cells, 1 of 2 defects hit", p.PixelReport, want)
+	}
+	if !strings.Contains(stdout, "defects    1 of 2 hit (50.0%)") {
+		t.Errorf("printed:\n%s", stdout)
+	}
+	sheet, err := imageio.Read(filepath.Join(resultDir(t, out), "worst_cases.png"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sheet.Close()
+	if sheet.Cols() != sheetPerRow*sheetTile || sheet.Rows() != 2*(sheetTitle+sheetTile+sheetCap) {
+		t.Errorf("sheet %dx%d", sheet.Cols(), sheet.Rows())
 	}
 }
