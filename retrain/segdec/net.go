@@ -22,6 +22,11 @@ const (
 	Factor = 8
 )
 
+// DecisionInputs name the two values the decision sub-network reads (the wide block's
+// features and the segmentation logit), where a trainer stops the decision loss's
+// gradient from reaching the segmentation sub-network (the papers' switch).
+var DecisionInputs = [2]string{"dec.in.features", "dec.in.segmentation"}
+
 // Prefixes of the two sub-networks' parameter names, so that a trainer can train or
 // freeze either part by name.
 const (
@@ -227,7 +232,8 @@ func (n *net) segHead(feat string, c int) string {
 // of the segmentation logit, concatenated (the features output).
 func (n *net) decision(o Options, feat, seg string, c int) string {
 	g := n.g
-	x := g.Op("Concat", []string{feat, seg}, build.Int("axis", 1))
+	seg = g.Identity(seg, DecisionInputs[1]) // every decision path reads the logit through it
+	x := g.Op("Concat", []string{g.Identity(feat, DecisionInputs[0]), seg}, build.Int("axis", 1))
 	in := c + 1
 	for i, ch := range o.Decision {
 		stride := 2

@@ -95,3 +95,40 @@ func TestValidate(t *testing.T) {
 		t.Errorf("CPU default: %v", err)
 	}
 }
+
+// Every path from a segmentation parameter to the logit goes through DecisionInputs,
+// so a trainer that stops gradients there keeps the decision loss out of the
+// segmentation sub-network; without the cut the logit depends on them.
+func TestDecisionInputsCutSegmentationFromLogit(t *testing.T) {
+	for _, o := range []Options{CPUOptions(), GPUOptions()} {
+		m, err := o.Model()
+		if err != nil {
+			t.Fatal(err)
+		}
+		reach := func(stop map[string]bool) map[string]bool {
+			seen := map[string]bool{}
+			for _, p := range Trainable(m, SegPrefix) {
+				seen[p] = true
+			}
+			for _, n := range m.Graph.Node { // nodes are in topological order
+				for _, in := range n.Input {
+					if seen[in] && !stop[in] {
+						for _, out := range n.Output {
+							seen[out] = true
+						}
+						break
+					}
+				}
+			}
+			return seen
+		}
+		cut := reach(map[string]bool{DecisionInputs[0]: true, DecisionInputs[1]: true})
+		if cut[LogitName] || cut[FeaturesName] || !cut[SegmentationName] {
+			t.Errorf("strided %v, cut at %v: logit reached %v, features %v, segmentation %v", o.Strided, DecisionInputs,
+				cut[LogitName], cut[FeaturesName], cut[SegmentationName])
+		}
+		if !reach(nil)[LogitName] {
+			t.Errorf("strided %v: the logit does not depend on the segmentation sub-network at all", o.Strided)
+		}
+	}
+}
