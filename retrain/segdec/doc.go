@@ -41,14 +41,15 @@
 //
 // # Measurements
 //
-// go run ./bench segdec, ORT 1.24.1 CPU on this project's 2-core box (shared, load about
-// 3), batch 8, best of 3:
+// go run ./bench segdec, ORT 1.24.1 CPU on this project's 2-core box (shared, load 2 to
+// 3), batch 8, best of 3 (wall time); the last run, an earlier one in brackets:
 //
-//	forward ResNet-50 704×256 (served)       166-184 ms per frame
-//	forward segdec CPUOptions 640×232 (served) 21.6 ms per frame = 0.12× wall, 0.13× CPU
-//	step all layers, both losses, BN train    0.91 s = 5.2× its forward
-//	step all layers, both losses, BN frozen   0.89 s = 5.0-5.2× its forward, peak RSS 1.0 GB
-//	the same widths with max-pooling (-maxpool): forward 0.29× ResNet-50, step 1.9-2.1 s
+//	forward ResNet-50 704×256 (served)          186 ms a frame (184 ms)
+//	forward segdec CPUOptions 640×232 (served)   27.2 ms a frame = 0.15× ResNet-50 (21.6 ms, 0.12×)
+//	step all layers, both losses, BN train       0.86 s = 3.9× its forward (0.91 s, 5.2×), peak RSS 1.2 GB
+//	step all layers, both losses, BN frozen      0.91 s = 4.2× its forward (0.89 s, 5.2×)
+//	the same widths with max-pooling (-maxpool): forward 0.30× ResNet-50, steps 2.1 and 2.5 s
+//	training run estimate, 1,344 images × 50 epochs: 2.1 h at these wall times (max-pooling 5.9 h)
 //
 // The forward target (≤ 0.25× ResNet-50) holds; the step target (≤ 3.5× its forward) does
 // not. The served forward runs ORT's fused NCHWc kernels with prepacked weights, while the
