@@ -86,10 +86,10 @@ func closeSamples(ss []sample) {
 	}
 }
 
-// tinyOptions is the CPU default's shape, narrow and at 128×128 (a 16×16 map).
+// tinyOptions is the CPU default's shape, narrow and at 96×96 (a 12×12 map).
 func tinyOptions() Options {
 	o := CPUOptions()
-	o.Height, o.Width = 128, 128
+	o.Height, o.Width = 96, 96
 	o.Stages = [3]Stage{{Channels: 8, Convs: 1, Kernel: 5}, {Channels: 16, Convs: 1, Kernel: 3}, {Channels: 32, Convs: 1, Kernel: 3}}
 	o.Wide = Stage{Channels: 32, Convs: 1, Kernel: 5}
 	o.Seed = 7
