@@ -15,9 +15,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"gocv.io/x/gocv"
+
 	"github.com/diagd/diagd/capture"
 	"github.com/diagd/diagd/console"
 	"github.com/diagd/diagd/console/auth"
+	"github.com/diagd/diagd/detect"
 	"github.com/diagd/diagd/mqtt"
 )
 
@@ -77,8 +80,9 @@ func newConsole(d *Daemon) (*consoleBackend, error) {
 }
 
 // offer hands a judged frame to the console; it costs two checks when no page
-// watches and the frame passed.
-func (b *consoleBackend) offer(f capture.Frame, v mqtt.Verdict) {
+// watches and the frame passed. A watched fail by a segmenting model carries the
+// outline of its defect for the live page.
+func (b *consoleBackend) offer(f capture.Frame, v mqtt.Verdict, seg *detect.SegMap) {
 	if b == nil {
 		return
 	}
@@ -90,8 +94,23 @@ func (b *consoleBackend) offer(f capture.Frame, v mqtt.Verdict) {
 		ModelVersion: v.AnalyticsModule.Version, PartID: v.PartID, FrameID: v.FrameID, LatencyMs: v.LatencyMs, Error: v.Error}
 	b.FailRing.Offer(f.Mat, cv)
 	if watching {
-		b.Hub.Offer(f.Source, f.Mat, cv, nil) // nil: the detector gives no segmentation yet
+		var outline [][]console.Point
+		if v.Verdict == "fail" && seg != nil {
+			outline = b.outline(f.Mat, seg)
+		}
+		b.Hub.Offer(f.Source, f.Mat, cv, outline)
 	}
+}
+
+// outline traces a segmentation map, resized to the frame, at the map's threshold.
+func (b *consoleBackend) outline(frame gocv.Mat, seg *detect.SegMap) [][]console.Point {
+	mask, err := seg.Mask(frame.Cols(), frame.Rows(), seg.Threshold)
+	if err != nil {
+		b.d.log.Warn("console: no outline for a failed frame", "err", err)
+		return nil
+	}
+	defer mask.Close()
+	return console.Outline(mask, mqtt.MaxDefects)
 }
 
 // run encodes latest frames and writes failed frames until ctx ends (after the judge

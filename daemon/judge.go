@@ -107,7 +107,7 @@ func (d *Daemon) judgeBatch(batch []capture.Frame, mats []gocv.Mat) {
 	}
 	judged := d.deliver(batch, vs)
 	for i, f := range batch {
-		d.console.offer(f, vs[i]) // copies what it keeps: the Mats are handed on next
+		d.console.offer(f, vs[i], res[i].Segmentation) // copies what it keeps: the Mats are handed on next
 	}
 	handed = true
 	d.after.release(batch, res, judged)
@@ -164,8 +164,23 @@ func verdictFor(f capture.Frame, r detect.Result, judgeErr error) mqtt.Verdict {
 		// JSON has no NaN: one such verdict would make the whole batch unstorable.
 		v.Verdict, v.Score, v.Threshold = string(detect.Unknown), 0, 0
 		v.Error = fmt.Sprintf("non-finite score %v or threshold %v", r.Score, r.Threshold)
+	case v.Verdict == string(detect.Fail):
+		v.Defects, v.DefectArea = defectsOf(r.Regions)
 	}
 	return v
+}
+
+// defectsOf turns a fail's regions (source pixels, largest first) into the verdict's
+// defects and their total area.
+func defectsOf(rs []detect.Region) ([]mqtt.Defect, int) {
+	var ds []mqtt.Defect
+	total := 0
+	for _, r := range rs[:min(len(rs), mqtt.MaxDefects)] {
+		ds = append(ds, mqtt.Defect{BBox: mqtt.BBox{TopLeftX: r.X, TopLeftY: r.Y, BottomRightX: r.X + r.W, BottomRightY: r.Y + r.H},
+			Area: r.Area, Confidence: min(max(float64(r.Peak), 0), 1)})
+		total += r.Area
+	}
+	return ds, total
 }
 
 func finite(x float64) bool { return !math.IsNaN(x) && !math.IsInf(x, 0) }

@@ -30,6 +30,12 @@ type Result struct {
 	Threshold    float64
 	ModelVersion string
 	Err          error // the frame could not be judged (bad pixels); Verdict is Unknown
+	// Segmentation is the frame's defect map when the model has one (nil otherwise).
+	Segmentation *SegMap
+	// Regions are where the defect is, for a fail by a model with a segmentation: its
+	// regions at the model's segmentation threshold in the frame's pixels, largest first,
+	// at most MaxRegions (none when no pixel reaches the threshold).
+	Regions []Region
 }
 
 // ErrNoModel is returned while no model has been loaded.
@@ -151,7 +157,11 @@ func (d *Detector) Judge(frames []gocv.Mat, res []Result) error {
 	// Scratch sized per call: batches are small (≤ a few dozen frames), so these are tiny.
 	logits := make([]float32, len(frames))
 	errs := make([]error, len(frames))
-	if err := m.Logits(frames, logits, errs); err != nil {
+	var segs []SegMap
+	if ok, _, _ := m.Segments(); ok {
+		segs = make([]SegMap, len(frames))
+	}
+	if err := m.Segment(frames, logits, segs, errs); err != nil {
 		return err
 	}
 	for i := range res {
@@ -160,8 +170,20 @@ func (d *Detector) Judge(frames []gocv.Mat, res []Result) error {
 			continue
 		}
 		res[i] = m.Result(logits[i])
+		if segs != nil {
+			m.Locate(&res[i], &segs[i], frames[i].Cols(), frames[i].Rows())
+		}
 	}
 	return nil
+}
+
+// Locate attaches a frame's segmentation map to its result and, for a fail, the
+// defect's regions in the frame's srcW×srcH pixels.
+func (m *Model) Locate(r *Result, seg *SegMap, srcW, srcH int) {
+	r.Segmentation = seg
+	if r.Verdict == Fail {
+		r.Regions = seg.Regions(m.Meta.SegThreshold(), srcW, srcH, MaxRegions)
+	}
 }
 
 // Result turns a logit into a verdict with this model's threshold: a score at or above

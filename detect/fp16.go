@@ -7,8 +7,12 @@ import (
 )
 
 // ioTypes says which of the detector's float boundaries are float16 (a model.half()
-// export). Preprocessing and scores stay float32; values are converted at the boundary.
-type ioTypes struct{ inFP16, outFP16 bool }
+// export), and the segmentation output's size when the model has one. Preprocessing and
+// scores stay float32; values are converted at the boundary.
+type ioTypes struct {
+	inFP16, outFP16, segFP16 bool
+	segH, segW               int // 0: no segmentation output
+}
 
 // Floats is a float tensor at a detector's boundary: float32 on the Go side (F) and, for
 // a float16 input or output (a model.half() export), a float16 mirror that the ORT values
@@ -57,8 +61,9 @@ func (f *Floats) Decode(n int) {
 }
 
 func newWorker(pre *Preprocessor, maxBatch int, io ioTypes) *worker {
-	return &worker{pre: pre, inBuf: NewFloats(maxBatch*pre.Size(), io.inFP16), outBuf: NewFloats(maxBatch, io.outFP16),
-		idx: make([]int, maxBatch), in: map[int]ort.Value{}, out: map[int]ort.Value{}}
+	return &worker{pre: pre, io: io, inBuf: NewFloats(maxBatch*pre.Size(), io.inFP16), outBuf: NewFloats(maxBatch, io.outFP16),
+		segBuf: NewFloats(maxBatch*io.segH*io.segW, io.segFP16),
+		idx:    make([]int, maxBatch), in: map[int]ort.Value{}, out: map[int][]ort.Value{}}
 }
 
 // tensors makes (once per batch size n) the worker's input and output values over the
@@ -76,6 +81,16 @@ func (w *worker) tensors(n int, spec InputSpec) error {
 		in.Destroy()
 		return err
 	}
-	w.in[n], w.out[n] = in, out
+	outs := []ort.Value{out}
+	if w.io.segH > 0 {
+		seg, err := w.segBuf.Value(ort.NewShape(int64(n), 1, int64(w.io.segH), int64(w.io.segW)))
+		if err != nil {
+			in.Destroy()
+			out.Destroy()
+			return err
+		}
+		outs = append(outs, seg)
+	}
+	w.in[n], w.out[n] = in, outs
 	return nil
 }

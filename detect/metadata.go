@@ -36,6 +36,9 @@ type Metadata struct {
 	// Threshold applies to score = sigmoid(logit): score >= Threshold is a fail (defect).
 	Threshold     float64 `json:"threshold"`
 	ThresholdRule string  `json:"threshold_rule,omitempty"` // how it was chosen, e.g. "max-f1"
+	// SegmentationThreshold applies to the segmentation output's probabilities: a pixel
+	// at or above it is a defect pixel. 0 means DefaultSegmentationThreshold.
+	SegmentationThreshold float64 `json:"segmentation_threshold,omitempty"`
 
 	TrainingDataDigest string            `json:"training_data_digest,omitempty"`
 	Validation         *ValidationScores `json:"validation,omitempty"`
@@ -58,6 +61,10 @@ type InputSpec struct {
 type OutputSpec struct {
 	Logit    string `json:"logit"`              // [batch,1] float32
 	Features string `json:"features,omitempty"` // [batch,F] pooled backbone features, for head training
+	// Segmentation is an optional per-pixel defect logit, [batch,1,h,w] at a fraction of
+	// the input size (segdec: 1/8). detect serves it as probabilities (sigmoid) and, for a
+	// fail, the defect regions where they reach SegmentationThreshold.
+	Segmentation string `json:"segmentation,omitempty"`
 }
 
 // ValidationScores are the numbers the model earned on labelled validation data.
@@ -70,6 +77,18 @@ type ValidationScores struct {
 	F1Max     float64 `json:"f1_max"`
 	Precision float64 `json:"precision"`
 	Recall    float64 `json:"recall"`
+}
+
+// DefaultSegmentationThreshold is the per-pixel probability from which a pixel counts as
+// a defect when model.json does not say.
+const DefaultSegmentationThreshold = 0.5
+
+// SegThreshold is the segmentation threshold in force.
+func (m *Metadata) SegThreshold() float64 {
+	if m.SegmentationThreshold == 0 {
+		return DefaultSegmentationThreshold
+	}
+	return m.SegmentationThreshold
 }
 
 // ImageNet normalisation, which torchvision's pretrained ResNet-50 expects.
@@ -119,6 +138,9 @@ func (m *Metadata) Validate() error {
 	}
 	if m.Outputs.Logit == "" {
 		bad("outputs.logit is empty")
+	}
+	if !(m.SegmentationThreshold >= 0 && m.SegmentationThreshold <= 1) {
+		bad("segmentation_threshold is %v; it applies to per-pixel probabilities, so it must be within [0, 1]", m.SegmentationThreshold)
 	}
 	if !(m.Threshold >= 0 && m.Threshold <= 1) {
 		bad("threshold is %v; it applies to sigmoid scores, so it must be within [0, 1]", m.Threshold)

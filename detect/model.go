@@ -43,6 +43,7 @@ type Model struct {
 	log      *slog.Logger
 	sess     *ortenv.Session
 	maxBatch int
+	seg      ioTypes // the segmentation output's size (segH 0: none)
 	workers  chan *worker
 
 	digestOnce sync.Once
@@ -54,11 +55,13 @@ type Model struct {
 // sized for MaxBatch, so memory stays at one full batch per worker.
 type worker struct {
 	pre    *Preprocessor
-	inBuf  *Floats           // float32 frames, and a float16 mirror for a float16 export
-	outBuf *Floats           // logits
-	idx    []int             // frame index of each packed batch row
-	in     map[int]ort.Value // by batch size, made on first use
-	out    map[int]ort.Value
+	io     ioTypes
+	inBuf  *Floats             // float32 frames, and a float16 mirror for a float16 export
+	outBuf *Floats             // logits
+	segBuf *Floats             // segmentation logits, MaxBatch maps (empty without)
+	idx    []int               // frame index of each packed batch row
+	in     map[int]ort.Value   // by batch size, made on first use
+	out    map[int][]ort.Value // the logit, and the segmentation when the model has one
 }
 
 // LoadModel opens dir/model.onnx with dir/model.json, checking that the metadata agrees
@@ -88,15 +91,19 @@ func LoadModel(log *slog.Logger, dir string, o Options) (*Model, error) {
 	if maxBatch > 0 && maxBatch < o.MaxBatch {
 		o.MaxBatch = maxBatch
 	}
-	sess, err := ortenv.OpenSession(log, path, []string{meta.Input.Name}, []string{meta.Outputs.Logit}, o.Session)
+	outNames := []string{meta.Outputs.Logit}
+	if io.segH > 0 {
+		outNames = append(outNames, meta.Outputs.Segmentation)
+	}
+	sess, err := ortenv.OpenSession(log, path, []string{meta.Input.Name}, outNames, o.Session)
 	if err != nil {
 		return nil, err
 	}
-	if note := ortenv.DTypeNote(sess.Provider, io.inFP16 || io.outFP16, o.Session); note != "" {
+	if note := ortenv.DTypeNote(sess.Provider, io.inFP16 || io.outFP16 || io.segFP16, o.Session); note != "" {
 		log.Warn("detector model dtype", "model", path, "note", note)
 	}
 	m := &Model{Meta: meta, Dir: dir, Provider: sess.Provider, log: log, sess: sess,
-		maxBatch: o.MaxBatch, workers: make(chan *worker, o.Workers)}
+		maxBatch: o.MaxBatch, seg: io, workers: make(chan *worker, o.Workers)}
 	for range o.Workers {
 		pre := NewPreprocessor(meta.Input)
 		m.workers <- newWorker(pre, o.MaxBatch, io)
@@ -183,10 +190,36 @@ func checkInterface(meta Metadata, ins, outs []ort.InputOutputInfo) (int, ioType
 			return 0, io, fmt.Errorf("metadata outputs.features: %w", err)
 		}
 	}
+	if err := checkSegmentation(meta, outs, &io); err != nil {
+		return 0, io, err
+	}
 	if d[0] > 0 {
 		return int(d[0]), io, nil
 	}
 	return 0, io, nil
+}
+
+// checkSegmentation checks the segmentation output model.json names, if any: float,
+// [batch,1,h,w] with h and w fixed and no larger than the input.
+func checkSegmentation(meta Metadata, outs []ort.InputOutputInfo, io *ioTypes) error {
+	name := meta.Outputs.Segmentation
+	if name == "" {
+		return nil
+	}
+	o, err := ortenv.Lookup(outs, "output", name)
+	if err != nil {
+		return fmt.Errorf("metadata outputs.segmentation: %w", err)
+	}
+	if io.segFP16, err = ortenv.NeedFloat(o); err != nil {
+		return fmt.Errorf("output %w", err)
+	}
+	d := o.Dimensions
+	if len(d) != 4 || (d[1] != 1 && d[1] >= 0) || d[2] < 1 || d[3] < 1 || d[2] > int64(meta.Input.Height) || d[3] > int64(meta.Input.Width) {
+		return fmt.Errorf("output %q has shape %v; want [batch,1,h,w] with fixed h and w no larger than the input's %dx%d",
+			name, d, meta.Input.Height, meta.Input.Width)
+	}
+	io.segH, io.segW = int(d[2]), int(d[3])
+	return nil
 }
 
 // Close releases the session and every worker's buffers. The caller guarantees no call
@@ -198,8 +231,10 @@ func (m *Model) Close() {
 		for _, t := range w.in {
 			t.Destroy()
 		}
-		for _, t := range w.out {
-			t.Destroy()
+		for _, ts := range w.out {
+			for _, t := range ts {
+				t.Destroy()
+			}
 		}
 	}
 	m.sess.Destroy()
@@ -219,21 +254,38 @@ func (m *Model) Digest() (string, error) {
 // and is left out of the batch; the others are still judged. The returned error is
 // for failures of the model itself, which affect every frame of the call.
 func (m *Model) Logits(frames []gocv.Mat, out []float32, errs []error) error {
-	if len(out) != len(frames) || len(errs) != len(frames) {
-		return fmt.Errorf("logits: %d outputs and %d error slots for %d frames", len(out), len(errs), len(frames))
+	return m.Segment(frames, out, nil, errs)
+}
+
+// Segments reports whether the model has a segmentation output, and its size.
+func (m *Model) Segments() (ok bool, w, h int) {
+	w, h = m.seg.segW, m.seg.segH
+	return h > 0, w, h
+}
+
+// Segment is Logits that also fills segs[i] (when segs is not nil and the model has a
+// segmentation output) with frame i's defect probabilities. Maps of frames that could
+// not be judged stay empty.
+func (m *Model) Segment(frames []gocv.Mat, out []float32, segs []SegMap, errs []error) error {
+	if len(out) != len(frames) || len(errs) != len(frames) || (segs != nil && len(segs) != len(frames)) {
+		return fmt.Errorf("logits: %d outputs, %d maps and %d error slots for %d frames", len(out), len(segs), len(errs), len(frames))
 	}
 	w := <-m.workers
 	defer func() { m.workers <- w }()
 	for start := 0; start < len(frames); start += m.maxBatch {
 		end := min(start+m.maxBatch, len(frames))
-		if err := m.runBatch(w, frames[start:end], out[start:end], errs[start:end]); err != nil {
+		var s []SegMap
+		if segs != nil {
+			s = segs[start:end]
+		}
+		if err := m.runBatch(w, frames[start:end], out[start:end], s, errs[start:end]); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (m *Model) runBatch(w *worker, frames []gocv.Mat, out []float32, errs []error) error {
+func (m *Model) runBatch(w *worker, frames []gocv.Mat, out []float32, segs []SegMap, errs []error) error {
 	size := w.pre.Size()
 	n := 0 // good frames packed at the front of the input buffer
 	for i, f := range frames {
@@ -254,16 +306,25 @@ func (m *Model) runBatch(w *worker, frames []gocv.Mat, out []float32, errs []err
 		return err
 	}
 	w.outBuf.Decode(n)
+	cells := w.io.segH * w.io.segW
+	w.segBuf.Decode(n * cells)
 	for j, i := range w.idx[:n] {
 		out[i] = w.outBuf.F[j]
+		if segs != nil && cells > 0 {
+			p := make([]float32, cells)
+			for k, z := range w.segBuf.F[j*cells : (j+1)*cells] {
+				p[k] = float32(Sigmoid(z))
+			}
+			segs[i] = SegMap{W: w.io.segW, H: w.io.segH, P: p, Threshold: m.Meta.SegThreshold()}
+		}
 	}
 	return nil
 }
 
 // runTensor runs the worker's already-filled input buffer as a batch of n; the logits
-// land in w.outBuf.F[:n] (after Decode).
+// land in w.outBuf.F[:n] and the segmentation logits in w.segBuf.F (after Decode).
 func (m *Model) runTensor(w *worker, n int) error {
-	if err := m.sess.Run([]ort.Value{w.in[n]}, []ort.Value{w.out[n]}); err != nil {
+	if err := m.sess.Run([]ort.Value{w.in[n]}, w.out[n]); err != nil {
 		return fmt.Errorf("model %s: run: %w", m.Meta.ModelVersion, err)
 	}
 	return nil

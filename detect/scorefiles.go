@@ -17,6 +17,10 @@ type FileScore struct {
 	Path  string
 	Logit float32
 	Err   error
+	// Seg is the image's segmentation when the model has one; Width and Height are the
+	// decoded image's size (the frame Seg's regions map to).
+	Seg           *SegMap
+	Width, Height int
 }
 
 // ScoreFiles reads and decodes image files (imageio.Read), scores them in batches of
@@ -70,11 +74,19 @@ func (m *Model) scoreBatch(paths []string) ([]FileScore, error) {
 	}
 	logits := make([]float32, len(mats))
 	errs := make([]error, len(mats))
-	if err := m.Logits(mats, logits, errs); err != nil {
+	var segs []SegMap
+	if ok, _, _ := m.Segments(); ok {
+		segs = make([]SegMap, len(mats))
+	}
+	if err := m.Segment(mats, logits, segs, errs); err != nil {
 		return nil, err
 	}
 	for j, i := range idx {
 		res[i].Logit, res[i].Err = logits[j], errs[j]
+		res[i].Width, res[i].Height = mats[j].Cols(), mats[j].Rows()
+		if segs != nil && errs[j] == nil {
+			res[i].Seg = &segs[j]
+		}
 	}
 	return res, nil
 }

@@ -54,7 +54,34 @@ type Verdict struct {
 	Station string `json:"station"`
 	// Error says why a verdict is unknown.
 	Error string `json:"error,omitempty"`
+	// Defects say where a fail's defect is, when the detector segments: bounding boxes in
+	// the source image's pixels, largest first, at most MaxDefects. Omitted otherwise, so
+	// consumers that do not know them see the verdicts they always did.
+	Defects []Defect `json:"defects,omitempty"`
+	// DefectArea is the total area of the defects in source pixels (omitted when 0).
+	DefectArea int `json:"defectArea,omitempty"`
 }
+
+// Defect is one defect region of a verdict.
+type Defect struct {
+	BBox BBox `json:"bbox"`
+	// Area is the region's area in source pixels (within its box).
+	Area int `json:"area"`
+	// Confidence is the highest per-pixel defect probability in the region.
+	Confidence float64 `json:"confidence"`
+}
+
+// BBox is DeepStream's bounding box: corners in pixels, x to the right, y down; the
+// bottom-right corner is exclusive.
+type BBox struct {
+	TopLeftX     int `json:"topleftx"`
+	TopLeftY     int `json:"toplefty"`
+	BottomRightX int `json:"bottomrightx"`
+	BottomRightY int `json:"bottomrighty"`
+}
+
+// MaxDefects is how many defects one verdict carries at most (about 110 bytes each).
+const MaxDefects = 5
 
 // AnalyticsModule is DeepStream's name for the model that judged.
 type AnalyticsModule struct {
@@ -121,6 +148,9 @@ func (v *Verdict) normalize(station string) error {
 			return fmt.Errorf("verdict %s: %s is %v", v.MessageID, name, x)
 		}
 	}
+	if err := v.checkDefects(); err != nil {
+		return err
+	}
 	if len(v.MessageID) > MaxMessageIDLen {
 		return fmt.Errorf("verdict: messageid is %d bytes, limit %d", len(v.MessageID), MaxMessageIDLen)
 	}
@@ -128,8 +158,27 @@ func (v *Verdict) normalize(station string) error {
 	return nil
 }
 
+// checkDefects keeps at most MaxDefects and refuses a box that is not a box or a
+// confidence JSON cannot carry, naming the verdict.
+func (v *Verdict) checkDefects() error {
+	if len(v.Defects) > MaxDefects {
+		v.Defects = v.Defects[:MaxDefects] // largest first: the rest are the smallest
+	}
+	if v.DefectArea < 0 {
+		return fmt.Errorf("verdict %s: defectArea is %d", v.MessageID, v.DefectArea)
+	}
+	for i, d := range v.Defects {
+		b := d.BBox
+		if b.TopLeftX < 0 || b.TopLeftY < 0 || b.BottomRightX <= b.TopLeftX || b.BottomRightY <= b.TopLeftY || d.Area < 0 ||
+			math.IsNaN(d.Confidence) || d.Confidence < 0 || d.Confidence > 1 {
+			return fmt.Errorf("verdict %s: defect %d is not a box with a confidence in [0,1]: %+v", v.MessageID, i, d)
+		}
+	}
+	return nil
+}
+
 // Limits on the verdict's text fields, which come from outside (trigger commands, file
-// names, decoder messages). They keep every verdict small (about 2.5 KiB at most) for
+// names, decoder messages). They keep every verdict small (about 3 KiB at most, defects included) for
 // the outbox, the broker and the PLCs.
 const (
 	MaxMessageIDLen = 128

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/diagd/diagd/detect"
 	"github.com/diagd/diagd/internal/ortenv"
@@ -24,6 +25,8 @@ type detectLine struct {
 	Threshold    float64 `json:"threshold"`
 	ModelVersion string  `json:"model_version,omitempty"`
 	Error        string  `json:"error,omitempty"`
+	// Regions are where a fail's defect is, for a model with a segmentation output.
+	Regions []detect.Region `json:"regions,omitempty"`
 }
 
 func runDetect(ctx context.Context, env *cliEnv, args []string) int {
@@ -33,8 +36,9 @@ func runDetect(ctx context.Context, env *cliEnv, args []string) int {
 	asJSON := fs.Bool("json", false, "print JSON lines instead of text")
 	provider := fs.String("provider", envOr("DIAGD_PROVIDER", "auto"), "execution provider: auto, tensorrt, cuda or cpu")
 	batch := fs.Int("batch", 8, "images per model call")
+	heatmap := fs.String("heatmap", "", "write each image with the model's segmentation overlaid into this folder (PNG; the model needs a segmentation output)")
 	fs.Usage = func() {
-		fmt.Fprintln(env.stderr, "usage: diagd detect [--model DIR] [--json] [--provider P] IMAGE...")
+		fmt.Fprintln(env.stderr, "usage: diagd detect [--model DIR] [--json] [--provider P] [--heatmap DIR] IMAGE...")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -60,6 +64,13 @@ func runDetect(ctx context.Context, env *cliEnv, args []string) int {
 		return exitFailure
 	}
 	defer m.Close()
+	var heat *heatmapWriter
+	if *heatmap != "" {
+		if heat, err = newHeatmapWriter(m, *heatmap); err != nil {
+			fmt.Fprintf(env.stderr, "diagd detect: --heatmap: %v\n", err)
+			return exitUsage
+		}
+	}
 
 	out := detectPrinter{w: env.stdout, json: *asJSON}
 	paths := fs.Args()
@@ -67,7 +78,12 @@ func runDetect(ctx context.Context, env *cliEnv, args []string) int {
 	// the rest go on. A failure of the model itself is reported for every image left.
 	failed, reported := 0, 0
 	report := func(batch []detect.FileScore) {
-		for _, l := range detectLines(m, batch) {
+		for i, l := range detectLines(m, batch) {
+			if l.Error == "" && heat != nil {
+				if err := heat.write(batch[i], l.Regions); err != nil {
+					l.Error = "heatmap: " + err.Error()
+				}
+			}
 			if l.Error != "" {
 				failed++
 			}
@@ -105,6 +121,10 @@ func detectLines(m *detect.Model, batch []detect.FileScore) []detectLine {
 			continue
 		}
 		lines[i].Score, lines[i].Verdict = r.Score, string(r.Verdict)
+		if f.Seg != nil {
+			m.Locate(&r, f.Seg, f.Width, f.Height)
+			lines[i].Regions = r.Regions
+		}
 	}
 	return lines
 }
@@ -124,7 +144,13 @@ func (p detectPrinter) print(l detectLine) {
 		fmt.Fprintf(p.w, "%s\terror\t%s\n", l.Image, l.Error)
 		return
 	}
-	fmt.Fprintf(p.w, "%s\t%s\tscore=%.6f\tthreshold=%.4f\tmodel=%s\n", l.Image, l.Verdict, l.Score, l.Threshold, l.ModelVersion)
+	var where strings.Builder
+	sep := "\tregions=" // x,y,wxh of each region, largest first
+	for _, r := range l.Regions {
+		fmt.Fprintf(&where, "%s%d,%d,%dx%d", sep, r.X, r.Y, r.W, r.H)
+		sep = ";"
+	}
+	fmt.Fprintf(p.w, "%s\t%s\tscore=%.6f\tthreshold=%.4f\tmodel=%s%s\n", l.Image, l.Verdict, l.Score, l.Threshold, l.ModelVersion, where.String())
 }
 
 func envOr(k, def string) string {

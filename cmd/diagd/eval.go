@@ -58,9 +58,12 @@ type evalResult struct {
 	// convention of metrics.Report.Threshold.
 	MaxF1 evalPoint `json:"max_f1"`
 	// AtModelThreshold is how the model performs with the threshold it ships with.
-	AtModelThreshold evalPoint  `json:"at_model_threshold"`
-	Skipped          []evalSkip `json:"skipped"`
-	CreatedAt        time.Time  `json:"created_at"`
+	AtModelThreshold evalPoint `json:"at_model_threshold"`
+	// Pixel holds the segmentation's figures, for a model with a segmentation output on
+	// data with masks.
+	Pixel     *evalPixel `json:"pixel,omitempty"`
+	Skipped   []evalSkip `json:"skipped"`
+	CreatedAt time.Time  `json:"created_at"`
 }
 
 func runEval(ctx context.Context, env *cliEnv, args []string) int {
@@ -123,7 +126,7 @@ func runEval(ctx context.Context, env *cliEnv, args []string) int {
 		return fail("%v", err)
 	}
 
-	names, scores, labels, bad, err := scoreItems(ctx, m, set.Items, newProgress(env.stderr, "eval", "images"))
+	scored, bad, err := scoreItems(ctx, m, set.Items, newProgress(env.stderr, "eval", "images"))
 	if err != nil {
 		return fail("%v", err)
 	}
@@ -134,19 +137,34 @@ func runEval(ctx context.Context, env *cliEnv, args []string) int {
 
 	res := evalResult{ModelDir: *modelDir, ModelVersion: m.Meta.ModelVersion, ModelSHA256: digest,
 		Data: *data, LabelRule: *rule, Score: "sigmoid(logit)", Skipped: skipped}
+	res.Pixel = evalPixels(m, scored)
 	out := filepath.Join(*outDir, evalFolder(m.Meta.ModelVersion, digest))
-	if err := writeEval(out, &res, evalScores{names, scores, labels}, m.Meta.Threshold); err != nil {
+	if err := writeEval(out, &res, scored, m.Meta.Threshold); err != nil {
+		return fail("%v", err)
+	}
+	if err := writeWorstSheet(out, m, scored.cases()); err != nil {
 		return fail("%v", err)
 	}
 	printEval(env.stdout, res, out)
 	return 0
 }
 
-// evalScores are the scored images, in order.
+// evalScores are the scored images, in order, with their items and model outputs.
 type evalScores struct {
 	names  []string
 	scores []float64
 	labels []bool
+	items  []dataset.Item
+	files  []detect.FileScore
+}
+
+// cases are the scored images as the worst-cases sheet sees them.
+func (s evalScores) cases() []sheetCase {
+	out := make([]sheetCase, len(s.names))
+	for i := range out {
+		out[i] = sheetCase{path: s.names[i], mask: s.items[i].Mask, defect: s.labels[i], score: s.scores[i], seg: s.files[i].Seg}
+	}
+	return out
 }
 
 // writeEval computes the metrics into res and writes scores.csv, pr_curve.png and
@@ -209,7 +227,16 @@ func printEval(w io.Writer, r evalResult, out string) {
 		fmt.Fprintf(w, "%-10s threshold %.6g: precision %.4f recall %.4f  TP %d FP %d TN %d FN %d\n",
 			c.name, c.p.Threshold, c.p.Precision, c.p.Recall, c.p.TP, c.p.FP, c.p.TN, c.p.FN)
 	}
-	fmt.Fprintf(w, "wrote      %s/{scores.csv,pr_curve.png,metrics.json}\n", out)
+	if p := r.Pixel; p != nil {
+		ap := fmt.Sprintf("%.4f", p.AP)
+		if p.Problem != "" {
+			ap = "n/a: " + p.Problem
+		}
+		fmt.Fprintf(w, "pixel AP   %s (%d images with pixel truth, %d cells of which %d defect; %d defect images without a mask, %d masks unreadable)\n",
+			ap, p.Images, p.Cells, p.DefectCells, p.NoMask, len(p.Unreadable))
+		fmt.Fprintf(w, "defects    %d of %d hit (%.1f%%) at segmentation threshold %.4g\n", p.DefectsHit, p.Defects, 100*p.HitShare, p.Threshold)
+	}
+	fmt.Fprintf(w, "wrote      %s/{scores.csv,pr_curve.png,metrics.json,worst_cases.png}\n", out)
 }
 
 var unsafeChars = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
@@ -229,7 +256,7 @@ func evalFolder(version, digest string) string {
 // the model cannot take are returned as skips, never silently dropped; a failure of the
 // model itself ends the run.
 func scoreItems(ctx context.Context, m *detect.Model, items []dataset.Item, progress func(done, total int)) (
-	names []string, scores []float64, labels []bool, skipped []evalSkip, err error) {
+	s evalScores, skipped []evalSkip, err error) {
 	paths := make([]string, len(items))
 	for i, it := range items {
 		paths[i] = it.Path
@@ -241,18 +268,20 @@ func scoreItems(ctx context.Context, m *detect.Model, items []dataset.Item, prog
 		}
 	})
 	if err != nil {
-		return nil, nil, nil, nil, err
+		return s, nil, err
 	}
 	for i, r := range res {
 		if r.Err != nil {
 			skipped = append(skipped, evalSkip{r.Path, r.Err.Error()})
 			continue
 		}
-		names = append(names, r.Path)
-		scores = append(scores, detect.Sigmoid(r.Logit))
-		labels = append(labels, items[i].Label)
+		s.names = append(s.names, r.Path)
+		s.scores = append(s.scores, detect.Sigmoid(r.Logit))
+		s.labels = append(s.labels, items[i].Label)
+		s.items = append(s.items, items[i])
+		s.files = append(s.files, r)
 	}
-	return names, scores, labels, skipped, nil
+	return s, skipped, nil
 }
 
 // newProgress returns a progress callback for a long job: on a terminal it rewrites one
