@@ -145,8 +145,11 @@ func (j *job) prepare(fwd *pb.ModelProto) error {
 	if j.cfg.Imbalance == head.PosWeight {
 		j.pw = float64(len(j.ds.Items)-j.pos) / float64(j.pos)
 	}
-	if j.id, err = j.identity(fwd); err != nil {
-		return err
+	j.id = identity{Recipe: j.cfg.recipe(), Images: len(j.ds.Items)}
+	if j.ds.RunDir != "" { // only checkpoints need the digests
+		if j.id, err = j.identity(fwd); err != nil {
+			return err
+		}
 	}
 	j.ld = newLoader(j.ds.Items, j.meta.Input, j.cfg, segH, segW, j.cfg.Batch)
 	return nil
