@@ -84,16 +84,54 @@ func (a Auto) Choose(ctx context.Context, ds retrain.TrainSet, progress func(ret
 	if a.Report != nil {
 		a.Report(c)
 	}
-	return a.trainer(c.Setting), nil
+	return a.trainer(c), nil
 }
 
-func (a Auto) trainer(s Setting) retrain.Trainer {
-	if s == Head {
-		return a.Head
+func (a Auto) trainer(ch Choice) retrain.Trainer {
+	if ch.Setting == Head {
+		return chosenHead{HeadTrainer: a.Head, choice: ch.record()}
 	}
 	c := a.Config
-	c.Trainable = s
-	return Trainer{Config: c, Log: a.Log, Session: a.Session}
+	c.Trainable = ch.Setting
+	rec := ch.record()
+	return Trainer{Config: c, Log: a.Log, Session: a.Session, choice: &rec}
+}
+
+// choiceRecord is how model.json's training map records the choice.
+type choiceRecord struct {
+	Setting   Setting          `json:"setting"`
+	Why       string           `json:"why"`
+	BudgetS   float64          `json:"budget_s,omitempty"`
+	Estimates []estimateRecord `json:"estimates,omitempty"`
+}
+
+type estimateRecord struct {
+	Setting Setting `json:"setting"`
+	TotalS  float64 `json:"total_s"`
+	Basis   string  `json:"basis"`
+}
+
+func (c Choice) record() choiceRecord {
+	r := choiceRecord{Setting: c.Setting, Why: c.Why, BudgetS: c.Budget.Seconds()}
+	for _, e := range c.Estimates {
+		r.Estimates = append(r.Estimates, estimateRecord{Setting: e.Setting, TotalS: e.Total.Seconds(), Basis: e.Basis})
+	}
+	return r
+}
+
+// chosenHead is the head trainer, recording the choice in model.json.
+type chosenHead struct {
+	retrain.HeadTrainer
+	choice choiceRecord
+}
+
+// Train implements retrain.Trainer.
+func (h chosenHead) Train(ctx context.Context, ds retrain.TrainSet, progress func(retrain.Progress)) (*retrain.Candidate, error) {
+	c, err := h.HeadTrainer.Train(ctx, ds, progress)
+	if c != nil && c.Training != nil {
+		c.Training["trainable"], c.Training["trainable_choice"] = string(Head), h.choice
+	}
+	return c, err
 }
 
 func (a Auto) choose(ctx context.Context, ds retrain.TrainSet, progress func(retrain.Progress)) (Choice, error) {
@@ -112,7 +150,7 @@ func (a Auto) choose(ctx context.Context, ds retrain.TrainSet, progress func(ret
 	if a.Trainable != "" {
 		c.Setting, c.Why = a.Trainable, "as asked"
 		if e := find(c.Estimates, a.Trainable); e != nil && a.Budget > 0 && e.Total > a.Budget {
-			c.Why = fmt.Sprintf("as asked, although its estimate %s exceeds the budget %s", round(e.Total), a.Budget)
+			c.Why = fmt.Sprintf("as asked, although its estimate %s exceeds the budget %s", Approx(e.Total), a.Budget)
 		}
 		return c, nil
 	}
@@ -133,7 +171,7 @@ func (a Auto) choose(ctx context.Context, ds retrain.TrainSet, progress func(ret
 func Decide(est []Estimate, budget time.Duration) (Setting, string) {
 	for _, s := range []Setting{All, Last, Head} {
 		if e := find(est, s); e != nil && e.Total <= budget {
-			return s, fmt.Sprintf("the most complete setting whose estimate (%s) fits the budget %s", round(e.Total), budget)
+			return s, fmt.Sprintf("the most complete setting whose estimate (%s) fits the budget %s", Approx(e.Total), budget)
 		}
 	}
 	return Head, fmt.Sprintf("no setting fits the budget %s; head is the cheapest", budget)
@@ -147,8 +185,8 @@ func find(est []Estimate, s Setting) *Estimate {
 	return &est[i]
 }
 
-// round keeps two or three significant figures of a duration for people.
-func round(d time.Duration) time.Duration {
+// Approx keeps two or three significant figures of a duration, for people.
+func Approx(d time.Duration) time.Duration {
 	switch {
 	case d >= 10*time.Minute:
 		return d.Round(time.Minute)
@@ -258,7 +296,7 @@ func (a Auto) measureReal(ctx context.Context, ds retrain.TrainSet, s Setting) (
 	steps := c.Epochs * ((len(ds.Items) + c.Batch - 1) / c.Batch)
 	per := step * time.Duration(c.Batch) / time.Duration(len(idx))
 	return Estimate{Setting: s, Unit: per, Units: steps, Total: per * time.Duration(steps),
-		Basis: fmt.Sprintf("%s per step of %d images × %d steps (%d epochs)", round(per), c.Batch, steps, c.Epochs)}, nil
+		Basis: fmt.Sprintf("%s per step of %d images × %d steps (%d epochs)", Approx(per), c.Batch, steps, c.Epochs)}, nil
 }
 
 // measureForward times the base model's forward pass on a micro-batch of real images
@@ -295,7 +333,7 @@ func (a Auto) measureForward(ctx context.Context, ds retrain.TrainSet, c Config)
 		per = time.Since(t0) / time.Duration(n)
 	}
 	return Estimate{Setting: Head, Unit: per, Units: len(ds.Items), Total: per * time.Duration(len(ds.Items)),
-		Basis: fmt.Sprintf("%s per image × %d images (the feature pass; cached features make it shorter)", round(per), len(ds.Items))}, nil
+		Basis: fmt.Sprintf("%s per image × %d images (the feature pass; cached features make it shorter)", Approx(per), len(ds.Items))}, nil
 }
 
 func (a Auto) log() *slog.Logger {

@@ -58,7 +58,7 @@ func TestAutoChoosesByBudget(t *testing.T) {
 			t.Errorf("%s: %d estimates reported; want all three", c.name, len(got.Estimates))
 		}
 		switch tt := tr.(type) {
-		case retrain.HeadTrainer:
+		case chosenHead:
 			if c.want != Head {
 				t.Errorf("%s: head trainer for %s", c.name, c.want)
 			}

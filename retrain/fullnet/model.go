@@ -146,5 +146,8 @@ func (j *job) training() map[string]any {
 	if j.restart != "" {
 		m["started_over"] = j.restart
 	}
+	if j.choice != nil {
+		m["trainable_choice"] = *j.choice
+	}
 	return m
 }

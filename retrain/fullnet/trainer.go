@@ -40,6 +40,8 @@ type Trainer struct {
 	// SessionConfig adds ORT session entries; nil turns intra-op spinning off, since
 	// the CPU is shared with judging.
 	SessionConfig map[string]string
+
+	choice *choiceRecord // how Auto chose this trainer, for model.json
 }
 
 // Name implements retrain.Trainer.
@@ -89,6 +91,7 @@ type job struct {
 	restart string        // why a checkpoint found was not continued
 	began   time.Time
 	stepped int // steps taken in this session
+	choice  *choiceRecord
 }
 
 func (t Trainer) open(ds retrain.TrainSet, progress func(retrain.Progress)) (*job, error) {
@@ -96,7 +99,7 @@ func (t Trainer) open(ds retrain.TrainSet, progress func(retrain.Progress)) (*jo
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("fullnet: %w", err)
 	}
-	j := &job{cfg: cfg, log: t.Log, session: t.Session, ds: ds, progress: progress, meta: ds.BaseMeta}
+	j := &job{cfg: cfg, log: t.Log, session: t.Session, ds: ds, progress: progress, meta: ds.BaseMeta, choice: t.choice}
 	if j.log == nil {
 		j.log = slog.Default()
 	}
