@@ -81,12 +81,20 @@ func benchFullnet(args []string) error {
 		return err
 	}
 	fmt.Printf("%s: full-shot, train %d images, validation %s: %d images (%d defects); network %s %dx%d\n",
-		*data, len(tr.Items), name, len(va.Items), countItems(va.Items), *model, meta.Input.Height, meta.Input.Width)
+		*data, len(tr.Items), name, len(va.Items), count(labels(va.Items)), *model, meta.Input.Height, meta.Input.Width)
 	so := ortenv.Options{Provider: ortenv.CPU, Threads: *threads}
 	if err := frozenHeads(*model, tr, va, so); err != nil {
 		return err
 	}
 	return trainAll(*model, meta, tr, va, c, so)
+}
+
+func labels(items []dataset.Item) []bool {
+	y := make([]bool, len(items))
+	for i, it := range items {
+		y[i] = it.Label
+	}
+	return y
 }
 
 func ones(n int) []int {
@@ -125,16 +133,6 @@ func writeBenchModel(dir string, cfg zoo.ResNetConfig) (string, error) {
 	return m, detect.WriteMetadata(m, meta)
 }
 
-func countItems(items []dataset.Item) int {
-	n := 0
-	for _, it := range items {
-		if it.Label {
-			n++
-		}
-	}
-	return n
-}
-
 // frozenHeads fits the head recipes and the outside baseline on the network's frozen
 // features.
 func frozenHeads(model string, tr, va *dataset.Set, so ortenv.Options) error {
@@ -143,23 +141,11 @@ func frozenHeads(model string, tr, va *dataset.Set, so ortenv.Options) error {
 		return err
 	}
 	defer ex.Close()
-	get := func(s *dataset.Set) ([][]float32, []bool, error) {
-		res, err := ex.Extract(context.Background(), s.Items, nil)
-		if err != nil {
-			return nil, nil, err
-		}
-		var X [][]float32
-		var y []bool
-		for _, i := range res.OK() {
-			X, y = append(X, res.Features[i]), append(y, s.Items[i].Label)
-		}
-		return X, y, nil
-	}
-	X, y, err := get(tr)
+	X, y, err := extractSet(ex, tr)
 	if err != nil {
 		return err
 	}
-	Xv, yv, err := get(va)
+	Xv, yv, err := extractSet(ex, va)
 	if err != nil {
 		return err
 	}

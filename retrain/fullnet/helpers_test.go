@@ -167,3 +167,17 @@ func ap(t testing.TB, scores []float64, items []dataset.Item) float64 {
 	}
 	return rep.AP
 }
+
+// preprocessed decodes and preprocesses image files as detect serves them, [N,3,H,W].
+func preprocessed(t testing.TB, in detect.InputSpec, items []dataset.Item) []float32 {
+	t.Helper()
+	pre := detect.NewPreprocessor(in)
+	defer pre.Close()
+	x := make([]float32, len(items)*pre.Size())
+	for i, it := range items {
+		if err := decodeInto(pre, it.Path, x[i*pre.Size():(i+1)*pre.Size()]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return x
+}

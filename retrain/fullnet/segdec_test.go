@@ -260,14 +260,7 @@ func segOutputs(t *testing.T, model string, meta detect.Metadata, items []datase
 		t.Fatal(err)
 	}
 	defer sess.Destroy()
-	pre := detect.NewPreprocessor(meta.Input)
-	defer pre.Close()
-	x := make([]float32, len(items)*pre.Size())
-	for i, it := range items {
-		if err := decodeInto(pre, it.Path, x[i*pre.Size():(i+1)*pre.Size()]); err != nil {
-			t.Fatal(err)
-		}
-	}
+	x := preprocessed(t, meta.Input, items)
 	xt, err := ort.NewTensor(ort.NewShape(int64(len(items)), 3, 16, 16), x)
 	if err != nil {
 		t.Fatal(err)

@@ -70,14 +70,7 @@ func trainingGraphLogits(t *testing.T, model string, meta detect.Metadata, items
 		t.Fatal(err)
 	}
 	defer st.Close()
-	pre := detect.NewPreprocessor(meta.Input)
-	defer pre.Close()
-	x := make([]float32, len(items)*pre.Size())
-	for i, it := range items {
-		if err := decodeInto(pre, it.Path, x[i*pre.Size():(i+1)*pre.Size()]); err != nil {
-			t.Fatal(err)
-		}
-	}
+	x := preprocessed(t, meta.Input, items)
 	res, err := st.Step(context.Background(), autodiff.Batch{N: len(items), Inputs: [][]float32{x}, Labels: make([]float32, len(items))})
 	if err != nil {
 		t.Fatal(err)
