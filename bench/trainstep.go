@@ -295,7 +295,9 @@ func timeAccumulated(m *pb.ModelProto, n int, b autodiff.Batch, o ortenv.Options
 	if err != nil {
 		return err
 	}
-	per := func(x stepTiming, k int) stepTiming { return stepTiming{wall: x.wall / float64(k), cpu: x.cpu / float64(k)} }
+	per := func(x stepTiming, k int) stepTiming {
+		return stepTiming{wall: x.wall / float64(k), cpu: x.cpu / float64(k)}
+	}
 	fmt.Printf("step all, BN frozen, %d images as micro-batches of %d: %s = %s the fused batch-%d step per image  peak RSS %s\n",
 		n, b.N, t, per(t, n).ratio(per(fused.froze, b.N)), b.N, rss("VmHWM:"))
 	return nil
