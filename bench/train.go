@@ -19,7 +19,6 @@ import (
 	"github.com/diagd/diagd/detect"
 	"github.com/diagd/diagd/internal/onnx/zoo"
 	"github.com/diagd/diagd/internal/ortenv"
-	"github.com/diagd/diagd/retrain"
 	"github.com/diagd/diagd/retrain/dataset"
 	"github.com/diagd/diagd/retrain/features"
 	"github.com/diagd/diagd/retrain/head"
@@ -187,43 +186,40 @@ func benchTrainData(data, model, cache string, frac float64, seed uint64) error 
 	if err := initORT(log); err != nil {
 		return err
 	}
-	real, err := dataset.Load(data, dataset.Options{})
+	tr, va, name, err := fullShotSplit(data, frac, seed)
 	if err != nil {
 		return err
 	}
-	all, err := dataset.Compose(real, nil, dataset.FullShot, 0)
-	if err != nil {
-		return err
-	}
-	tr, va, name := retrain.HoldoutValidation(all, real, dataset.FullShot, frac, seed, data)
 	ex, err := features.Open(log, model, features.Options{Session: ortenv.Options{Provider: ortenv.CPU}, CacheDir: cache})
 	if err != nil {
 		return err
 	}
 	defer ex.Close()
-	get := func(s *dataset.Set) ([][]float32, []bool, error) {
-		res, err := ex.Extract(context.Background(), s.Items, nil)
-		if err != nil {
-			return nil, nil, err
-		}
-		var X [][]float32
-		var y []bool
-		for _, i := range res.OK() {
-			X, y = append(X, res.Features[i]), append(y, s.Items[i].Label)
-		}
-		return X, y, nil
-	}
-	X, y, err := get(tr)
+	X, y, err := extractSet(ex, tr)
 	if err != nil {
 		return err
 	}
-	Xv, yv, err := get(va)
+	Xv, yv, err := extractSet(ex, va)
 	if err != nil {
 		return err
 	}
 	fmt.Printf("%s: full-shot, train %d images, validation %s: %d images (%d defects), features %d wide from %s\n",
 		data, len(X), name, len(Xv), count(yv), len(X[0]), model)
 	return compareHeads(X, y, Xv, yv, true)
+}
+
+// extractSet returns the features and labels of a set's readable images.
+func extractSet(ex *features.Extractor, s *dataset.Set) ([][]float32, []bool, error) {
+	res, err := ex.Extract(context.Background(), s.Items, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	var X [][]float32
+	var y []bool
+	for _, i := range res.OK() {
+		X, y = append(X, res.Features[i]), append(y, s.Items[i].Label)
+	}
+	return X, y, nil
 }
 
 func count(y []bool) int {

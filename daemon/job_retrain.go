@@ -13,6 +13,7 @@ import (
 
 	"github.com/diagd/diagd/retrain"
 	"github.com/diagd/diagd/retrain/dataset"
+	"github.com/diagd/diagd/retrain/fullnet"
 	"github.com/diagd/diagd/retrain/gate"
 	"github.com/diagd/diagd/retrain/registry"
 )
@@ -56,8 +57,15 @@ func (j *jobs) retrain(ctx context.Context) (outcome, reason string) {
 		Mode: dataset.Mode(cfg.RetrainMode), ValFraction: validationFraction,
 		Gate: gate.Settings{Tolerance: cfg.PromoteTolerance, Confidence: cfg.PromoteConfidence,
 			MinDefects: cfg.PromoteMinDefects, MaxGoodFail: cfg.PromoteMaxGoodFail},
-		Session:  j.jobSession(),
-		Progress: func(p retrain.Progress) { reportRetrain(rep, p) },
+		Session: j.jobSession(),
+		Trainer: j.retrainer(rep),
+		Resume:  true, // a run a crash or restart interrupted continues from its checkpoint
+		Progress: func(p retrain.Progress) {
+			reportRetrain(rep, p)
+			if j.retrainProgress != nil {
+				j.retrainProgress(p)
+			}
+		},
 	})
 	ev.ImportedBase, ev.Mode, ev.Validation = plan.Imported, string(plan.Mode), plan.ValName
 	if err != nil {
@@ -123,6 +131,23 @@ func registryServes(log *slog.Logger, dir string) error {
 	return nil
 }
 
+// retrainer is what the retrain job trains (DIAGD_TRAINABLE, DIAGD_TRAIN_BUDGET): the
+// choice, with every setting's estimate, is logged and sent as a progress event.
+func (j *jobs) retrainer(rep *reporter) retrain.Trainer {
+	cfg := j.d.cfg
+	var setting fullnet.Setting
+	if cfg.Trainable != "auto" {
+		setting = fullnet.Setting(cfg.Trainable) // validated by config
+	}
+	return fullnet.Auto{Trainable: setting, Budget: cfg.TrainBudget, Log: j.d.log, Session: j.jobSession(),
+		Report: func(c fullnet.Choice) {
+			for _, e := range c.Estimates {
+				j.d.log.Info("retraining estimate", "trainable", string(e.Setting), "estimate", fullnet.Approx(e.Total).String(), "basis", e.Basis)
+			}
+			rep.progress(jobProgress{Phase: "choose", Done: 1, Total: 1, Fraction: 1, Message: fmt.Sprintf("trainable %s: %s", c.Setting, c.Why)})
+		}}
+}
+
 // reportRetrain forwards a retraining stage's progress as a job progress event.
 func reportRetrain(rep *reporter, p retrain.Progress) {
 	frac := 0.0
@@ -135,6 +160,12 @@ func reportRetrain(rep *reporter, p retrain.Progress) {
 	jp := jobProgress{Phase: p.Stage, Done: p.Done, Total: p.Total, Fraction: frac, Message: p.Message}
 	if p.Stage == "train" {
 		jp.Loss = &p.Loss
+	}
+	if p.Epochs > 0 {
+		jp.Epoch, jp.Epochs = &p.Epoch, &p.Epochs
+	}
+	if p.ETA > 0 {
+		jp.EtaS = &p.ETA // the trainer's own: a resumed run's fraction starts high
 	}
 	rep.progress(jp)
 }

@@ -28,6 +28,7 @@ import (
 	"github.com/diagd/diagd/internal/ortenv"
 	"github.com/diagd/diagd/internal/threadprio"
 	"github.com/diagd/diagd/mqtt"
+	"github.com/diagd/diagd/retrain"
 	"github.com/diagd/diagd/retrain/dataset"
 )
 
@@ -100,6 +101,8 @@ type jobs struct {
 	lastEnd  time.Time
 	wg       sync.WaitGroup
 	lastSkip string // the reason the last scheduled cycle was skipped, logged once
+
+	retrainProgress func(retrain.Progress) // tests: sees (and may pause) a retraining run's progress
 }
 
 func newJobs(d *Daemon) *jobs {
@@ -243,7 +246,13 @@ func (j *jobs) cycle(ctx context.Context, o jobOptions) (string, string) {
 	defer j.d.m.jobRunning.WithLabelValues(jobCycle).Set(0)
 	start := time.Now()
 	j.d.client.Event(jobCycle, jobStart{Job: jobCycle, Phase: "start", N: o.N, Generator: o.Generator})
-	outcome, reason := j.augment(ctx, o)
+	outcome, reason := outcomeOK, ""
+	if run, ok := retrain.InterruptedRun(j.d.cfg.Registry); ok {
+		// New synthetic images would not join a resumed run: finish it first.
+		j.d.log.Info("cycle: generation skipped to continue an interrupted retraining run", "run", run)
+	} else {
+		outcome, reason = j.augment(ctx, o)
+	}
 	if outcome == outcomeOK {
 		outcome, reason = j.retrain(ctx)
 	} else {

@@ -106,6 +106,8 @@ type jobProgress struct {
 	// retrain
 	Message string   `json:"message,omitempty"`
 	Loss    *float64 `json:"loss,omitempty"`
+	Epoch   *int     `json:"epoch,omitempty"`
+	Epochs  *int     `json:"epochs,omitempty"`
 }
 
 // augmentFinish is the augment job's last event.

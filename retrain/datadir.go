@@ -56,6 +56,10 @@ type DataDirOptions struct {
 	Progress     func(Progress)
 	// Plan, when set, sees the assembled data before training starts.
 	Plan func(Plan)
+	// Resume continues an interrupted run (see RunDirName) when its data options and
+	// files are unchanged, and lets the trainer continue from its checkpoint; without it
+	// an interrupted run is discarded.
+	Resume bool
 }
 
 // Plan is the data a run will train and validate on.
@@ -67,6 +71,10 @@ type Plan struct {
 	ValName    string
 	Skipped    []dataset.Skip
 	Relabelled []string // marked defects the label rule made ok (training and validation data)
+	// Resumed says the data is an interrupted run's; StartOver says why an interrupted
+	// run was not resumed ("" when there was none, or it was).
+	Resumed   bool
+	StartOver string
 }
 
 // RunDataDir locks the registry, imports a first model into an empty one, assembles the
@@ -95,7 +103,8 @@ func RunDataDir(ctx context.Context, o DataDirOptions) (*Outcome, Plan, error) {
 			o.BaseModel = "" // the imported version is the same model
 		}
 	}
-	train, val, err := assemble(o, &plan)
+	runDir := filepath.Join(reg.Dir, RunDirName)
+	train, val, err := runData(log, runDir, o, &plan)
 	if err != nil {
 		return nil, plan, err
 	}
@@ -111,7 +120,14 @@ func RunDataDir(ctx context.Context, o DataDirOptions) (*Outcome, Plan, error) {
 	}
 	out, err := Run(ctx, Config{Log: log, Registry: reg, BaseModel: o.BaseModel, Train: train, Val: val, ValName: plan.ValName,
 		Trainer: o.Trainer, Gate: o.Gate, TargetRecall: o.TargetRecall, NoPromote: o.NoPromote, CacheDir: cache,
-		Session: o.Session, Batch: o.Batch, Progress: o.Progress})
+		Session: o.Session, Batch: o.Batch, Progress: o.Progress, RunDir: runDir, Resume: o.Resume})
+	if err == nil || ctx.Err() == nil {
+		// Decided, or failed in a way a resume would repeat: only an interruption (a crash,
+		// a restart, a cancel) leaves the run to be continued.
+		if rerr := os.RemoveAll(runDir); rerr != nil {
+			log.Warn("the finished run's folder could not be removed", "dir", runDir, "err", rerr)
+		}
+	}
 	return out, plan, err
 }
 

@@ -18,7 +18,8 @@ import (
 
 // scoreCandidate computes the candidate's validation logits (from the features when
 // the trainer kept the backbone, checked against the written model; else by running
-// the written model), its report and its threshold. Non-finite logits leave the report
+// the written model, checked against the trainer's own forward pass when it offers
+// one), its report and its threshold. Non-finite logits leave the report
 // empty: the gate refuses such a candidate.
 func (r *run) scoreCandidate(ctx context.Context) error {
 	r.emit(Progress{Stage: "evaluate", Message: "validation"})
@@ -36,6 +37,11 @@ func (r *run) scoreCandidate(ctx context.Context) error {
 			return r.refuseNonFinite(fmt.Errorf("the written model does not serve: %w", err))
 		}
 		r.candLogits = l
+		if r.cand.Logits != nil {
+			if err := r.verifyForward(ctx); err != nil {
+				return err
+			}
+		}
 	}
 	if n, _ := metrics.NonFinite(r.candLogits); n > 0 || r.refused != nil {
 		return nil

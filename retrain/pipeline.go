@@ -49,6 +49,10 @@ type Config struct {
 	Session   ortenv.Options
 	Batch     int
 	Progress  func(Progress)
+	// RunDir and Resume are passed to the trainer (TrainSet): where it keeps state that
+	// outlives a crash, and whether it may continue from it.
+	RunDir string
+	Resume bool
 }
 
 // Outcome is what a run did.
@@ -116,6 +120,9 @@ type run struct {
 func Run(ctx context.Context, c Config) (*Outcome, error) {
 	r, err := newRun(c)
 	if err != nil {
+		return nil, err
+	}
+	if err := r.choose(ctx); err != nil {
 		return nil, err
 	}
 	if err := r.extract(ctx); err != nil {
@@ -189,8 +196,12 @@ func (r *run) emit(p Progress) {
 }
 
 // extract computes the base backbone's features of every training and validation
-// image (through the cache) and drops the images that cannot be read.
+// image (through the cache) and drops the images that cannot be read. An ImageTrainer
+// needs no features: the images are only digested and checked (scan).
 func (r *run) extract(ctx context.Context) error {
+	if _, ok := r.c.Trainer.(ImageTrainer); ok {
+		return r.scan(ctx)
+	}
 	bmeta, err := detect.ReadMetadata(r.base)
 	if err != nil {
 		return err
@@ -219,38 +230,15 @@ func (r *run) extract(ctx context.Context) error {
 	r.log.Info("features extracted", "images", len(all), "cached", res.Cached, "failed", res.Failed, "model", r.base)
 	r.baseMeta, r.baseDigest, r.out.FeaturesCached = ex.Meta, ex.ModelDigest, res.Cached
 	var sk1, sk2 []dataset.Skip
-	r.tr, sk1 = keepOK(r.c.Train.Items, res, 0)
-	r.va, sk2 = keepOK(r.c.Val.Items, res, len(r.c.Train.Items))
-	r.out.Skipped = append(sk1, sk2...)
-	for _, s := range r.out.Skipped {
-		r.log.Warn("image skipped", "path", s.Path, "reason", s.Reason)
-	}
-	if err := (&dataset.Set{Items: r.tr.items}).RequireBothClasses("training set after unreadable images were skipped"); err != nil {
-		return err
-	}
-	return (&dataset.Set{Items: r.va.items}).RequireBothClasses("validation set after unreadable images were skipped")
-}
-
-// keepOK takes the rows of items (which start at offset in res) whose features could be
-// computed, recording why the others were dropped.
-func keepOK(items []dataset.Item, res *features.Result, offset int) (part, []dataset.Skip) {
-	var p part
-	var sk []dataset.Skip
-	for i, it := range items {
-		k := offset + i
-		if res.Errs[k] != nil {
-			sk = append(sk, dataset.Skip{Path: it.Path, Reason: res.Errs[k].Error()})
-			continue
-		}
-		p.items = append(p.items, it)
-		p.feat = append(p.feat, res.Features[k])
-		p.dig = append(p.dig, res.Digests[k])
-	}
-	return p, sk
+	r.tr, sk1 = keepReadable(r.c.Train.Items, res.Errs, res.Digests, res.Features, 0)
+	r.va, sk2 = keepReadable(r.c.Val.Items, res.Errs, res.Digests, res.Features, len(r.c.Train.Items))
+	return r.afterSkips(append(sk1, sk2...))
 }
 
 func (r *run) train(ctx context.Context) error {
-	cand, err := r.c.Trainer.Train(ctx, TrainSet{Items: r.tr.items, Features: r.tr.feat, BaseDir: r.base, BaseMeta: r.baseMeta}, r.c.Progress)
+	ds := TrainSet{Items: r.tr.items, Features: r.tr.feat, Digests: r.tr.dig, BaseDir: r.base, BaseMeta: r.baseMeta,
+		RunDir: r.c.RunDir, Resume: r.c.Resume}
+	cand, err := r.c.Trainer.Train(ctx, ds, r.c.Progress)
 	if err != nil {
 		return fmt.Errorf("training: %w", err)
 	}

@@ -17,19 +17,30 @@ import (
 // keep the backbone frozen, the base model's features of each (row i is Items[i]).
 type TrainSet struct {
 	Items    []dataset.Item
-	Features [][]float32
+	Features [][]float32     // nil for an ImageTrainer
+	Digests  []string        // sha256 of each image file (row i is Items[i]); nil when unknown
 	BaseDir  string          // the base model folder (model.onnx + model.json)
 	BaseMeta detect.Metadata // its metadata
+	// RunDir is the run's own folder, kept across crashes and restarts until the run
+	// has decided (a trainer writes its checkpoints there); Resume says whether a
+	// checkpoint found there may be continued (when its data and recipe match).
+	RunDir string
+	Resume bool
 }
 
 // Progress is a retraining event: a stage and how far it is. The CLI draws it as a bar;
 // the daemon forwards it as an event.
 type Progress struct {
-	Stage   string  `json:"stage"` // dataset, features, train, evaluate, write, decide, done
+	Stage   string  `json:"stage"` // dataset, choose, features or scan, train, evaluate, write, decide, done
 	Done    int     `json:"done"`
 	Total   int     `json:"total"`
 	Loss    float64 `json:"loss,omitempty"`
 	Message string  `json:"message,omitempty"`
+	// Epoch (1-based) of Epochs, and the trainer's estimate of the time left in
+	// seconds (0: none), for trainers that run epochs.
+	Epoch  int     `json:"epoch,omitempty"`
+	Epochs int     `json:"epochs,omitempty"`
+	ETA    float64 `json:"eta_s,omitempty"`
 }
 
 // Candidate is a trained model not yet in the registry.
@@ -39,6 +50,11 @@ type Candidate struct {
 	// Score gives the candidate's logit from the base model's features, when the trainer
 	// kept the backbone (nil otherwise; then the written model is run to score).
 	Score func(features []float32) float64
+	// Logits, for a trainer that changed the backbone, is its own forward pass (eval
+	// mode) of the trained network on image files. The written model's logits in detect,
+	// the serving path, must equal it on the validation images before the model enters
+	// the registry.
+	Logits func(ctx context.Context, paths []string) ([]float64, error)
 	// ScoreRounding, when set, bounds how far the written model's float32 logit may lie
 	// from Score (see head.Head.RoundingBound); the write-back check allows for it.
 	ScoreRounding func(features []float32) float64
@@ -62,6 +78,22 @@ type Trainer interface {
 // base it cannot write into is refused at once rather than after minutes of work.
 type Preflighter interface {
 	Preflight(baseDir string, meta detect.Metadata) error
+}
+
+// ImageTrainer is a Trainer that reads the training images itself (it trains through
+// the backbone): Run extracts no features for it and gives it the images' digests, and
+// its Candidate carries Logits.
+type ImageTrainer interface {
+	Trainer
+	ReadsImages()
+}
+
+// Chooser is a Trainer that picks the trainer to run once the data is known (e.g. by a
+// time budget measured on the data's first images). Run calls Choose before anything
+// else is computed; ds has no features or digests yet.
+type Chooser interface {
+	Trainer
+	Choose(ctx context.Context, ds TrainSet, progress func(Progress)) (Trainer, error)
 }
 
 // HeadTrainer trains Linear(F,1) on frozen backbone features (package head); the zero

@@ -12,12 +12,13 @@ import (
 	"github.com/diagd/diagd/internal/ortenv"
 	"github.com/diagd/diagd/retrain"
 	"github.com/diagd/diagd/retrain/dataset"
+	"github.com/diagd/diagd/retrain/fullnet"
 	"github.com/diagd/diagd/retrain/gate"
 	"github.com/diagd/diagd/retrain/head"
 )
 
 func init() {
-	register("train", command{summary: "retrain the detector's head on real + synthetic images and promote it only when it is shown not to be worse", run: runTrain})
+	register("train", command{summary: "retrain the detector (its head, last stage or every layer) on real + synthetic images and promote it only when it is shown not to be worse", run: runTrain})
 }
 
 // Exit codes of diagd train: 0 promoted, 3 trained but not promoted (rejected, no
@@ -33,6 +34,9 @@ type trainFlags struct {
 	hc                    head.Config
 	provider              string
 	threads               int
+	trainable, batchNorm  string
+	budget                time.Duration
+	micro                 int
 }
 
 func newTrainFlags(env *cliEnv) (*flag.FlagSet, *trainFlags) {
@@ -49,11 +53,16 @@ func newTrainFlags(env *cliEnv) (*flag.FlagSet, *trainFlags) {
 	fs.Float64Var(&o.ValFraction, "val-fraction", 0.2, "share of real images held out for validation when no validation set is given")
 	fs.StringVar(&f.mode, "mode", string(dataset.ZeroShot), "zero-shot (real negatives + synthetic), full-shot (all real + synthetic) or auto (full-shot when real defects exist)")
 	fs.StringVar(&f.rule, "label-rule", "any", "mask labelling: any (any marked pixel; also any-pixel), or paper (DIAG's resize-and-truncate rule, spec §1.5)")
+	fs.StringVar(&f.trainable, "trainable", "auto", "what trains: head (last layer on frozen features), last (last stage + head), all (every layer), or auto (all on a GPU; on the CPU the most complete setting whose estimate fits --budget, head without one)")
+	fs.DurationVar(&f.budget, "budget", 0, "time budget for training, e.g. 2h: every setting is timed on the data before the run and the estimates printed (0 = none)")
+	fs.BoolVar(&o.Resume, "resume", false, "continue an interrupted run from its checkpoint (<registry>/training) when its data and recipe are unchanged")
 	fs.StringVar(&f.solver, "solver", string(head.LogReg), "head solver: logreg (standardised L2 logistic regression, λ by cross-validation; nothing to tune) or adam (the paper's recipe)")
-	fs.IntVar(&f.hc.Epochs, "epochs", 0, "adam only: training epochs (default 30)")
-	fs.Float64Var(&f.hc.LR, "lr", 0, "adam only: learning rate (default 1e-4)")
-	fs.IntVar(&f.hc.Batch, "batch", 0, "adam only: batch size (default 32)")
-	fs.Uint64Var(&o.Seed, "seed", 0, "seed for the hold-out split, the cross-validation folds and adam's initialisation")
+	fs.IntVar(&f.hc.Epochs, "epochs", 0, "adam solver and last/all: training epochs (default 30)")
+	fs.Float64Var(&f.hc.LR, "lr", 0, "adam solver and last/all: learning rate (default 1e-4)")
+	fs.IntVar(&f.hc.Batch, "batch", 0, "adam solver and last/all: batch size (default 32)")
+	fs.IntVar(&f.micro, "micro-batch", 0, "last/all: images per graph run; a batch's micro-batches add their gradients (default 8: batch 32 fits a small box)")
+	fs.StringVar(&f.batchNorm, "batch-norm", string(fullnet.BNPaper), "last/all: paper (train mode in epoch 1, frozen after), train or frozen")
+	fs.Uint64Var(&o.Seed, "seed", 0, "seed for the hold-out split, the cross-validation folds, adam's initialisation and the image order")
 	fs.StringVar(&f.imbalance, "imbalance", string(head.PosWeight), "class imbalance: pos-weight (positives weighted negatives/positives) or none")
 	fs.Float64Var(&o.Gate.Tolerance, "tolerance", 0, "AP the candidate may lose: promote when the lower confidence bound of AP(candidate) − AP(serving) is >= −tolerance")
 	fs.Float64Var(&o.Gate.Confidence, "confidence", gate.DefaultConfidence, "confidence of the promotion test and of the chance band")
@@ -85,11 +94,12 @@ func (f *trainFlags) options() error {
 		return err
 	}
 	f.hc.Seed = o.Seed
-	if err := f.hc.Validate(); err != nil {
-		return fmt.Errorf("--solver %s: %w", f.hc.Solver, err)
-	}
 	prov, err := ortenv.ParseProvider(f.provider)
 	if err != nil {
+		return err
+	}
+	o.Session = ortenv.Options{Provider: prov, Threads: f.threads}
+	if err := f.trainerOptions(); err != nil {
 		return err
 	}
 	if !(o.ValFraction > 0 && o.ValFraction < 1) && o.Val == "" {
@@ -106,9 +116,53 @@ func (f *trainFlags) options() error {
 		return err
 	}
 	o.ImportIfEmpty, o.BaseModel = f.base, f.base
-	o.Trainer = retrain.HeadTrainer{Config: f.hc}
-	o.Session = ortenv.Options{Provider: prov, Threads: f.threads}
 	return nil
+}
+
+// trainerOptions checks the trainer's flags and builds the chooser: --epochs, --lr and
+// --batch set the recipe of last and all, and of the head's adam solver; with the
+// logreg solver they are refused when only the head can train (they would be ignored).
+func (f *trainFlags) trainerOptions() error {
+	var setting fullnet.Setting
+	if f.trainable != "auto" {
+		var err error
+		if setting, err = fullnet.ParseSetting(f.trainable); err != nil {
+			return fmt.Errorf("--trainable: %w", err)
+		}
+	}
+	if f.budget < 0 {
+		return fmt.Errorf("--budget %v must not be negative", f.budget)
+	}
+	fc := fullnet.Config{Trainable: fullnet.All, Epochs: f.hc.Epochs, LR: f.hc.LR, Batch: f.hc.Batch, MicroBatch: f.micro,
+		Seed: f.o.Seed, Imbalance: f.hc.Imbalance, BatchNorm: fullnet.BNRegime(f.batchNorm)}
+	if err := fc.WithDefaults().Validate(); err != nil {
+		return err
+	}
+	fc.Trainable = ""
+	hc := f.hc
+	fullRecipe := setting == fullnet.Last || setting == fullnet.All || (setting == "" && f.budget > 0)
+	if hc.Solver == head.LogReg && fullRecipe {
+		hc.Epochs, hc.LR, hc.Batch = 0, 0, 0 // they are last's and all's; logreg needs none
+	}
+	if err := hc.Validate(); err != nil {
+		return fmt.Errorf("--solver %s: %w (or to --trainable last or all, or auto with --budget)", hc.Solver, err)
+	}
+	f.o.Trainer = fullnet.Auto{Trainable: setting, Budget: f.budget, Config: fc, Head: retrain.HeadTrainer{Config: hc},
+		Session: f.o.Session}
+	return nil
+}
+
+// printChoice says what will train and why, with every setting's estimate when a budget
+// made them be measured.
+func printChoice(w io.Writer, c fullnet.Choice) {
+	fmt.Fprintf(w, "trainable: %s (%s)\n", c.Setting, c.Why)
+	for _, e := range c.Estimates {
+		note := ""
+		if e.Total > c.Budget {
+			note = "  over budget"
+		}
+		fmt.Fprintf(w, "  %-5s estimate %-10v %s%s\n", e.Setting, fullnet.Approx(e.Total), e.Basis, note)
+	}
 }
 
 func parseTrainMode(s string) (dataset.Mode, error) {
@@ -141,6 +195,9 @@ func runTrain(ctx context.Context, env *cliEnv, args []string) int {
 	}
 	f.o.Log = env.log
 	f.o.Plan = func(p retrain.Plan) { printPlan(env, p, f.rule) }
+	a := f.o.Trainer.(fullnet.Auto)
+	a.Log, a.Report = env.log, func(c fullnet.Choice) { printChoice(env.stdout, c) }
+	f.o.Trainer = a
 	bar := newTrainBar(env.stderr)
 	f.o.Progress = bar.update
 	out, _, err := retrain.RunDataDir(ctx, f.o)
@@ -158,6 +215,11 @@ func runTrain(ctx context.Context, env *cliEnv, args []string) int {
 func printPlan(env *cliEnv, p retrain.Plan, rule string) {
 	if p.Imported != "" {
 		fmt.Fprintf(env.stdout, "registry was empty: imported the base model as %s and made it current\n", p.Imported)
+	}
+	if p.Resumed {
+		fmt.Fprintln(env.stdout, "resuming the interrupted run on its data")
+	} else if p.StartOver != "" {
+		fmt.Fprintf(env.stdout, "an interrupted run was found; starting over: %s\n", p.StartOver)
 	}
 	fmt.Fprintf(env.stdout, "training set (%s):\n%s\nvalidation set (%s):\n%s\n", p.Mode, p.Train, p.ValName, p.Val)
 	for _, s := range p.Skipped {
@@ -239,7 +301,9 @@ func (b *trainBar) update(p retrain.Progress) {
 		frac = float64(p.Done) / float64(p.Total)
 	}
 	detail := p.Message
-	if p.Stage == "train" {
+	if p.Stage == "train" && p.Epochs > 0 {
+		detail = fmt.Sprintf("%s loss %.4f ETA %s", p.Message, p.Loss, time.Duration(p.ETA*float64(time.Second)).Round(time.Second))
+	} else if p.Stage == "train" && p.Total > 0 {
 		detail = fmt.Sprintf("step %d/%d loss %.4f", p.Done, p.Total, p.Loss)
 	} else if p.Total > 0 {
 		rate := float64(p.Done) / max(time.Since(b.start).Seconds(), 1e-3)

@@ -84,6 +84,8 @@ type Config struct {
 	RetrainMode      string        `envconfig:"DIAGD_RETRAIN_MODE" default:"auto" desc:"auto (full-shot when DATA_DIR/defects holds real defects, else zero-shot), zero-shot or full-shot"`
 	PromoteTolerance float64       `envconfig:"DIAGD_PROMOTE_TOLERANCE" default:"0" desc:"AP a candidate may lose: promote when the lower confidence bound of AP(candidate) - AP(serving) is >= -tolerance"`
 	JobThreads       int           `envconfig:"DIAGD_JOB_THREADS" default:"1" desc:"ONNX Runtime CPU threads for generation and retraining jobs (kept low so judging keeps up)"`
+	Trainable        string        `envconfig:"DIAGD_TRAINABLE" default:"auto" desc:"what retraining trains: head, last (last stage + head), all, or auto (all on a GPU; on the CPU the most complete setting whose estimate fits TRAIN_BUDGET, head without one)"`
+	TrainBudget      time.Duration `envconfig:"DIAGD_TRAIN_BUDGET" default:"0" desc:"time budget of a retraining run for TRAINABLE=auto (e.g. 2h; at least 1m, at most 30 days); 0: none"`
 
 	// Read by every command (the logger, ONNX Runtime), validated here for `run` and `validate`.
 	LogLevel  string `envconfig:"DIAGD_LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
@@ -103,6 +105,8 @@ const (
 	MinModelPoll       = 100 * time.Millisecond
 	MaxModelPoll       = time.Hour
 	MinRetrainEvery    = time.Minute
+	MinTrainBudget     = time.Minute
+	MaxTrainBudget     = 30 * 24 * time.Hour
 	MaxBatchWait       = time.Second
 	MinShutdownTimeout = time.Second
 	MaxShutdownTimeout = 10 * time.Minute
@@ -355,6 +359,21 @@ func (c *Config) validateJobs(p *problems) {
 	c.validateGate(p)
 	if c.JobThreads < 0 || c.JobThreads > MaxThreads {
 		p.bad("JOB_THREADS", "%d is outside 0..%d", c.JobThreads, MaxThreads)
+	}
+	c.validateTraining(p)
+}
+
+// validateTraining checks what retraining trains and its time budget.
+func (c *Config) validateTraining(p *problems) {
+	switch c.Trainable {
+	case "":
+		c.Trainable = "auto"
+	case "auto", "head", "last", "all":
+	default:
+		p.bad("TRAINABLE", "%q: want auto, head, last or all", c.Trainable)
+	}
+	if c.TrainBudget != 0 && (c.TrainBudget < MinTrainBudget || c.TrainBudget > MaxTrainBudget) {
+		p.bad("TRAIN_BUDGET", "%v: want 0 (none) or %v..%v", c.TrainBudget, MinTrainBudget, MaxTrainBudget)
 	}
 }
 

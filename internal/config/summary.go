@@ -31,6 +31,8 @@ type Summary struct {
 	Registry         string  `json:"registry"`
 	RetrainMode      string  `json:"retrainMode"`
 	PromoteTolerance float64 `json:"promoteTolerance"`
+	Trainable        string  `json:"trainable"`
+	TrainBudget      string  `json:"trainBudget"`
 }
 
 // Summary returns the redacted configuration summary.
@@ -43,6 +45,7 @@ func (c Config) Summary() Summary {
 		OutboxMaxBytes: c.OutboxMaxBytes, OutboxMaxRecords: c.OutboxMaxRecords, HTTPAddr: c.HTTPAddr, Demo: c.Demo,
 		Catalogue: c.Catalogue, Generator: c.Generator, AugmentN: c.AugmentN, RetrainEvery: c.RetrainEvery.String(),
 		AutoAccept: c.AutoAccept, Registry: c.Registry, RetrainMode: c.RetrainMode, PromoteTolerance: c.PromoteTolerance,
+		Trainable: c.Trainable, TrainBudget: c.TrainBudget.String(),
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/diagd/diagd/internal/atomicfile"
+	"github.com/diagd/diagd/internal/onnx/build"
 	pb "github.com/diagd/diagd/internal/onnx/onnxpb"
 )
 
@@ -149,4 +150,18 @@ func linkOrCopy(src, dst string) error {
 		_, err := io.Copy(w, in)
 		return err
 	})
+}
+
+// LoadModel reads an ONNX model with every initializer kept in a side file (the storage
+// form above, or any export with external data beside it) read into the model, so its
+// weights can be read, trained or rewritten.
+func LoadModel(path string) (*pb.ModelProto, error) {
+	m, err := build.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := resolveExternal(m.GetGraph(), filepath.Dir(path)); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return m, nil
 }
