@@ -302,7 +302,11 @@ func (b *builder) differentiate(seed func() (map[string]string, error)) (map[str
 			b.out.Initializer = append(b.out.Initializer, t)
 		}
 	}
-	t := &tape{e: b.e, s: b.s, needs: markNeeds(b.fwd.Node, b.params), saved: map[*pb.NodeProto]*bnSaved{},
+	stop, err := b.stopSet()
+	if err != nil {
+		return nil, err
+	}
+	t := &tape{e: b.e, s: b.s, needs: markNeeds(b.fwd.Node, b.params, stop), saved: map[*pb.NodeProto]*bnSaved{},
 		forms: b.cfg.ConvPolicy, chosen: b.prog.Convs}
 	if err := b.emitForward(t); err != nil {
 		return nil, err
@@ -321,6 +325,24 @@ func (b *builder) differentiate(seed func() (map[string]string, error)) (map[str
 		}
 	}
 	return grads, nil
+}
+
+// stopSet checks Config.StopGradient: every name must be a forward node's output.
+func (b *builder) stopSet() (map[string]bool, error) {
+	made := map[string]bool{}
+	for _, n := range b.fwd.Node {
+		for _, o := range n.Output {
+			made[o] = true
+		}
+	}
+	stop := map[string]bool{}
+	for _, v := range b.cfg.StopGradient {
+		if !made[v] {
+			return nil, fmt.Errorf("autodiff: stop-gradient value %q is not an output of any node of the forward graph", v)
+		}
+		stop[v] = true
+	}
+	return stop, nil
 }
 
 // emitForward copies the forward nodes, switching trainable BatchNormalization layers to

@@ -22,6 +22,10 @@ type Config struct {
 	ConvPolicy ConvPolicy
 	// Outputs lists forward outputs the step also returns, beside the loss's logits.
 	Outputs []string
+	// StopGradient names forward values that pass no gradient back to what produced
+	// them (PyTorch's detach()): the losses reaching the model through them do not train
+	// what lies before them. Each must be the output of a forward node.
+	StopGradient []string
 }
 
 // Loss is binary cross-entropy with logits on an image-level output, a per-pixel

@@ -25,7 +25,8 @@ var nonDiffOps = map[string]bool{"Shape": true, "Size": true, "Equal": true, "Gr
 	"NonZero": true, "Constant": true, "ConstantOfShape": true}
 
 // markNeeds finds the values that depend on a differentiable source (forward order).
-func markNeeds(nodes []*pb.NodeProto, sources []string) map[string]bool {
+// Values in stop depend on none: gradient is never asked through them.
+func markNeeds(nodes []*pb.NodeProto, sources []string, stop map[string]bool) map[string]bool {
 	needs := map[string]bool{}
 	for _, s := range sources {
 		needs[s] = true
@@ -43,6 +44,11 @@ func markNeeds(nodes []*pb.NodeProto, sources []string) map[string]bool {
 					}
 				}
 				break
+			}
+		}
+		for _, o := range n.Output {
+			if stop[o] {
+				delete(needs, o)
 			}
 		}
 	}

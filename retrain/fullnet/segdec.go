@@ -3,6 +3,7 @@ package fullnet
 import (
 	"fmt"
 	"math/rand/v2"
+	"strings"
 
 	"github.com/diagd/diagd/detect"
 )
@@ -34,9 +35,16 @@ type Segmentation struct {
 	// Name identifies Weights and Schedule in the recipe: a checkpoint is resumed only by
 	// a run with the same name, and model.json records it.
 	Name string
+	// StopGradient names the values through which the decision part reads the
+	// segmentation part (segdec.DecisionInputs); set, the image loss does not train the
+	// segmentation part (the papers' gradient-flow switch). nil: it flows.
+	StopGradient []string
 }
 
 func (s *Segmentation) String() string {
+	if len(s.StopGradient) > 0 {
+		return fmt.Sprintf("output %s, %s, gradient stopped at %s", s.Output, s.Name, strings.Join(s.StopGradient, ", "))
+	}
 	return fmt.Sprintf("output %s, %s", s.Output, s.Name)
 }
 

@@ -233,8 +233,9 @@ func (j *job) openStepper(fwd *pb.ModelProto, entries map[string]string, h *ckHe
 		entries = map[string]string{"session.intra_op.allow_spinning": "0"}
 	}
 	loss := autodiff.Loss{Logit: j.meta.Outputs.Logit, PosWeight: j.pw}
+	var stop []string
 	if s := j.cfg.Segmentation; s != nil {
-		loss.PixelLogit = s.Output
+		loss.PixelLogit, stop = s.Output, s.StopGradient
 	}
 	first := 0
 	if h != nil {
@@ -244,7 +245,8 @@ func (j *job) openStepper(fwd *pb.ModelProto, entries map[string]string, h *ckHe
 	j.st, err = autodiff.NewStepper(j.log, fwd, autodiff.StepperConfig{
 		Batch: j.cfg.Batch,
 		Config: autodiff.Config{Trainable: j.tr.Names, Batch: j.cfg.MicroBatch, Loss: loss,
-			Optimizer: autodiff.PaperAdam(), BatchNorm: j.cfg.BatchNorm.mode(min(first, j.cfg.Epochs-1))},
+			Optimizer: autodiff.PaperAdam(), BatchNorm: j.cfg.BatchNorm.mode(min(first, j.cfg.Epochs-1)),
+			StopGradient: stop},
 		Session: j.session, SessionConfig: entries,
 	})
 	if err != nil {
