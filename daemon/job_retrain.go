@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/diagd/diagd/retrain"
+	"github.com/diagd/diagd/retrain/arch"
 	"github.com/diagd/diagd/retrain/dataset"
 	"github.com/diagd/diagd/retrain/fullnet"
 	"github.com/diagd/diagd/retrain/gate"
@@ -52,13 +53,12 @@ func (j *jobs) retrain(ctx context.Context) (outcome, reason string) {
 		}
 	}
 	rep := &reporter{j: j, job: jobRetrain}
-	out, plan, err := retrain.RunDataDir(ctx, retrain.DataDirOptions{
+	o := retrain.DataDirOptions{
 		Log: log, Registry: cfg.Registry, ImportIfEmpty: importBase, Data: cfg.DataDir,
 		Mode: dataset.Mode(cfg.RetrainMode), ValFraction: validationFraction,
 		Gate: gate.Settings{Tolerance: cfg.PromoteTolerance, Confidence: cfg.PromoteConfidence,
 			MinDefects: cfg.PromoteMinDefects, MaxGoodFail: cfg.PromoteMaxGoodFail},
 		Session: j.jobSession(),
-		Trainer: j.retrainer(rep),
 		Resume:  true, // a run a crash or restart interrupted continues from its checkpoint
 		Progress: func(p retrain.Progress) {
 			reportRetrain(rep, p)
@@ -66,7 +66,15 @@ func (j *jobs) retrain(ctx context.Context) (outcome, reason string) {
 				j.retrainProgress(p)
 			}
 		},
-	})
+	}
+	resnet := j.retrainer(rep)
+	chosen, err := arch.Prepare(&o, arch.Setup{Arch: arch.Name(cfg.Arch), GPU: resnet.OnGPU(), ResNet: resnet,
+		Trainer: fullnet.Trainer{Log: log, Session: o.Session}})
+	if err != nil {
+		return done("failed", err)
+	}
+	ev.Arch = string(chosen)
+	out, plan, err := retrain.RunDataDir(ctx, o)
 	ev.ImportedBase, ev.Mode, ev.Validation = plan.Imported, string(plan.Mode), plan.ValName
 	if err != nil {
 		if ctx.Err() != nil {
@@ -133,7 +141,7 @@ func registryServes(log *slog.Logger, dir string) error {
 
 // retrainer is what the retrain job trains (DIAGD_TRAINABLE, DIAGD_TRAIN_BUDGET): the
 // choice, with every setting's estimate, is logged and sent as a progress event.
-func (j *jobs) retrainer(rep *reporter) retrain.Trainer {
+func (j *jobs) retrainer(rep *reporter) fullnet.Auto {
 	cfg := j.d.cfg
 	var setting fullnet.Setting
 	if cfg.Trainable != "auto" {

@@ -137,6 +137,7 @@ type retrainFinish struct {
 	Error            string   `json:"error,omitempty"`
 	Registry         string   `json:"registry"`
 	ImportedBase     string   `json:"imported_base,omitempty"`
+	Arch             string   `json:"arch,omitempty"` // resnet50 or segdec
 	Mode             string   `json:"mode,omitempty"`
 	Validation       string   `json:"validation,omitempty"`
 	Version          string   `json:"version,omitempty"`

@@ -11,6 +11,7 @@ import (
 
 	"github.com/diagd/diagd/internal/ortenv"
 	"github.com/diagd/diagd/retrain"
+	"github.com/diagd/diagd/retrain/arch"
 	"github.com/diagd/diagd/retrain/dataset"
 	"github.com/diagd/diagd/retrain/fullnet"
 	"github.com/diagd/diagd/retrain/gate"
@@ -35,6 +36,9 @@ type trainFlags struct {
 	provider              string
 	threads               int
 	trainable, batchNorm  string
+	arch                  string
+	archName              arch.Name
+	fc                    fullnet.Config // the recipe as given for last/all and segdec (zeros: defaults)
 	budget                time.Duration
 	micro                 int
 }
@@ -53,6 +57,7 @@ func newTrainFlags(env *cliEnv) (*flag.FlagSet, *trainFlags) {
 	fs.Float64Var(&o.ValFraction, "val-fraction", 0.2, "share of real images held out for validation when no validation set is given")
 	fs.StringVar(&f.mode, "mode", string(dataset.ZeroShot), "zero-shot (real negatives + synthetic), full-shot (all real + synthetic) or auto (full-shot when real defects exist)")
 	fs.StringVar(&f.rule, "label-rule", "any", "mask labelling: any (any marked pixel; also any-pixel), or paper (DIAG's resize-and-truncate rule, spec §1.5)")
+	fs.StringVar(&f.arch, "arch", "auto", "network: resnet50 (the paper's classifier, from the base model's weights), segdec (segmentation + decision network trained from random weights, every layer, masks supervising its segmentation output) or auto (what the registry serves; resnet50 when nothing does)")
 	fs.StringVar(&f.trainable, "trainable", "auto", "what trains: head (last layer on frozen features), last (last stage + head), all (every layer), or auto (all on a GPU; on the CPU the most complete setting whose estimate fits --budget, head without one)")
 	fs.DurationVar(&f.budget, "budget", 0, "time budget for training, e.g. 2h: every setting is timed on the data before the run and the estimates printed (0 = none)")
 	fs.BoolVar(&o.Resume, "resume", false, "continue an interrupted run from its checkpoint (<registry>/training) when its data and recipe are unchanged")
@@ -61,7 +66,7 @@ func newTrainFlags(env *cliEnv) (*flag.FlagSet, *trainFlags) {
 	fs.Float64Var(&f.hc.LR, "lr", 0, "adam solver and last/all: learning rate (default 1e-4)")
 	fs.IntVar(&f.hc.Batch, "batch", 0, "adam solver and last/all: batch size (default 32)")
 	fs.IntVar(&f.micro, "micro-batch", 0, "last/all: images per graph run; a batch's micro-batches add their gradients (default 8: batch 32 fits a small box)")
-	fs.StringVar(&f.batchNorm, "batch-norm", string(fullnet.BNPaper), "last/all: paper (train mode in epoch 1, frozen after), train or frozen")
+	fs.StringVar(&f.batchNorm, "batch-norm", "", "last/all and segdec: paper (train mode in epoch 1, frozen after; resnet50's default), train (segdec's default) or frozen")
 	fs.Uint64Var(&o.Seed, "seed", 0, "seed for the hold-out split, the cross-validation folds, adam's initialisation and the image order")
 	fs.StringVar(&f.imbalance, "imbalance", string(head.PosWeight), "class imbalance: pos-weight (positives weighted negatives/positives) or none")
 	fs.Float64Var(&o.Gate.Tolerance, "tolerance", 0, "AP the candidate may lose: promote when the lower confidence bound of AP(candidate) − AP(serving) is >= −tolerance")
@@ -99,6 +104,12 @@ func (f *trainFlags) options() error {
 		return err
 	}
 	o.Session = ortenv.Options{Provider: prov, Threads: f.threads}
+	if f.archName, err = arch.Parse(f.arch); err != nil {
+		return fmt.Errorf("--arch: %w", err)
+	}
+	if f.archName == arch.SegDec && f.trainable != "auto" && f.trainable != string(fullnet.All) {
+		return fmt.Errorf("--arch segdec trains every layer from random weights; --trainable %s does not apply", f.trainable)
+	}
 	if err := f.trainerOptions(); err != nil {
 		return err
 	}
@@ -139,8 +150,9 @@ func (f *trainFlags) trainerOptions() error {
 		return err
 	}
 	fc.Trainable = ""
+	f.fc = fc
 	hc := f.hc
-	fullRecipe := setting == fullnet.Last || setting == fullnet.All || (setting == "" && f.budget > 0)
+	fullRecipe := setting == fullnet.Last || setting == fullnet.All || (setting == "" && f.budget > 0) || f.archName == arch.SegDec
 	if hc.Solver == head.LogReg && fullRecipe {
 		hc.Epochs, hc.LR, hc.Batch = 0, 0, 0 // they are last's and all's; logreg needs none
 	}
@@ -196,8 +208,16 @@ func runTrain(ctx context.Context, env *cliEnv, args []string) int {
 	f.o.Log = env.log
 	f.o.Plan = func(p retrain.Plan) { printPlan(env, p, f.rule) }
 	a := f.o.Trainer.(fullnet.Auto)
-	a.Log, a.Report = env.log, func(c fullnet.Choice) { printChoice(env.stdout, c) }
-	f.o.Trainer = a
+	a.Log, a.Report, a.Session = env.log, func(c fullnet.Choice) { printChoice(env.stdout, c) }, f.o.Session
+	chosen, err := arch.Prepare(&f.o, arch.Setup{Arch: f.archName, Config: f.fc, GPU: a.OnGPU(), ResNet: a,
+		Trainer: fullnet.Trainer{Log: env.log, Session: f.o.Session}})
+	if err != nil {
+		return fail(err)
+	}
+	if chosen == arch.SegDec && f.trainable != "auto" && f.trainable != string(fullnet.All) {
+		return fail(fmt.Errorf("the registry serves a segdec network, which trains every layer from random weights; --trainable %s does not apply (or give --arch resnet50)", f.trainable))
+	}
+	fmt.Fprintf(env.stdout, "architecture: %s\n", chosen)
 	bar := newTrainBar(env.stderr)
 	f.o.Progress = bar.update
 	out, _, err := retrain.RunDataDir(ctx, f.o)

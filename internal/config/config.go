@@ -84,6 +84,7 @@ type Config struct {
 	RetrainMode      string        `envconfig:"DIAGD_RETRAIN_MODE" default:"auto" desc:"auto (full-shot when DATA_DIR/defects holds real defects, else zero-shot), zero-shot or full-shot"`
 	PromoteTolerance float64       `envconfig:"DIAGD_PROMOTE_TOLERANCE" default:"0" desc:"AP a candidate may lose: promote when the lower confidence bound of AP(candidate) - AP(serving) is >= -tolerance"`
 	JobThreads       int           `envconfig:"DIAGD_JOB_THREADS" default:"1" desc:"ONNX Runtime CPU threads for generation and retraining jobs (kept low so judging keeps up)"`
+	Arch             string        `envconfig:"DIAGD_ARCH" default:"auto" desc:"network retraining trains: resnet50 (the paper's classifier, from the serving model's weights), segdec (segmentation + decision network from random weights, supervised by the masks), or auto (what the registry serves)"`
 	Trainable        string        `envconfig:"DIAGD_TRAINABLE" default:"auto" desc:"what retraining trains: head, last (last stage + head), all, or auto (all on a GPU; on the CPU the most complete setting whose estimate fits TRAIN_BUDGET, head without one)"`
 	TrainBudget      time.Duration `envconfig:"DIAGD_TRAIN_BUDGET" default:"0" desc:"time budget of a retraining run for TRAINABLE=auto (e.g. 2h; at least 1m, at most 30 days); 0: none"`
 
@@ -365,6 +366,16 @@ func (c *Config) validateJobs(p *problems) {
 
 // validateTraining checks what retraining trains and its time budget.
 func (c *Config) validateTraining(p *problems) {
+	switch c.Arch {
+	case "":
+		c.Arch = "auto"
+	case "auto", "resnet50", "segdec":
+	default:
+		p.bad("ARCH", "%q: want auto, resnet50 or segdec", c.Arch)
+	}
+	if c.Arch == "segdec" && c.Trainable != "" && c.Trainable != "auto" && c.Trainable != "all" {
+		p.bad("TRAINABLE", "%q does not apply to ARCH=segdec, which trains every layer from random weights", c.Trainable)
+	}
 	switch c.Trainable {
 	case "":
 		c.Trainable = "auto"

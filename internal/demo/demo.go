@@ -39,15 +39,26 @@ func WriteModel(dir string, full bool, seed uint64) (detect.Metadata, error) {
 // Frame draws one w×h frame: blurred noise like brushed metal; scratched frames carry a
 // dark line at a random place.
 func Frame(w, h int, r *rand.Rand, scratched bool) gocv.Mat {
+	f, m := FrameAndMask(w, h, r, scratched)
+	m.Close()
+	return f
+}
+
+// FrameAndMask is Frame with the scratch's mask (8-bit, 255 on the line; all 0 for a
+// good frame), from the same random draws.
+func FrameAndMask(w, h int, r *rand.Rand, scratched bool) (gocv.Mat, gocv.Mat) {
 	f := gocv.NewMatWithSize(h, w, gocv.MatTypeCV8UC3)
+	m := gocv.Zeros(h, w, gocv.MatTypeCV8U)
 	gocv.RandN(&f, gocv.NewScalar(128, 128, 128, 0), gocv.NewScalar(30, 30, 30, 0))
 	gocv.GaussianBlur(f, &f, image.Pt(21, 3), 0, 0, gocv.BorderReflect101)
 	if scratched {
 		p0 := image.Pt(w/6+r.IntN(w*2/3), h/10+r.IntN(h/3))
 		p1 := image.Pt(p0.X+r.IntN(w/4)-w/8, p0.Y+h/3+r.IntN(h/3))
-		gocv.Line(&f, p0, p1, color.RGBA{35, 35, 40, 0}, max(2, w/320))
+		width := max(2, w/320)
+		gocv.Line(&f, p0, p1, color.RGBA{35, 35, 40, 0}, width)
+		gocv.Line(&m, p0, p1, color.RGBA{255, 255, 255, 0}, width)
 	}
-	return f
+	return f, m
 }
 
 // WriteFrames writes n PNG frames into dir; odd-numbered ones are scratched.

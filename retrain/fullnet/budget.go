@@ -217,6 +217,10 @@ func (a Auto) resumedSetting(ds retrain.TrainSet) Setting {
 	return h.Recipe.Trainable
 }
 
+// OnGPU says whether training would run on a GPU provider (Auto's test, for callers
+// that size a network by it).
+func (a Auto) OnGPU() bool { return a.gpu() }
+
 func (a Auto) gpu() bool {
 	if a.GPU != nil {
 		return a.GPU()
