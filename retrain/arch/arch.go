@@ -58,7 +58,7 @@ type Setup struct {
 	// GPU picks the published (wide) segdec network instead of the CPU default.
 	GPU bool
 	// ResNet is the trainer for resnet50 (fullnet.Auto, as configured by the caller).
-	ResNet retrain.Trainer
+	ResNet  retrain.Trainer
 	Trainer fullnet.Trainer // Log, Session and SessionConfig for segdec's trainer
 }
 
