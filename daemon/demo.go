@@ -16,7 +16,7 @@ const demoW, demoH = 640, 512
 
 // prepareDemo fills in what DIAGD_DEMO stands in for: with no sources, a looping video
 // of a brushed-metal surface (some frames scratched) at 5 fps; with no model at
-// MODEL_DIR, a stand-in model whose head is trained on labelled frames of that line.
+// MODEL_DIR, a segdec detector trained from scratch on labelled frames of that line.
 func (d *Daemon) prepareDemo() error {
 	dir := filepath.Join(d.cfg.DataDir, "demo")
 	if strings.TrimSpace(d.cfg.Sources) == "" {
@@ -32,7 +32,7 @@ func (d *Daemon) prepareDemo() error {
 	if _, err := os.Stat(filepath.Join(d.cfg.ModelDir, "model.json")); errors.Is(err, fs.ErrNotExist) {
 		model := filepath.Join(dir, "model", "registry", "current")
 		if _, err := os.Stat(filepath.Join(model, "model.json")); err != nil {
-			d.log.Info("demo: training a stand-in detector's head on 120 labelled frames of the simulated line (random backbone, no download)",
+			d.log.Info("demo: training a segmentation + decision detector from random weights on 96 labelled frames of the simulated line (no download; a minute or two on two cores)",
 				"path", filepath.Join(dir, "model"))
 			os.RemoveAll(filepath.Join(dir, "model")) // a half-made one from an interrupted start
 			m, out, err := demo.TrainedModel(context.Background(), d.log, filepath.Join(dir, "model"), demoW, demoH)

@@ -10,8 +10,8 @@ import (
 )
 
 // DIAGD_DEMO with no sources and no model: the daemon writes the simulated line's video,
-// trains the demo detector, and its verdicts fail exactly the scratched frames (every
-// 4th of the looping 40-frame video).
+// trains the demo detector (a segdec from random weights), and its verdicts fail exactly
+// the scratched frames (every 4th of the looping 40-frame video).
 func TestDemoJudgesTheSimulatedLine(t *testing.T) {
 	testenv.ORT(t)
 	b := mosquittotest.Start(t)
@@ -20,7 +20,7 @@ func TestDemoJudgesTheSimulatedLine(t *testing.T) {
 	cfg.Demo, cfg.Sources = true, "" // the model folder testConfig names is empty too
 	r := start(t, cfg)
 	const n = 12
-	vs := verdictsOf(t, sub.WaitFor(t, 120*time.Second, "demo verdicts", countVerdicts(t, verdictTopic, n)), verdictTopic)
+	vs := verdictsOf(t, sub.WaitFor(t, 600*time.Second, "demo verdicts", countVerdicts(t, verdictTopic, n)), verdictTopic)
 	if err := r.stop(t); err != nil {
 		t.Fatal(err)
 	}
