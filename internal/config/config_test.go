@@ -125,6 +125,7 @@ func TestNonsenseValuesRefused(t *testing.T) {
 		{"DIAGD_THREADS", "100000", "DIAGD_THREADS"},
 		{"DIAGD_JOB_THREADS", "-1", "DIAGD_JOB_THREADS"},
 		{"DIAGD_TRAINABLE", "everything", `DIAGD_TRAINABLE: "everything": want auto, head, last or all`},
+		{"DIAGD_ARCH", "vgg16", `DIAGD_ARCH: "vgg16": want auto, resnet50 or segdec`},
 		{"DIAGD_TRAIN_BUDGET", "30s", "DIAGD_TRAIN_BUDGET: 30s: want 0 (none) or 1m0s..720h0m0s"},
 		{"DIAGD_TRAIN_BUDGET", "1000h", "DIAGD_TRAIN_BUDGET"},
 		{"DIAGD_TRAIN_BUDGET", "-1h", "DIAGD_TRAIN_BUDGET"},
@@ -289,6 +290,20 @@ func TestTRTSettingsReachTheSessionOptions(t *testing.T) {
 		}
 		if _, err := Load(); err == nil || !strings.Contains(err.Error(), tc.variable) {
 			t.Errorf("%+v: error %v does not name %s", tc, err, tc.variable)
+		}
+	}
+}
+
+// A segdec network trains every layer from random weights: DIAGD_TRAINABLE=head with
+// DIAGD_ARCH=segdec is refused, naming TRAINABLE; all and auto are taken.
+func TestSegDecNeedsEveryLayer(t *testing.T) {
+	for trainable, ok := range map[string]bool{"head": false, "last": false, "all": true, "auto": true} {
+		goodEnv(t)
+		t.Setenv("DIAGD_ARCH", "segdec")
+		t.Setenv("DIAGD_TRAINABLE", trainable)
+		_, err := Load()
+		if ok != (err == nil) || (!ok && !strings.Contains(err.Error(), "DIAGD_TRAINABLE")) {
+			t.Errorf("TRAINABLE=%s with ARCH=segdec: %v", trainable, err)
 		}
 	}
 }
