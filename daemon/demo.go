@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/diagd/diagd/internal/demo"
+	"github.com/diagd/diagd/retrain"
+	"github.com/diagd/diagd/retrain/registry"
 )
 
 // The simulated line's frame size.
@@ -43,7 +45,38 @@ func (d *Daemon) prepareDemo() error {
 				"precision", out.Candidate.Precision, "recall", out.Candidate.Recall)
 			model = m
 		}
-		d.cfg.ModelDir = model
+		served, err := d.demoIntoRegistry(model)
+		if err != nil {
+			return err
+		}
+		d.cfg.ModelDir = served
 	}
 	return nil
+}
+
+// demoIntoRegistry imports the demo's trained model into DIAGD_REGISTRY as its serving
+// version when the registry serves nothing yet, so the console's Models page, the
+// retraining cycle (DIAGD_ARCH auto: segdec) and `diagd models` all see the model that
+// judges; it returns the registry's current link.
+func (d *Daemon) demoIntoRegistry(model string) (string, error) {
+	if d.cfg.Registry == "" {
+		return model, nil
+	}
+	reg, err := registry.Open(d.log, d.cfg.Registry, registry.Options{})
+	if err != nil {
+		return "", err
+	}
+	release, err := reg.Lock()
+	if err != nil {
+		return "", err
+	}
+	defer release()
+	v, err := retrain.EnsureBase(reg, model)
+	if err != nil {
+		return "", err
+	}
+	if v != "" {
+		d.log.Info("demo: the trained model is the registry's serving version", "registry", reg.Dir, "version", v)
+	}
+	return filepath.Join(reg.Dir, registry.CurrentLink), nil
 }

@@ -1,12 +1,16 @@
 package daemon
 
 import (
+	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
 
+	"github.com/diagd/diagd/detect"
 	"github.com/diagd/diagd/internal/mosquittotest"
 	"github.com/diagd/diagd/internal/testenv"
+	"github.com/diagd/diagd/retrain/registry"
+	"github.com/diagd/diagd/retrain/segdec"
 )
 
 // DIAGD_DEMO with no sources and no model: the daemon writes the simulated line's video,
@@ -33,5 +37,13 @@ func TestDemoJudgesTheSimulatedLine(t *testing.T) {
 		if (v.Verdict == "fail") != scratched || v.Error != "" {
 			t.Errorf("frame %d (scratched %v): verdict %s score %.3f", seq, scratched, v.Verdict, v.Score)
 		}
+		if scratched && len(v.Defects) == 0 {
+			t.Errorf("frame %d: a scratched frame's verdict says nothing of where the scratch is", seq)
+		}
+	}
+	// The trained model serves from DIAGD_REGISTRY, where the console and retraining see it.
+	m, err := detect.ReadMetadata(filepath.Join(cfg.Registry, registry.CurrentLink))
+	if err != nil || m.Architecture != segdec.Architecture || m.Outputs.Segmentation == "" {
+		t.Errorf("the registry's current model: %s %+v, %v; want the trained segdec", m.Architecture, m.Outputs, err)
 	}
 }
