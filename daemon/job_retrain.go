@@ -68,7 +68,7 @@ func (j *jobs) retrain(ctx context.Context) (outcome, reason string) {
 		},
 	}
 	resnet := j.retrainer(rep)
-	chosen, err := arch.Prepare(&o, arch.Setup{Arch: arch.Name(cfg.Arch), GPU: resnet.OnGPU(), ResNet: resnet,
+	chosen, err := arch.Prepare(&o, arch.Setup{Arch: arch.Name(cfg.Arch), GPU: resnet.OnGPU, ResNet: resnet,
 		Trainer: fullnet.Trainer{Log: log, Session: o.Session}})
 	if err != nil {
 		return done("failed", err)

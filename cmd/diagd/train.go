@@ -209,7 +209,7 @@ func runTrain(ctx context.Context, env *cliEnv, args []string) int {
 	f.o.Plan = func(p retrain.Plan) { printPlan(env, p, f.rule) }
 	a := f.o.Trainer.(fullnet.Auto)
 	a.Log, a.Report, a.Session = env.log, func(c fullnet.Choice) { printChoice(env.stdout, c) }, f.o.Session
-	chosen, err := arch.Prepare(&f.o, arch.Setup{Arch: f.archName, Config: f.fc, GPU: a.OnGPU(), ResNet: a,
+	chosen, err := arch.Prepare(&f.o, arch.Setup{Arch: f.archName, Config: f.fc, GPU: a.OnGPU, ResNet: a,
 		Trainer: fullnet.Trainer{Log: env.log, Session: f.o.Session}})
 	if err != nil {
 		return fail(err)

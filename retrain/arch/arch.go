@@ -55,8 +55,9 @@ type Setup struct {
 	// defaults). For segdec, Config.Trainable is ignored: a network from scratch trains
 	// every layer.
 	Config fullnet.Config
-	// GPU picks the published (wide) segdec network instead of the CPU default.
-	GPU bool
+	// GPU says whether training runs on a GPU provider (asked for segdec only): the
+	// published (wide) network is used there instead of the CPU default. nil: CPU.
+	GPU func() bool
 	// ResNet is the trainer for resnet50 (fullnet.Auto, as configured by the caller).
 	ResNet  retrain.Trainer
 	Trainer fullnet.Trainer // Log, Session and SessionConfig for segdec's trainer
@@ -75,7 +76,7 @@ func Prepare(o *retrain.DataDirOptions, s Setup) (Name, error) {
 		return ResNet50, nil
 	}
 	opts := segdec.CPUOptions()
-	if s.GPU {
+	if s.GPU != nil && s.GPU() {
 		opts = segdec.GPUOptions()
 	}
 	opts.Seed = o.Seed
