@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets everything up on a fresh Debian 12 machine and runs diagd's main job on an embedded default, with
 # nothing supplied by the user: a generated video of a simulated line (some frames scratched) judged by a
-# generated detector (stand-in backbone, head trained at first start), verdicts published to a local mosquitto.
+# detector trained from random weights at first start (a segmentation + decision network, about a minute),
+# verdicts published to a local mosquitto.
 #   DIAGD_DEMO_SECONDS=N  stop after N seconds (default: run until Ctrl-C)
 #   DIAGD_DEMO_PORT=P     broker port (default 1883 if free, else a free one)
 set -euo pipefail
@@ -29,8 +30,9 @@ if ! mosquitto_sub -p "$port" -t '$SYS/broker/version' -C 1 -W 1 >/dev/null 2>&1
 fi
 
 cat <<MSG
-[demo] diagd judges a simulated line at 5 frames/s (every 4th frame is scratched) with a small stand-in
-       detector whose head it trains on labelled frames at first start. Watch the verdicts in another terminal:
+[demo] diagd judges a simulated line at 5 frames/s (every 4th frame is scratched) with a segmentation +
+       decision detector that it trains from random weights on labelled frames at first start (about a
+       minute). Watch the verdicts, with where each scratch is, in another terminal:
          mosquitto_sub -p $port -v -t 'diagd/#'
        Health and metrics: curl -s localhost:9410/readyz; curl -s localhost:9410/metrics | grep ^diagd_
        Stop with Ctrl-C.
