@@ -107,8 +107,11 @@ func (f *trainFlags) options() error {
 	if f.archName, err = arch.Parse(f.arch); err != nil {
 		return fmt.Errorf("--arch: %w", err)
 	}
+	o.ImportIfEmpty, o.BaseModel = f.base, f.base
+	// auto is resolved now: segdec's recipe takes --epochs, --lr and --batch
+	f.archName = arch.Resolve(f.archName, o)
 	if f.archName == arch.SegDec && f.trainable != "auto" && f.trainable != string(fullnet.All) {
-		return fmt.Errorf("--arch segdec trains every layer from random weights; --trainable %s does not apply", f.trainable)
+		return fmt.Errorf("a segdec network trains every layer from random weights; --trainable %s does not apply (or give --arch resnet50)", f.trainable)
 	}
 	if err := f.trainerOptions(); err != nil {
 		return err
@@ -126,7 +129,6 @@ func (f *trainFlags) options() error {
 	if err := g.Validate(); err != nil {
 		return err
 	}
-	o.ImportIfEmpty, o.BaseModel = f.base, f.base
 	return nil
 }
 
@@ -213,9 +215,6 @@ func runTrain(ctx context.Context, env *cliEnv, args []string) int {
 		Trainer: fullnet.Trainer{Log: env.log, Session: f.o.Session}})
 	if err != nil {
 		return fail(err)
-	}
-	if chosen == arch.SegDec && f.trainable != "auto" && f.trainable != string(fullnet.All) {
-		return fail(fmt.Errorf("the registry serves a segdec network, which trains every layer from random weights; --trainable %s does not apply (or give --arch resnet50)", f.trainable))
 	}
 	fmt.Fprintf(env.stdout, "architecture: %s\n", chosen)
 	bar := newTrainBar(env.stderr)

@@ -50,6 +50,14 @@ func TestTrainCommandSegDecFromScratch(t *testing.T) {
 	if m.Training["trainable"] != "all" || !strings.Contains(seg, "gradient stopped at dec.in.features") || r["augment"] == "" || r["lr"] != arch.SegDecLR {
 		t.Errorf("model.json training %v", m.Training)
 	}
+
+	// The registry now serves a segdec network: without --arch the next run trains one
+	// too, and takes --epochs for it (not for a logreg head, which would refuse them).
+	code, out, errs = runTrainCLI(t, "train", "--registry", reg, "--data", data, "--mode", "full-shot",
+		"--epochs", "1", "--batch", "8", "--provider", "cpu", "--threads", "1", "--no-promote", "--min-defects", "2")
+	if code != exitNotPromoted || !strings.Contains(out, "architecture: segdec") {
+		t.Errorf("second run without --arch: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errs)
+	}
 }
 
 // A segdec network trains every layer: --trainable head is refused before any work.

@@ -67,11 +67,7 @@ type Setup struct {
 // network under the registry (FreshDir), also imported as the first version when the
 // registry is empty and o imports nothing else. It returns the architecture chosen.
 func Prepare(o *retrain.DataDirOptions, s Setup) (Name, error) {
-	a := s.Arch
-	if a == Auto || a == "" {
-		a = serving(o)
-	}
-	if a != SegDec {
+	if a := Resolve(s.Arch, o); a != SegDec {
 		o.Trainer = s.ResNet
 		return ResNet50, nil
 	}
@@ -97,8 +93,15 @@ func Prepare(o *retrain.DataDirOptions, s Setup) (Name, error) {
 	return SegDec, nil
 }
 
-// serving is the architecture of the model a run would start from: the registry's
-// current model, else the one it would import.
+// Resolve turns Auto into the architecture of the model the run o would start from:
+// the registry's current model, else the one it would import (resnet50 when none).
+func Resolve(a Name, o *retrain.DataDirOptions) Name {
+	if a != Auto && a != "" {
+		return a
+	}
+	return serving(o)
+}
+
 func serving(o *retrain.DataDirOptions) Name {
 	for _, dir := range []string{filepath.Join(o.Registry, registry.CurrentLink), o.BaseModel, o.ImportIfEmpty} {
 		if dir == "" {
