@@ -7,10 +7,7 @@
 package arch
 
 import (
-	"encoding/json"
-	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 
 	"github.com/diagd/diagd/detect"
@@ -117,28 +114,14 @@ func serving(o *retrain.DataDirOptions) Name {
 	return ResNet50
 }
 
-// writeFresh writes the untrained network of opts to dir unless the same one is there.
+// writeFresh writes the untrained network of opts to dir (atomically; the same seed
+// gives the same file, so a rewrite changes nothing a resumed run relies on).
 func writeFresh(dir string, opts segdec.Options) error {
-	want, err := json.Marshal(opts)
-	if err != nil {
-		return err
-	}
-	stamp := filepath.Join(dir, "options.json")
-	if got, err := os.ReadFile(stamp); err == nil && string(got) == string(want) {
-		if _, err := os.Stat(filepath.Join(dir, detect.ModelFile)); err == nil {
-			return nil
-		}
-	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
-	}
 	m, err := opts.Model()
 	if err != nil {
 		return err
 	}
 	meta := segdec.Metadata(fmt.Sprintf("segdec-untrained-seed%d", opts.Seed), opts)
 	meta.Training = map[string]any{"method": "none", "note": "random initial weights: the starting point of training from scratch"}
-	if err := segdec.WriteModel(dir, m, meta); err != nil {
-		return err
-	}
-	return os.WriteFile(stamp, want, 0o644)
+	return segdec.WriteModel(dir, m, meta)
 }
