@@ -57,6 +57,9 @@ type Client struct {
 	dirty      map[string]bool // states changed since last published
 	events     []event
 	outboxSeen *outboxState // last outbox state published
+	// poisoned holds the seqs of verdicts the broker refused (seq → reason), marked by
+	// the session store before paho can complete their tokens (a few, ever).
+	poisoned sync.Map
 	// refuseLogged is when a refused command was last logged, by reason.
 	refuseLogged map[string]time.Time
 
@@ -283,12 +286,14 @@ func (c *Client) upState() (bool, uint64, <-chan struct{}) {
 	return c.up, c.epoch, c.upChanged
 }
 
-// onPoison handles a message the session store found the broker refuses (by size).
+// onPoison is told by the session store, while paho resumes (so it must not block), of
+// a message the broker refuses (by size). A verdict's seq is marked at once, before
+// paho can complete its token: the pump then sets it aside instead of acknowledging a
+// verdict that was never delivered. The rest runs on its own goroutine.
 func (c *Client) onPoison(topic string, payload []byte, size int) {
 	reason := fmt.Sprintf("the broker closed the connection %d times in a row on this %d-byte message, and it "+
 		"acknowledges smaller ones: it refuses messages this large (mosquitto: max_packet_size)", poisonStrikes+1, size)
-	switch {
-	case topic == c.topic("verdict"):
+	if topic == c.topic("verdict") {
 		var v struct {
 			Seq uint64 `json:"seq"`
 		}
@@ -296,7 +301,16 @@ func (c *Client) onPoison(topic string, payload []byte, size int) {
 			c.log.Error("mqtt: refused verdict has no seq; it stays in the outbox", "err", err)
 			return
 		}
-		c.setAside(v.Seq, reason)
+		c.poisoned.Store(v.Seq, reason)
+		go c.setAside(v.Seq, reason)
+		return
+	}
+	go c.dropRefused(topic, payload, reason)
+}
+
+// dropRefused forgets a refused state message, or drops another kind, and reports it.
+func (c *Client) dropRefused(topic string, payload []byte, reason string) {
+	switch {
 	case strings.HasPrefix(topic, c.topic("state")+"/"):
 		c.forgetState(strings.TrimPrefix(topic, c.topic("state")+"/"), payload, reason)
 	default:

@@ -155,8 +155,15 @@ func (c *Client) pumpConnected(epoch uint64) bool {
 				c.log.Warn("mqtt: verdict publish failed; will re-send from the outbox", "seq", f.seq, "err", err)
 				return false
 			}
-			c.ob.Ack(f.seq)
-			c.m.published.Inc()
+			if reason, refused := c.poisoned.Load(f.seq); refused {
+				c.setAside(f.seq, reason.(string))
+			} else if !c.acknowledged(f.tok) {
+				c.log.Debug("mqtt: a verdict's token completed by paho's resume, not by a PUBACK; replaying from the outbox", "seq", f.seq)
+				return true
+			} else {
+				c.ob.Ack(f.seq)
+				c.m.published.Inc()
+			}
 			fly[0] = inflight{}
 			fly = fly[1:]
 		case <-timer.C:
@@ -165,6 +172,17 @@ func (c *Client) pumpConnected(epoch uint64) bool {
 			return false
 		}
 	}
+}
+
+// acknowledged says whether a completed publish token means the broker has the message.
+// paho also completes a token, without an error, when its resume after a reconnect
+// re-sends the stored packet under a new token (messageIds.claimID); that packet is then
+// still in the session store, unacknowledged. Taking such a completion for a PUBACK
+// would ack the outbox for a verdict the broker may never get (if the process dies
+// before paho's re-send is acknowledged, or the broker refuses it by size).
+func (c *Client) acknowledged(tok paho.Token) bool {
+	t, ok := tok.(interface{ MessageID() uint16 })
+	return !ok || !c.store.Unacked(t.MessageID())
 }
 
 // packetLimit is the largest packet the broker takes, as configured or as learned from

@@ -3,6 +3,7 @@ package mqtt
 import (
 	"crypto/sha256"
 	"slices"
+	"strconv"
 	"sync"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
@@ -119,6 +120,16 @@ func (s *sessionStore) Reset() {
 	s.Store.Reset()
 }
 
+// Unacked says whether the outbound PUBLISH with packet id mid is still in the session
+// waiting for its PUBACK (paho deletes it from the store before it completes the token
+// on a PUBACK).
+func (s *sessionStore) Unacked(mid uint16) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.info["o."+strconv.Itoa(int(mid))]
+	return ok
+}
+
 // Refused is the smallest packet size the broker was found to refuse, 0 if none.
 func (s *sessionStore) Refused() int {
 	s.mu.Lock()
@@ -201,7 +212,7 @@ func (s *sessionStore) dropPoison(keys, bad []string) []string {
 		}
 	}
 	if payload != nil && s.onPoison != nil {
-		go s.onPoison(topic, payload, packetSize(topic, len(payload)))
+		s.onPoison(topic, payload, packetSize(topic, len(payload))) // must not block: paho is resuming
 	}
 	return out
 }
