@@ -45,14 +45,18 @@ type Client struct {
 	tls   bool // the connection is TLS
 	m     metrics
 
-	mu         sync.Mutex
-	closing    bool
-	epoch      uint64        // +1 on every connect and connection loss
-	up         bool          // connected and set up (subscribed, state published)
-	upChanged  chan struct{} // closed on every change of up
-	connects   int
-	conn       connLog
-	handlers   map[string]command
+	mu        sync.Mutex
+	closing   bool
+	epoch     uint64        // +1 on every connect and connection loss
+	up        bool          // connected and set up (subscribed, state published)
+	upChanged chan struct{} // closed on every change of up
+	connects  int
+	conn      connLog
+	handlers  map[string]command
+	// cmdQueues holds, per command name, the commands waiting for that name's worker:
+	// commands of one name run one at a time in arrival order (two triggers sent 1 ms
+	// apart must reach the camera in that order), different names concurrently.
+	cmdQueues  map[string][]queuedCommand
 	states     map[string][]byte
 	dirty      map[string]bool // states changed since last published
 	events     []event
@@ -95,6 +99,7 @@ func New(log *slog.Logger, cfg Config, ob *outbox.Outbox, reg prometheus.Registe
 		cfg: cfg, log: log.With("client_id", cfg.ClientID), ob: ob,
 		upChanged:    make(chan struct{}),
 		handlers:     map[string]command{},
+		cmdQueues:    map[string][]queuedCommand{},
 		refuseLogged: map[string]time.Time{},
 		states:       map[string][]byte{},
 		dirty:        map[string]bool{},

@@ -104,6 +104,43 @@ func (c *Client) publishCommands() {
 	}
 }
 
+// queuedCommand is a command taken from the broker, waiting for its name's worker.
+type queuedCommand struct {
+	payload []byte // nil when over MaxCommandBytes
+	size    int
+}
+
+// enqueueCommand queues a command (holding a slot and a wg count) behind the earlier
+// ones of its name, starting that name's worker when none runs.
+func (c *Client) enqueueCommand(name string, cmd queuedCommand) {
+	c.mu.Lock()
+	q, running := c.cmdQueues[name]
+	c.cmdQueues[name] = append(q, cmd)
+	c.mu.Unlock()
+	if !running {
+		go c.drainCommands(name)
+	}
+}
+
+// drainCommands runs the commands of one name in arrival order until none is left.
+func (c *Client) drainCommands(name string) {
+	for {
+		c.mu.Lock()
+		q := c.cmdQueues[name]
+		if len(q) == 0 {
+			delete(c.cmdQueues, name)
+			c.mu.Unlock()
+			return
+		}
+		cmd := q[0]
+		c.cmdQueues[name] = q[1:]
+		c.mu.Unlock()
+		c.answer(name, c.runCommand(name, cmd.payload, cmd.size))
+		<-c.cmdSlots
+		c.wg.Done()
+	}
+}
+
 func (c *Client) onMessage(_ paho.Client, m paho.Message) {
 	name, ok := strings.CutPrefix(m.Topic(), c.cfg.TopicPrefix+"/cmd/")
 	if !ok || name == "" || strings.Contains(name, "/") {
@@ -141,13 +178,8 @@ func (c *Client) onMessage(_ paho.Client, m paho.Message) {
 	if len(m.Payload()) <= c.cfg.MaxCommandBytes {
 		payload = append([]byte(nil), m.Payload()...)
 	}
-	size := len(m.Payload())
 	// Handlers may take long (retrain); never block paho's router.
-	go func() {
-		defer c.wg.Done()
-		defer func() { <-c.cmdSlots }()
-		c.answer(name, c.runCommand(name, payload, size))
-	}()
+	c.enqueueCommand(name, queuedCommand{payload: payload, size: len(m.Payload())})
 }
 
 // refuseLogEvery is how often refusals of one reason are logged: a flood of commands

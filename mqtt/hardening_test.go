@@ -5,8 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -513,5 +515,44 @@ func TestRecommendedACL(t *testing.T) {
 	}
 	if countTopic(plc.Snapshot(), "diagd/line3/cmd/retrain/result") != 0 {
 		t.Fatal("the PLC sees results of commands it may not send")
+	}
+}
+
+// Commands of one name run in the order they arrive (two triggers sent a millisecond
+// apart must queue their parts in that order), one at a time; paho hands them over in
+// order, and a goroutine per command would lose it.
+func TestCommandsOfOneNameRunInArrivalOrder(t *testing.T) {
+	b := mosquittotest.StartWith(t, mosquittotest.Options{SaveOnShutdownOnly: true})
+	sub := subscribe(t, b.URL(), "plc-1", "diagd/line1/#")
+	const n = 30
+	f := newClient(t, b.URL(), "line1", t.TempDir(), outbox.Options{}, func(c *Config) { c.MaxCommandsInFlight = n })
+	defer f.close(t, context.Background())
+	var mu sync.Mutex
+	var got []int
+	f.c.HandleCommand("trigger", ScopeOperate, func(_ context.Context, p []byte) (any, error) {
+		var v struct{ N int }
+		if err := json.Unmarshal(p, &v); err != nil {
+			return nil, err
+		}
+		time.Sleep(time.Duration(rand.IntN(3)) * time.Millisecond) // a goroutine per command would reorder
+		mu.Lock()
+		got = append(got, v.N)
+		mu.Unlock()
+		return v.N, nil
+	})
+	f.c.Start()
+	sub.WaitFor(t, 10*time.Second, "online", func(ms []msg) bool { return count(ms, "diagd/line1/available", "online") >= 1 })
+	for i := range n {
+		sub.Publish(t, "diagd/line1/cmd/trigger", fmt.Sprintf(`{"n":%d}`, i))
+	}
+	sub.WaitFor(t, 20*time.Second, "every result", func(ms []msg) bool {
+		return countTopic(ms, "diagd/line1/cmd/trigger/result") >= n
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	for i, v := range got {
+		if v != i {
+			t.Fatalf("commands ran in the order %v, want 0..%d", got, n-1)
+		}
 	}
 }
