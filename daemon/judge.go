@@ -239,7 +239,7 @@ func (d *Daemon) stored(batch []capture.Frame, out []mqtt.Verdict, dups []bool) 
 		d.m.verdicts.WithLabelValues(v.Verdict).Inc()
 		d.tally.add(v.Verdict)
 		d.m.latency.Observe(v.LatencyMs / 1000)
-		d.log.Debug("verdict", "camera", f.Source, "seq", v.Seq, "messageid", v.MessageID,
+		d.log.Debug("verdict", "camera", f.Source, "frame", v.FrameID, "seq", v.Seq, "messageid", v.MessageID,
 			"verdict", v.Verdict, "score", v.Score, "model_version", v.AnalyticsModule.Version)
 	}
 }
