@@ -141,11 +141,7 @@ func frozenHeads(model string, tr, va *dataset.Set, so ortenv.Options) error {
 		return err
 	}
 	defer ex.Close()
-	X, y, err := extractSet(ex, tr)
-	if err != nil {
-		return err
-	}
-	Xv, yv, err := extractSet(ex, va)
+	X, y, Xv, yv, err := extractSplit(ex, tr, va)
 	if err != nil {
 		return err
 	}

@@ -195,17 +195,22 @@ func benchTrainData(data, model, cache string, frac float64, seed uint64) error 
 		return err
 	}
 	defer ex.Close()
-	X, y, err := extractSet(ex, tr)
-	if err != nil {
-		return err
-	}
-	Xv, yv, err := extractSet(ex, va)
+	X, y, Xv, yv, err := extractSplit(ex, tr, va)
 	if err != nil {
 		return err
 	}
 	fmt.Printf("%s: full-shot, train %d images, validation %s: %d images (%d defects), features %d wide from %s\n",
 		data, len(X), name, len(Xv), count(yv), len(X[0]), model)
 	return compareHeads(X, y, Xv, yv, true)
+}
+
+// extractSplit returns the features and labels of a training and a validation set.
+func extractSplit(ex *features.Extractor, tr, va *dataset.Set) (X [][]float32, y []bool, Xv [][]float32, yv []bool, err error) {
+	if X, y, err = extractSet(ex, tr); err != nil {
+		return
+	}
+	Xv, yv, err = extractSet(ex, va)
+	return
 }
 
 // extractSet returns the features and labels of a set's readable images.

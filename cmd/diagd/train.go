@@ -217,6 +217,9 @@ func runTrain(ctx context.Context, env *cliEnv, args []string) int {
 		return fail(err)
 	}
 	fmt.Fprintf(env.stdout, "architecture: %s\n", chosen)
+	if chosen == arch.SegDec && f.base != "" {
+		fmt.Fprintf(env.stdout, "segdec trains from random weights: --base-model %s is only imported into an empty registry, to compare with\n", f.base)
+	}
 	bar := newTrainBar(env.stderr)
 	f.o.Progress = bar.update
 	out, _, err := retrain.RunDataDir(ctx, f.o)

@@ -53,9 +53,10 @@ func TestTrainCommandSegDecFromScratch(t *testing.T) {
 
 	// The registry now serves a segdec network: without --arch the next run trains one
 	// too, and takes --epochs for it (not for a logreg head, which would refuse them).
-	code, out, errs = runTrainCLI(t, "train", "--registry", reg, "--data", data, "--mode", "full-shot",
+	// A --base-model is not trained from (said so).
+	code, out, errs = runTrainCLI(t, "train", "--registry", reg, "--data", data, "--mode", "full-shot", "--base-model", filepath.Join(reg, arch.FreshDir),
 		"--epochs", "1", "--batch", "8", "--provider", "cpu", "--threads", "1", "--no-promote", "--min-defects", "2")
-	if code != exitNotPromoted || !strings.Contains(out, "architecture: segdec") {
+	if code != exitNotPromoted || !strings.Contains(out, "architecture: segdec") || !strings.Contains(out, "segdec trains from random weights: --base-model") {
 		t.Errorf("second run without --arch: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errs)
 	}
 }
